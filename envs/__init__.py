@@ -1,0 +1,9 @@
+"""Tasks, sandboxes, agents, the outcome store and the spawn environments.
+
+Importing ``envs`` registers ``HRMSpawn/SWESmith-v0`` with gymnasium (by module path, so nothing heavy,
+no torch, is imported until the env is made).
+"""
+
+from envs.registry import SPAWN_ENV_ID
+
+__all__ = ["SPAWN_ENV_ID"]

@@ -1,0 +1,174 @@
+"""HRM policy throughput: forward+backward samples/s and tokens/s.
+
+Writes benchmarks/results/hrm_tiny_cpu_samples_per_s.json (hrm-tiny, fp32, CPU) and, where CUDA is
+available, benchmarks/results/hrm_27m_gpu_samples_per_s.json (hrm-27m, bf16). Run:
+
+    .venv/bin/python benchmarks/hrm_throughput.py [--seconds 5] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from envs.config import load_config  # noqa: E402
+from envs.features import num_features  # noqa: E402
+from policies.config import HRMConfig  # noqa: E402
+from policies.hrm import resolve_dtype  # noqa: E402
+from policies.layers import attention_backend  # noqa: E402
+from policies.spawn_policy import SpawnPolicy  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+NUM_ACTIONS, NUM_FEATURES = 1 + 2 * 4, num_features(4)  # K = 4 agents, the env's feature layout
+
+# hrm-tiny CPU goal: a PPO update on 2 shared cores with n_steps=256 x 4 epochs is 1024 forward+backward
+# samples; at 200 samples/s that is ~5 s, keeping training time dominated by the sandbox, not the policy.
+CPU_GOAL = 200.0
+# hrm-27m GPU goal: the HRM paper's ACT batch (768 x seq 900) per optimizer step in under ~1 s on one H100.
+GPU_GOAL = 1000.0
+
+
+def measure(config: HRMConfig, batch: int, device: str, seconds: float, compile_: bool) -> dict[str, float]:
+    torch.manual_seed(0)
+    policy = SpawnPolicy(config, NUM_ACTIONS, NUM_FEATURES).to(device)
+    step = torch.compile(policy) if compile_ else policy
+    tokens = torch.randint(0, config.vocab_size, (batch, config.seq_len), device=device)
+    features = torch.randn(batch, NUM_FEATURES, device=device)
+    mask = torch.ones(batch, NUM_ACTIONS, dtype=torch.bool, device=device)
+    carry = policy.initial_carry(batch, device)
+
+    def one() -> None:
+        _, out = step(carry, tokens, features, mask)
+        # Touch every head so the backward covers the whole policy.
+        (
+            out.q_logits.square().mean() + out.value.square().mean() + out.action_logits.logsumexp(-1).mean()
+        ).backward()
+
+    for _ in range(3):  # warm-up (and compilation)
+        one()
+    _sync(device)
+    iters, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or iters < 3:
+        one()
+        iters += 1
+    _sync(device)  # the only host sync: the loop itself queues kernels without waiting
+    elapsed = time.perf_counter() - start
+    samples = iters * batch / elapsed
+    return {
+        "samples_per_s": samples,
+        "tokens_per_s": samples * config.total_len,
+        "iters": iters,
+        "seconds": elapsed,
+    }
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def write(
+    name: str,
+    value: float,
+    goal: float,
+    config_name: str,
+    config: HRMConfig,
+    batch: int,
+    device: str,
+    extra: dict,
+) -> Path:
+    dtype = resolve_dtype(config.forward_dtype, device)
+    machine = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    record = {
+        "name": name,
+        "value": round(value, 2),
+        "unit": "samples/s",
+        "goal": goal,
+        "higher_is_better": True,
+        "meta": {
+            "machine": machine,
+            "config": config_name,
+            "batch": batch,
+            "seq_len": config.seq_len,
+            "positions": config.total_len,
+            "dtype": str(dtype).removeprefix("torch."),
+            "attention_backend": attention_backend(device, dtype),
+            "torch": torch.__version__,
+            # Shared machines: the 1-minute load average says how contended the CPU was.
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "measure": "forward+backward of SpawnPolicy (one ACT segment), optimizer step excluded",
+            **extra,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per measurement")
+    parser.add_argument("--cpu-batch", type=int, default=32)
+    parser.add_argument("--gpu-batch", type=int, default=128)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the policy (GPU run)")
+    args = parser.parse_args(argv)
+
+    tiny = load_config(HRMConfig, "policy/hrm-tiny")
+    res = measure(tiny, args.cpu_batch, "cpu", args.seconds, compile_=False)
+    write(
+        "hrm_tiny_cpu_samples_per_s",
+        res["samples_per_s"],
+        CPU_GOAL,
+        "policy/hrm-tiny",
+        tiny,
+        args.cpu_batch,
+        "cpu",
+        {
+            "tokens_per_s": round(res["tokens_per_s"], 1),
+            "iters": res["iters"],
+            "goal_reason": "a 1024-sample PPO update (n_steps 256 x 4 epochs) in ~5 s on 2 cores",
+        },
+    )
+    if not torch.cuda.is_available():
+        print("skipping hrm_27m_gpu_samples_per_s: no CUDA device on this machine")
+        return 0
+    big = load_config(HRMConfig, "policy/hrm-27m")
+    res = measure(big, args.gpu_batch, "cuda", args.seconds, compile_=args.compile)
+    write(
+        "hrm_27m_gpu_samples_per_s",
+        res["samples_per_s"],
+        GPU_GOAL,
+        "policy/hrm-27m",
+        big,
+        args.gpu_batch,
+        "cuda",
+        {
+            "tokens_per_s": round(res["tokens_per_s"], 1),
+            "iters": res["iters"],
+            "compiled": args.compile,
+            "goal_reason": "the paper's ACT batch of 768 sequences per optimizer step in under ~1 s",
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Observation building shared by SpawnEnv and the batched replay env (so both give the same numbers).
+
+tokens: ``[cls] problem statement [sep] failing tests`` in the head, then a history region at the tail
+of ``R`` fixed-width entries (the most recent R agent returns, oldest first), one per spawn/delegate:
+``"+op-flip 0.50 3.2"`` (``+`` spawn, ``>`` delegate, visible pass-rate, cost in units, ``!sta`` when the
+run did not end "ok"). Fixed width lets the batched env write entries with one vectorised copy.
+
+features (float32, ``6 + 4K``): λ, step/max_steps, cost spent/max_cost, cost left/max_cost, best
+visible pass-rate, has-candidate; then per agent k: spawns/seeds, delegations/max_steps, last visible
+pass-rate, last cost/max_cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from policies.tokenizer import BYTE_OFFSET, ByteTokenizer
+
+HIST_WIDTH = 24  # tokens per history entry
+GLOBAL_FEATURES = ("lambda", "step", "cost_spent", "cost_left", "best_visible", "has_candidate")
+AGENT_FEATURES = ("spawns", "delegations", "last_visible", "last_cost")
+
+
+def num_features(num_agents: int) -> int:
+    return len(GLOBAL_FEATURES) + len(AGENT_FEATURES) * num_agents
+
+
+def feature_names(agents: Sequence[str]) -> list[str]:
+    return list(GLOBAL_FEATURES) + [f"{a}.{f}" for a in agents for f in AGENT_FEATURES]
+
+
+def history_slots(seq_len: int, max_steps: int) -> int:
+    """How many entries the history region holds: at most half the sequence, at most one per step."""
+    return max(1, min(max_steps, (seq_len // 2) // HIST_WIDTH))
+
+
+def history_entry(delegate: bool, agent: str, visible: float, cost: float, status: str) -> np.ndarray:
+    text = f"{'>' if delegate else '+'}{agent[:10]} {visible:.2f} {cost:.1f}"
+    if status != "ok":
+        text += f" !{status[:4]}"
+    data = np.frombuffer(text.encode("utf-8", "replace")[:HIST_WIDTH], dtype=np.uint8).astype(np.int64)
+    out = np.zeros(HIST_WIDTH, dtype=np.int64)
+    out[: len(data)] = data + BYTE_OFFSET
+    return out
+
+
+def static_tokens(problem_statement: str | None, failing_tests: Sequence[str], seq_len: int, max_steps: int) -> np.ndarray:
+    """The full-length token row with the history region empty (zeros)."""
+    head = seq_len - history_slots(seq_len, max_steps) * HIST_WIDTH
+    if head < 2:
+        raise ValueError(f"seq_len {seq_len} is too short for {max_steps} history entries of {HIST_WIDTH} tokens")
+    tests = "failing tests:\n" + "\n".join(failing_tests)
+    out = np.zeros(seq_len, dtype=np.int64)
+    out[:head] = ByteTokenizer(head).encode_segments([problem_statement or "(no problem statement)", tests])
+    return out
+
+
+def push_history(tokens: np.ndarray, entry: np.ndarray, slots: int) -> None:
+    """Shift the history region left by one entry (in place) and write ``entry`` last."""
+    start = tokens.shape[-1] - slots * HIST_WIDTH
+    tokens[..., start : tokens.shape[-1] - HIST_WIDTH] = tokens[..., start + HIST_WIDTH :].copy()
+    tokens[..., tokens.shape[-1] - HIST_WIDTH :] = entry
+
+
+def global_features(lam: float, step: int, max_steps: int, cost: float, max_cost: float, best_visible: float | None) -> list[float]:
+    return [
+        lam,
+        step / max_steps,
+        cost / max_cost,
+        max(0.0, max_cost - cost) / max_cost,
+        max(best_visible, 0.0) if best_visible is not None else 0.0,
+        1.0 if best_visible is not None else 0.0,
+    ]

@@ -1,0 +1,222 @@
+"""OutcomeStore: the cache of agent runs that makes training cheap.
+
+A live agent run happens once; afterwards replay is a lookup. Key: (instance, agent, agent version,
+seed, start-patch hash) -> the AgentResult plus the hidden evaluation of its candidate.
+
+SQLite in WAL mode: readers never block the writer, several writer processes serialise on short
+``BEGIN IMMEDIATE`` transactions (one row each), and ``busy_timeout`` makes them wait instead of
+failing. A process killed with SIGKILL loses at most the row it was writing: every committed row is in
+the WAL and SQLite recovers it on the next open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from envs.results import AgentResult, Evaluation
+
+SCHEMA_VERSION = 1
+CLEAN = "clean"
+
+
+class StoreError(RuntimeError):
+    """A store file that cannot be used (unknown schema version, not a store)."""
+
+
+def patch_sha(patch: str) -> str:
+    """A short content hash of a patch; the empty patch (the clean buggy repository) is ``"clean"``."""
+    if not patch:
+        return CLEAN
+    return hashlib.sha256(patch.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class OutcomeKey:
+    instance_id: str
+    agent: str
+    agent_version: str
+    seed: int
+    start_patch_sha: str = CLEAN
+
+    def __str__(self) -> str:
+        return (
+            f"(instance={self.instance_id!r}, agent={self.agent!r}, version={self.agent_version!r}, "
+            f"seed={self.seed}, start_patch={self.start_patch_sha!r})"
+        )
+
+
+@dataclass
+class Outcome:
+    result: AgentResult
+    evaluation: Evaluation
+    created_at: float = 0.0
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outcomes (
+    instance_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    start_patch_sha TEXT NOT NULL,
+    result TEXT NOT NULL,
+    evaluation TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (instance_id, agent, agent_version, seed, start_patch_sha)
+);
+"""
+
+
+class OutcomeStore:
+    """One SQLite connection per process (re-opened lazily after a fork)."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, readonly: bool = False):
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        if readonly and not self.path.is_file():
+            raise StoreError(f"outcome store {self.path} does not exist")
+        self._connect()
+
+    # -- connection --------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        if not self.readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+            if not self.readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode survives a killed process (not a power cut), and is much faster.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.executescript(_SCHEMA)
+            self._check_version(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable outcome store ({exc})") from exc
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        if not self.readonly:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: outcome store schema version {version}, this code reads version {SCHEMA_VERSION}"
+                " (written by a newer hrm-spawn? use that version or a fresh store)"
+            )
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._connect()
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    def __enter__(self) -> OutcomeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        # a store crosses process boundaries as its path; each process opens its own connection
+        return {"path": self.path, "timeout_s": self.timeout_s, "readonly": self.readonly}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _conn=None, _pid=-1)
+
+    # -- records -----------------------------------------------------------------------------------
+    def get(self, key: OutcomeKey) -> Outcome | None:
+        row = self.conn.execute(
+            "SELECT result, evaluation, created_at FROM outcomes WHERE instance_id=? AND agent=? "
+            "AND agent_version=? AND seed=? AND start_patch_sha=?",
+            _key_tuple(key),
+        ).fetchone()
+        return _outcome(row) if row else None
+
+    def contains(self, key: OutcomeKey) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM outcomes WHERE instance_id=? AND agent=? AND agent_version=? AND seed=? "
+            "AND start_patch_sha=?",
+            _key_tuple(key),
+        ).fetchone()
+        return row is not None
+
+    def put(self, key: OutcomeKey, outcome: Outcome) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        created = outcome.created_at or time.time()
+        row = (
+            *_key_tuple(key),
+            json.dumps(outcome.result.to_dict()),
+            json.dumps(outcome.evaluation.to_dict()),
+            created,
+        )
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def get_or_run(self, key: OutcomeKey, run_fn: Callable[[], Outcome]) -> Outcome:
+        """Cached mode: the stored outcome, or run, record and return a new one."""
+        found = self.get(key)
+        if found is not None:
+            return found
+        outcome = run_fn()
+        self.put(key, outcome)
+        return outcome
+
+    def iter_task(self, instance_id: str) -> Iterator[tuple[OutcomeKey, Outcome]]:
+        rows = self.conn.execute(
+            "SELECT instance_id, agent, agent_version, seed, start_patch_sha, result, evaluation, created_at "
+            "FROM outcomes WHERE instance_id=? ORDER BY agent, agent_version, seed, start_patch_sha",
+            (instance_id,),
+        ).fetchall()
+        for row in rows:
+            yield OutcomeKey(*row[:5]), _outcome(row[5:])
+
+    def keys(self, instance_id: str | None = None) -> set[OutcomeKey]:
+        sql = "SELECT instance_id, agent, agent_version, seed, start_patch_sha FROM outcomes"
+        rows = self.conn.execute(sql + " WHERE instance_id=?", (instance_id,)) if instance_id else self.conn.execute(sql)
+        return {OutcomeKey(*row) for row in rows}
+
+    def tasks(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT instance_id FROM outcomes ORDER BY instance_id")]
+
+    def __len__(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+
+
+def _key_tuple(key: OutcomeKey) -> tuple:
+    return (key.instance_id, key.agent, key.agent_version, int(key.seed), key.start_patch_sha)
+
+
+def _outcome(row: tuple) -> Outcome:
+    result, evaluation, created = row
+    return Outcome(AgentResult.from_dict(json.loads(result)), Evaluation.from_dict(json.loads(evaluation)), created)

@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated data dir, the ``calc`` fixture repository and a task on it.
+
+The repository and task are built once per session (a few seconds) and copied into each test's own
+``HRM_SPAWN_HOME``, so tests can change them freely.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+# swesmith installs a stray top-level ``tests`` package, so the fixtures are imported from this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixtures.fixture_repo import REPO_NAME, build_fixture_repo, make_fixture_task  # noqa: E402
+
+from envs.repos import RepoEnv  # noqa: E402
+
+
+@pytest.fixture
+def hrm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data dir for one test (``HRM_SPAWN_HOME``)."""
+    home = tmp_path / "hrm_home"
+    home.mkdir()
+    monkeypatch.setenv("HRM_SPAWN_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def hrm_home_session(tmp_path_factory: pytest.TempPathFactory):
+    """One data dir for a whole session, for expensive builds shared by many tests."""
+    home = tmp_path_factory.mktemp("hrm_home_session")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HRM_SPAWN_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def fixture_repo_session(tmp_path_factory: pytest.TempPathFactory) -> RepoEnv:
+    """The fixture repository, built once under a private session folder (read-only by convention)."""
+    return build_fixture_repo(tmp_path_factory.mktemp("fixture_build") / "repos")
+
+
+@pytest.fixture(scope="session")
+def fixture_task_session(fixture_repo_session: RepoEnv):
+    return make_fixture_task(fixture_repo_session)
+
+
+@pytest.fixture
+def fixture_repo(hrm_home: Path, fixture_repo_session: RepoEnv) -> RepoEnv:
+    """The ``calc`` RepoEnv inside this test's ``data_dir()/repos/`` (a copy; change it freely)."""
+    root = hrm_home / "repos" / REPO_NAME
+    shutil.copytree(fixture_repo_session.root, root, symlinks=True)
+    repo = RepoEnv.load(REPO_NAME, root.parent)
+    repo.root = str(root)
+    repo.save()
+    return repo
+
+
+@pytest.fixture
+def fixture_task(fixture_repo: RepoEnv, fixture_task_session):
+    """A TaskInstance on ``fixture_repo``: an operator flip in ``clamp``, F2P/P2P measured."""
+    return fixture_task_session.model_copy(deep=True)

@@ -1,0 +1,98 @@
+"""BatchedReplayEnv: the same episodes as SpawnEnv's replay mode, and fast."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from custom_env_example import TOY_AGENTS, fill_toy_store, toy_tasks
+
+from envs.replay import BatchedReplayEnv, ReplaySpec
+from envs.spawn_env import EnvConfig, SpawnEnv
+from envs.store import OutcomeStore
+
+
+@pytest.fixture
+def toy(tmp_path):
+    tasks = toy_tasks(5)
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    fill_toy_store(store, tasks, TOY_AGENTS, seeds=2, delegate_seeds=2, drop=0.2)
+    config = EnvConfig(agents=TOY_AGENTS, mode="replay", seq_len=256, max_steps=6, max_cost=12.0,
+                       delegate_seeds=2, lam=(0.0, 0.1))
+    return SpawnEnv(config, tasks=tasks, store=store)
+
+
+def batched(env: SpawnEnv, n: int, seed: int = 0, tokens: bool = True) -> BatchedReplayEnv:
+    return BatchedReplayEnv(env.tasks, env.tables(), ReplaySpec.from_config(env.config), num_envs=n, seed=seed,
+                            with_tokens=tokens)
+
+
+@pytest.mark.parametrize("reward", ["pass_rate", "resolved"])
+def test_same_rewards_masks_and_observations_as_spawn_env(toy, reward):
+    env = SpawnEnv(toy.config.model_copy(update={"reward": reward}), tasks=toy.tasks, store=toy.store)
+    n = 4
+    bat = batched(env, n)
+    rng = np.random.default_rng(1)
+    episodes = 0
+    for round_no in range(10):
+        tasks = rng.integers(len(env.tasks), size=n)
+        lams = rng.uniform(0, 0.1, size=n)
+        bat.reset_envs(np.arange(n), tasks, lams)
+        for i in range(n):  # play each batched env's episode against a SpawnEnv on the same task and λ
+            obs, _ = env.reset(options={"task_index": int(tasks[i]), "lam": float(lams[i])})
+            done = False
+            while not done:
+                bobs = bat.observe()
+                for name in ("features", "action_mask", "tokens"):
+                    np.testing.assert_array_equal(bobs[name][i], obs[name], err_msg=f"{name} round {round_no}")
+                allowed = np.flatnonzero(obs["action_mask"])
+                action = int(rng.choice(allowed))
+                actions = np.zeros(n, np.int64)  # the other envs halt and restart; env i is compared
+                actions[i] = action
+                obs, reward, term, trunc, info = env.step(action)
+                _, breward, bterm, btrunc, final = bat.step(actions)
+                assert breward[i] == pytest.approx(reward, abs=1e-12)
+                assert (bterm[i], btrunc[i]) == (term, trunc)
+                done = term or trunc
+                if done:
+                    episodes += 1
+                    assert final["pass_rate"][i] == pytest.approx(info["pass_rate"])
+                    assert final["resolved"][i] == info["resolved"]
+                    assert final["cost"][i] == pytest.approx(info["cost"])
+                    assert final["ret"][i] == pytest.approx(info["episode_return"])
+                else:  # keep the other envs on their task: reset them back
+                    others = np.setdiff1d(np.arange(n), [i])
+                    bat.reset_envs(others, tasks[others], lams[others])
+            bat.reset_envs(np.arange(n), tasks, lams)
+    assert episodes == 40
+
+
+def test_masked_action_is_an_error(toy):
+    bat = batched(toy, 8)
+    bat.reset(seed=0)
+    mask = bat.action_masks()
+    actions = np.zeros(8, np.int64)
+    masked = np.flatnonzero(~mask[0])
+    assert masked.size  # delegation is masked before any candidate exists
+    actions[0] = masked[0]
+    with pytest.raises(ValueError, match="masked or invalid actions at envs \\[0\\]"):
+        bat.step(actions)
+
+
+def test_random_rollouts_finish_and_throughput(toy):
+    bat = batched(toy, 2048, tokens=False)
+    bat.reset(seed=0)
+    rng = np.random.default_rng(0)
+    done_count, steps = 0, 0
+    start = time.perf_counter()
+    for _ in range(60):
+        mask = bat.action_masks()
+        scores = rng.random(mask.shape) * mask
+        obs, reward, term, trunc, final = bat.step(scores.argmax(1))
+        assert np.isfinite(reward).all() and obs["features"].dtype == np.float32
+        done_count += int(final["done"].sum())
+        steps += bat.num_envs
+    rate = steps / (time.perf_counter() - start)
+    assert done_count > 2048  # episodes end (max_steps 6) and auto-reset
+    assert rate > 20_000, f"{rate:.0f} steps/s"  # the benchmark reports the real figure; this guards regressions

@@ -1,0 +1,114 @@
+"""The train/held-out split: deterministic, no function on both sides, explicit labels kept."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from envs.split import cli_split, group_tasks, select_split, split_tasks
+from envs.tasks import TaskInstance, save_tasks
+
+
+@pytest.fixture(autouse=True)
+def _home(hrm_home: Path) -> None:
+    """Every test gets its own HRM_SPAWN_HOME (conftest's hrm_home)."""
+
+
+def patch_for(*files: str) -> str:
+    return "".join(f"diff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n" for f in files)
+
+
+def task(instance_id: str, entity: str | None = None, files: tuple[str, ...] = ("m.py",), **extra) -> TaskInstance:
+    return TaskInstance(
+        instance_id=instance_id, repo="r", patch=patch_for(*files), FAIL_TO_PASS=["t::a"], PASS_TO_PASS=[],
+        image_name="", entity=entity, **extra,
+    )
+
+
+def corpus() -> list[TaskInstance]:
+    """40 functions with 1-4 bugs each, a few combined bugs spanning two functions, a few without entity."""
+    tasks = []
+    for f in range(40):
+        for b in range(1 + f % 4):
+            tasks.append(task(f"f{f}_b{b}", entity=f"pkg/m{f % 7}.py::func{f}"))
+    for c in range(5):
+        tasks.append(task(f"combo{c}", entity=f"pkg/m0.py::func{c},pkg/m1.py::func{c + 10}"))
+    for n in range(6):
+        tasks.append(task(f"noent{n}", files=(f"pkg/other{n % 3}.py",)))
+    return tasks
+
+
+def side_of(split: dict[str, list[TaskInstance]]) -> dict[str, str]:
+    return {t.instance_id: name for name, tasks in split.items() for t in tasks}
+
+
+def test_no_function_or_file_group_on_both_sides() -> None:
+    tasks = corpus()
+    split = split_tasks(tasks, heldout_fraction=0.25, seed=0)
+    assert sorted(side_of(split)) == sorted(t.instance_id for t in tasks)  # a partition
+    sides_per_key: dict[str, set[str]] = {}
+    for name, part in split.items():
+        for t in part:
+            # a combined bug is tied to its first function (see envs/split.py)
+            keys = t.entity.split(",")[:1] if t.entity else [t.patch.split()[2]]
+            for key in keys:
+                sides_per_key.setdefault(key, set()).add(name)
+    leaked = {k: s for k, s in sides_per_key.items() if len(s) > 1}
+    assert not leaked
+    share = len(split["heldout"]) / len(tasks)
+    assert 0.18 <= share <= 0.32, share
+
+
+def test_deterministic_order_kept_and_seed_matters() -> None:
+    tasks = corpus()
+    first = split_tasks(tasks, seed=3)
+    assert side_of(first) == side_of(split_tasks(list(tasks), seed=3))
+    assert side_of(first) == side_of(split_tasks(list(reversed(tasks)), seed=3))
+    assert [t.instance_id for t in first["train"]] == [t.instance_id for t in tasks if side_of(first)[t.instance_id] == "train"]
+    assert side_of(first) != side_of(split_tasks(tasks, seed=4))
+
+
+def test_combined_bug_follows_its_first_function() -> None:
+    tasks = [task("a", "m.py::f"), task("b", "m.py::g"), task("ab", "m.py::f, m.py::g"), task("c", "m.py::h")]
+    groups = sorted(sorted(tasks[i].instance_id for i in g) for g in group_tasks(tasks))
+    assert groups == [["a", "ab"], ["b"], ["c"]]
+
+
+def test_combined_bugs_do_not_chain_the_repository_into_one_group() -> None:
+    chain = [task(f"s{i}", f"m.py::f{i}") for i in range(20)]
+    chain += [task(f"c{i}", f"m.py::f{i},m.py::f{i + 1}") for i in range(19)]
+    assert len(group_tasks(chain)) == 20
+
+
+def test_explicit_split_kept_and_group_follows() -> None:
+    tasks = corpus()
+    labelled = [t.model_copy(update={"split": "heldout"}) if t.instance_id == "f1_b0" else t for t in tasks]
+    for seed in range(3):
+        sides = side_of(split_tasks(labelled, seed=seed))
+        assert sides["f1_b0"] == "heldout" and sides["f1_b1"] == "heldout"
+    only_train = [t.model_copy(update={"split": "train"}) for t in tasks[:5]]
+    assert side_of(split_tasks(only_train, heldout_fraction=1.0)) == {t.instance_id: "train" for t in only_train}
+
+
+def test_fraction_edges_and_select() -> None:
+    tasks = corpus()
+    assert split_tasks(tasks, heldout_fraction=0.0)["heldout"] == []
+    assert split_tasks(tasks, heldout_fraction=1.0)["train"] == []
+    assert select_split(tasks, "all") == tasks
+    assert select_split(tasks, "heldout") == split_tasks(tasks)["heldout"]
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        split_tasks(tasks, heldout_fraction=1.5)
+    with pytest.raises(ValueError, match="split must be one of"):
+        select_split(tasks, "test")
+
+
+def test_cli_split_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = corpus()
+    path = save_tasks(tasks, tmp_path / "t.jsonl")
+    assert cli_split(argparse.Namespace(file=str(path))) == 0
+    split = split_tasks(tasks)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"train: {len(split['train'])} tasks in ")
+    assert lines[1].startswith(f"heldout: {len(split['heldout'])} tasks in ")

@@ -1,0 +1,83 @@
+"""Parity with the reference HRM (sapientinc/HRM, models/hrm/hrm_act_v1.py).
+
+The fixture holds the reference model's state dict, fixed inputs and its outputs, produced on CPU
+(flash-attn replaced by SDPA) by a throwaway script; see fixtures/reference_tiny.json for the config.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from policies.config import HRMConfig
+from policies.io import PolicyLoadError, load_reference_state_dict
+from policies.spawn_policy import SpawnPolicy
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    meta = json.loads((FIXTURES / "reference_tiny.json").read_text())["config"]
+    tensors = load_file(str(FIXTURES / "reference_tiny.safetensors"))
+    return meta, tensors
+
+
+def our_config(ref: dict, **overrides) -> HRMConfig:
+    fields = dict(
+        hidden_size=ref["hidden_size"],
+        num_heads=ref["num_heads"],
+        H_layers=ref["H_layers"],
+        L_layers=ref["L_layers"],
+        H_cycles=ref["H_cycles"],
+        L_cycles=ref["L_cycles"],
+        expansion=ref["expansion"],
+        pos_encodings=ref["pos_encodings"],
+        rope_theta=ref["rope_theta"],
+        seq_len=ref["seq_len"],
+        vocab_size=ref["vocab_size"],
+        num_prefix=1,
+        repo_embedding=ref["num_puzzle_identifiers"],
+        forward_dtype="float32",
+    )
+    return HRMConfig(**{**fields, **overrides})
+
+
+def ref_state(tensors):
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def test_outputs_match_the_reference(reference):
+    ref, t = reference
+    policy = SpawnPolicy(our_config(ref), num_actions=3, num_features=0)
+    report = load_reference_state_dict(policy, ref_state(t))
+    assert report.ignored == ["model.inner.lm_head.weight"] and report.untouched == []
+    tokens, ids = t["input.tokens"], t["input.puzzle_identifiers"]
+    carry, out1 = policy(policy.initial_carry(3), tokens, None, None, None, repo_ids=ids)
+    torch.testing.assert_close(carry.z_H, t["output.z_H1"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(carry.z_L, t["output.z_L1"], atol=1e-5, rtol=0)
+    carry, out2 = policy(carry, tokens, None, None, None, repo_ids=ids)
+    torch.testing.assert_close(carry.z_H, t["output.z_H2"], atol=1e-5, rtol=0)
+    for out, key in ((out1, "output.q1"), (out2, "output.q2")):
+        q = t[key]  # reference (halt, continue); every non-halt row of ours is "continue"
+        torch.testing.assert_close(out.q_logits[:, 0], q[:, 0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.q_logits[:, 1:], q[:, 1:].expand(-1, 2), atol=1e-5, rtol=0)
+
+
+def test_reference_loader_errors_are_clear(reference):
+    ref, t = reference
+    with pytest.raises(PolicyLoadError, match="config.repo_embedding is 0"):
+        load_reference_state_dict(SpawnPolicy(our_config(ref, repo_embedding=0), 3, 0), ref_state(t))
+    state = ref_state(t)
+    del state["model.inner.L_level.layers.1.mlp.down_proj.weight"]
+    with pytest.raises(
+        PolicyLoadError, match="missing in the reference state dict: L_level.layers.1.mlp.down.weight"
+    ):
+        load_reference_state_dict(SpawnPolicy(our_config(ref), 3, 0), state)
+    with pytest.raises(
+        PolicyLoadError,
+        match=r"shape mismatch: embed_tokens.weight is \[260, 32\] in the reference, \[300, 32\] here",
+    ):
+        load_reference_state_dict(SpawnPolicy(our_config(ref, vocab_size=300), 3, 0), ref_state(t))

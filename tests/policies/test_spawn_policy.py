@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from policies.config import HRMConfig
+from policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, greedy_action
+
+A, F = 7, 5  # K = 3 agents
+
+
+def cfg(**overrides) -> HRMConfig:
+    base = dict(
+        hidden_size=32,
+        num_heads=2,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=2,
+        L_cycles=2,
+        seq_len=10,
+        forward_dtype="float32",
+    )
+    return HRMConfig(**{**base, **overrides})
+
+
+def obs(batch: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(batch, A, generator=g) > 0.5
+    mask[:, 0] = True
+    return torch.randint(0, 260, (batch, 10), generator=g), torch.randn(batch, F, generator=g), mask
+
+
+def test_heads_shapes_and_reference_q_init():
+    torch.manual_seed(0)
+    policy = SpawnPolicy(cfg(), A, F)
+    tokens, feats, mask = obs()
+    carry, out = policy(policy.initial_carry(4), tokens, feats, mask)
+    assert out.q_logits.shape == (4, A) and out.action_logits.shape == (4, A) and out.value.shape == (4,)
+    torch.testing.assert_close(out.q_logits, torch.full((4, A), -5.0))  # zero weights, bias -5
+    assert (out.action_logits[~mask] == MASKED_LOGIT).all() and (out.action_logits[mask] == 0).all()
+    assert carry.z_H.shape == (4, 11, 32) and (out.segments == 1).all()
+
+
+def test_masked_actions_never_win():
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        q = torch.randn(8, A, generator=g) * 10
+        mask = torch.rand(8, A, generator=g) > 0.6
+        mask[torch.arange(8), torch.randint(0, A, (8,), generator=g)] = True
+        chosen = greedy_action(q, mask)
+        assert mask[torch.arange(8), chosen].all()
+        best = q.masked_fill(~mask, float("-inf")).max(-1).values
+        torch.testing.assert_close(q[torch.arange(8), chosen], best)
+
+
+def test_greedy_with_no_valid_action_is_an_error():
+    with pytest.raises(ValueError, match=r"rows \[1\] have no valid action"):
+        greedy_action(torch.zeros(2, A), torch.tensor([[True] + [False] * 6, [False] * 7]))
+
+
+def test_continue_is_best_valid_non_halt_action():
+    q = torch.tensor([[9.0, 1.0, 5.0, 3.0, 0.0, 0.0, 0.0], [9.0, 1.0, 5.0, 3.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    value, action = continue_q(q, mask)
+    assert action.tolist() == [3, -1] and value[0] == 3.0 and torch.isinf(value[1])
+
+
+def test_carry_persists_and_resets_per_row():
+    torch.manual_seed(0)
+    policy = SpawnPolicy(cfg(), A, F)
+    tokens, feats, mask = obs()
+    fresh = policy.initial_carry(4)
+    c1, out1 = policy(fresh, tokens, feats, mask)
+    c2, out2 = policy(c1, tokens, feats, mask, reset=torch.tensor([True, False, False, True]))
+    _, cont = policy(c1, tokens, feats, mask)
+    torch.testing.assert_close(c2.z_H[[0, 3]], c1.z_H[[0, 3]])  # reset rows: a first step again
+    torch.testing.assert_close(c2.z_H[[1, 2]], policy(c1, tokens, feats, mask)[0].z_H[[1, 2]])
+    assert not torch.allclose(c2.z_H[1], c1.z_H[1])  # the carry did move on for kept rows
+    torch.testing.assert_close(out2.state[[1, 2]], cont.state[[1, 2]])
+
+
+def test_bad_action_count_and_mask_shape():
+    with pytest.raises(ValueError, match="1 \\+ 2K"):
+        SpawnPolicy(cfg(), 4, F)
+    policy = SpawnPolicy(cfg(), A, F)
+    tokens, feats, _ = obs()
+    with pytest.raises(ValueError, match="action_mask shape"):
+        policy(policy.initial_carry(4), tokens, feats, torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_inner_act_runs_all_segments_in_eval_and_halts_in_training():
+    torch.manual_seed(0)
+    policy = SpawnPolicy(cfg(halt_max_steps=3, halt_exploration_prob=0.0), A, F).eval()
+    tokens, feats, mask = obs()
+    carry, out = policy(policy.initial_carry(4), tokens, feats, mask)
+    manual = policy.initial_carry(4)
+    for _ in range(3):
+        manual, _ = policy.core(manual, tokens, feats)
+    assert (out.segments == 3).all() and out.think_q.shape == (4, 2)
+    torch.testing.assert_close(carry.z_H, manual.z_H)
+
+    with torch.no_grad():
+        policy.think_head.bias.copy_(torch.tensor([5.0, -5.0]))  # "stop thinking" wins at once
+    policy.train()
+    carry, out = policy(policy.initial_carry(4), tokens, feats, mask)
+    assert (out.segments == 1).all()
+    torch.testing.assert_close(carry.z_H, policy.core(policy.initial_carry(4), tokens, feats)[0].z_H)
