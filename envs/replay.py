@@ -214,6 +214,11 @@ class BatchedReplayEnv:
         mask[:, K + 1 :] = ok & (has & budget_ok)[:, None]
         return mask
 
+    def halt_value(self) -> np.ndarray:
+        """Hidden score a halt would submit now, per row (0 without a candidate); for trainers' targets."""
+        score = self.best_res.astype(float) if self.spec.reward == "resolved" else self.best_pass
+        return np.where(self.best >= 0, score, 0.0)
+
     def features(self) -> np.ndarray:
         sp = self.spec
         has = self.best >= 0

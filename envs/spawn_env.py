@@ -380,6 +380,8 @@ class SpawnEnv(gym.Env):
             "cost": self.cost,
             "candidate": self.best.sha if self.best else None,
             "best_visible": self.best.visible if self.best else 0.0,
+            # hidden: what a halt would earn now; for trainers' targets, never part of the observation
+            "best_score": self.best.score(self.config.reward) if self.best else 0.0,
         }
 
     def render(self) -> str | None:

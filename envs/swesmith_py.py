@@ -4,8 +4,8 @@ swesmith 0.0.9's ``bug_gen.procedural`` and ``bug_gen.adapters`` package ``__ini
 tree-sitter grammars of every language (C, C++, Go, Java, ...), which a Python-only install lacks. Their
 Python submodules need none of that, so when the package import fails on a missing grammar we register
 the two packages as bare namespaces (same ``__path__``, ``__init__`` not run) and import only the Python
-submodules. With all grammars installed the normal import is used. ``astor`` (imported by the adapter,
-used only for stubs) gets a placeholder that raises on use when it is not installed.
+submodules. With all grammars installed the normal import is used. (The adapter also imports ``astor``,
+which swesmith does not declare: it is one of this project's dependencies.)
 """
 
 from __future__ import annotations
@@ -32,17 +32,6 @@ def _bare_package(name: str) -> None:
     sys.modules[name] = module
 
 
-class _MissingAstor(types.ModuleType):
-    def __getattr__(self, attr: str) -> Any:
-        raise ImportError(f"astor.{attr} is needed here (CodeEntity.stub): pip install astor")
-
-
-def _astor_placeholder() -> None:
-    """The Python adapter imports astor only for ``CodeEntity.stub``, which bug generation never calls."""
-    if importlib.util.find_spec("astor") is None and "astor" not in sys.modules:
-        sys.modules["astor"] = _MissingAstor("astor")
-
-
 @cache
 def _load() -> dict[str, Any]:
     for name in _PACKAGES:
@@ -53,7 +42,6 @@ def _load() -> dict[str, Any]:
                 raise
             sys.modules.pop(name, None)
             _bare_package(name)
-    _astor_placeholder()
     procedural = importlib.import_module("swesmith.bug_gen.procedural.python")
     adapter = importlib.import_module("swesmith.bug_gen.adapters.python")
     adapters = sys.modules["swesmith.bug_gen.adapters"]

@@ -1,0 +1,66 @@
+"""Bug tasks on the ``calc`` fixture repository, one per mutation family, plus removal and combined bugs.
+
+Each task is made the way SWE-smith makes one: a rewrite of one function, turned into a git diff, with
+FAIL_TO_PASS / PASS_TO_PASS measured by running the tests clean and buggy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests/conftest.py puts tests/ on sys.path, so `envs` can resolve to the namespace package tests/envs, and
+# then `envs.agents` to this folder (a namespace portion wins over the editable install's finder). Point
+# the package at the real source folder; a no-op when `envs` is already the real package.
+_ENVS = sys.modules.get("envs")
+if _ENVS is not None and getattr(_ENVS, "__file__", None) is None:
+    _ENVS.__path__ = [str(Path(__file__).resolve().parents[3] / "envs")]
+from agent_bugs import BUGS, make_bug_task  # noqa: E402,F401
+from fixtures.fixture_repo import REPO_NAME, git  # noqa: E402
+
+from envs.repos import RepoEnv  # noqa: E402
+from envs.sandbox import Sandbox  # noqa: E402
+from envs.tasks import TaskInstance  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def agent_home(hrm_home_session: Path, fixture_repo_session: RepoEnv) -> Path:
+    """A session data dir holding the fixture repository, for sandboxes shared by the agent tests."""
+    root = hrm_home_session / "repos" / REPO_NAME
+    if not root.exists():
+        shutil.copytree(fixture_repo_session.root, root, symlinks=True)
+        repo = RepoEnv.load(REPO_NAME, root.parent)
+        repo.root = str(root)
+        repo.save()
+    return hrm_home_session
+
+
+@pytest.fixture(scope="session")
+def bug_task(fixture_repo_session: RepoEnv):
+    """``bug_task(name)`` -> a TaskInstance with that bug from BUGS (built once per session)."""
+    cache: dict[str, TaskInstance] = {}
+
+    def get(name: str) -> TaskInstance:
+        if name not in cache:
+            cache[name] = make_bug_task(fixture_repo_session, name)
+        return cache[name].model_copy(deep=True)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sandbox(agent_home: Path):
+    with Sandbox() as box:
+        yield box
+
+
+def checkout_copy(repo: RepoEnv, dest: Path, patch: str = "") -> Path:
+    """A plain clone of the fixture checkout with ``patch`` applied (no sandbox)."""
+    git(dest.parent, "clone", "-q", "--shared", str(repo.checkout), str(dest))
+    if patch:
+        subprocess.run(["git", "apply", "-"], cwd=dest, input=patch, text=True, check=True)
+    return dest

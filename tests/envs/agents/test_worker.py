@@ -1,0 +1,117 @@
+"""The warm fork validator gives the verdicts a plain pytest run gives, kills hangs, ignores stale bytecode."""
+
+from __future__ import annotations
+
+import json
+import py_compile
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import checkout_copy
+
+from envs.agents import worker
+from envs.agents.mutate import mutate_source
+from envs.testlog import parse_report, pytest_command, test_env
+
+BUGGY = "calc/compare.py"
+
+
+def run_worker(repo_dir: Path, job: dict) -> dict:
+    job_path, out_path = repo_dir.parent / "job.json", repo_dir.parent / "out.json"
+    job_path.write_text(json.dumps({"repo_dir": str(repo_dir), **job}))
+    env = {**test_env(["."], str(repo_dir)), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, worker.__file__, str(job_path), str(out_path)], cwd=repo_dir,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out_path.read_text())
+
+
+def plain_pytest(repo_dir: Path, ids: list[str]) -> dict[str, str]:
+    command = pytest_command(sys.executable, ids, test_env(["."], str(repo_dir)))
+    proc = subprocess.run(["bash", "-c", command], cwd=repo_dir, capture_output=True, text=True)
+    return parse_report(proc.stdout + proc.stderr).status
+
+
+@pytest.fixture
+def buggy_repo(tmp_path: Path, fixture_repo_session, bug_task):
+    task = bug_task("operators")
+    return checkout_copy(fixture_repo_session, tmp_path / "repo", task.patch), task
+
+
+def test_verdicts_match_a_plain_pytest_run(buggy_repo):
+    repo_dir, task = buggy_repo
+    source = (repo_dir / BUGGY).read_text()
+    cands = mutate_source(BUGGY, source, range(1, 12), ["operators", "control", "constants"])
+    sample = cands[::max(1, len(cands) // 5)][:5]
+    fixing = [c for c in cands if "value > high" in c.description and "->" in c.description][:1]
+    sample += [c for c in fixing if c not in sample]
+    ids = task.FAIL_TO_PASS + task.PASS_TO_PASS[:8]
+    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS[:8], "p2p_mode": "all",
+           "stop_on_fix": False, "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(sample)]}
+    out = run_worker(repo_dir, job)
+    assert len(out["results"]) == len(sample)
+    assert (repo_dir / BUGGY).read_text() == source  # restored after every candidate
+    fixed = 0
+    for entry, cand in zip(out["results"], sample, strict=True):
+        (repo_dir / BUGGY).write_text(cand.text)
+        expected = plain_pytest(repo_dir, ids)
+        assert {t: entry["status"].get(t) for t in ids} == {t: expected.get(t) for t in ids}, cand.description
+        fixed += entry["fixed"]
+    (repo_dir / BUGGY).write_text(source)
+    assert fixed >= 1  # the sample holds at least one fix and one non-fix
+    assert fixed < len(sample)
+
+
+def test_p2p_runs_only_for_improving_candidates_and_stops_on_fix(buggy_repo):
+    repo_dir, task = buggy_repo
+    source = (repo_dir / BUGGY).read_text()
+    good = source.replace("value < high", "value > high")
+    bad = source.replace("value < low", "value > low")
+    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS,
+           "candidates": [{"id": "bad", "files": {BUGGY: bad}}, {"id": "good", "files": {BUGGY: good}},
+                          {"id": "never", "files": {BUGGY: bad}}]}
+    out = run_worker(repo_dir, job)
+    assert [e["id"] for e in out["results"]] == ["bad", "good"] and out["stopped"] == "fixed"
+    assert out["results"][0]["p2p_passed"] is None
+    assert out["results"][1]["fixed"] and out["results"][1]["p2p_passed"] == len(task.PASS_TO_PASS)
+
+
+def test_a_hanging_candidate_is_killed_and_the_next_one_runs(buggy_repo):
+    repo_dir, task = buggy_repo
+    source = (repo_dir / BUGGY).read_text()
+    spin = source.replace("    if value < low:", "    while True:\n        pass\n    if value < low:", 1)
+    good = source.replace("value < high", "value > high")
+    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": [], "timeout_s": 6.0,
+           "candidates": [{"id": "spin", "files": {BUGGY: spin}}, {"id": "good", "files": {BUGGY: good}}]}
+    start = time.perf_counter()
+    out = run_worker(repo_dir, job)
+    assert time.perf_counter() - start < 60
+    spin_result, good_result = out["results"]
+    assert spin_result["timed_out"] and spin_result["f2p_passed"] == 0
+    assert good_result["fixed"], good_result
+    assert (repo_dir / BUGGY).read_text() == source
+
+
+def test_stale_bytecode_is_never_used(buggy_repo):
+    """An unchecked-hash .pyc of the buggy file would be loaded by a normal import whatever the source says."""
+    repo_dir, task = buggy_repo
+    path = repo_dir / BUGGY
+    py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert list((path.parent / "__pycache__").glob("compare.*.pyc"))
+    good = path.read_text().replace("value < high", "value > high")  # same size as the bug
+    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": [], "candidates": [{"id": "g", "files": {BUGGY: good}}]}
+    assert run_worker(repo_dir, job)["results"][0]["fixed"]
+
+
+def test_run_mode_reports_tracebacks_and_coverage(buggy_repo):
+    repo_dir, task = buggy_repo
+    out = run_worker(repo_dir, {"mode": "run", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS[:5],
+                                "coverage": True, "tb": "long"})
+    assert all(out["status"][t] == "FAILED" for t in task.FAIL_TO_PASS)
+    assert all(out["status"][t] == "PASSED" for t in task.PASS_TO_PASS[:5])
+    assert "assert" in out["failures"][task.FAIL_TO_PASS[0]]
+    covered = out["coverage"][task.FAIL_TO_PASS[0]]
+    assert 7 in covered[BUGGY] and not any("test" in f for f in covered)

@@ -1,0 +1,111 @@
+"""ACT Q-learning end to end in replay mode: it learns, checkpoints resume exactly, eval writes reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from envs.config import build_config
+from trainers.checkpoint import latest_checkpoint, load_state
+from trainers.config import TrainConfig
+from trainers.evaluate import cli_eval, evaluate
+from trainers.report import comparison_table
+from trainers.train import run_training, train_act_q
+
+LAM = 0.02
+
+
+def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
+    return build_config(
+        TrainConfig,
+        {
+            "algo": "act_q",
+            "seed": 3,
+            "device": "cpu",
+            "env": data.env(split="all"),
+            "policy": {
+                "preset": "policy/hrm-tiny",
+                "seq_len": 64,
+                "hidden_size": 32,
+                "num_heads": 2,
+                "H_cycles": 1,
+                "L_cycles": 1,
+            },
+            "act_q": {
+                "iterations": iterations,
+                "num_envs": 16,
+                "updates": 2,
+                "batch_episodes": 32,
+                "epsilon_start": 0.5,
+                "epsilon_end": 0.05,
+                "epsilon_decay_iterations": iterations // 2,
+                "target_update_every": 0,
+                "lam": {"low": LAM, "high": LAM},
+                "lr": 3e-3,
+                **act_q,
+            },
+            "checkpoint_every": 10,
+        },
+    )
+
+
+def test_act_q_learns_to_beat_random_and_halt(replay_data, tmp_path) -> None:
+    # CPU seconds of this process: what the run costs, whatever else shares the machine's cores.
+    start = time.process_time()
+    ckpt = run_training(_config(replay_data, iterations=40), tmp_path / "run", progress=False)
+    train_s = time.process_time() - start
+    report = evaluate(ckpt, {}, split="all", lam=LAM, sweep=False)
+    pol = report["policies"]
+    print(comparison_table(report))
+    assert pol["hrm"]["score"] > pol["random"]["score"] + 0.1, pol
+    assert pol["hrm"]["score"] > pol["halt"]["score"] + 0.5, pol
+    assert pol["oracle"]["score"] >= pol["hrm"]["score"] - 1e-9 or pol["oracle"]["resolve_rate"] == 1.0
+    assert train_s < 60, f"training took {train_s:.1f} CPU seconds"
+    assert (tmp_path / "run" / "tb").is_dir()
+
+
+def test_resume_after_kill_gives_identical_weights(replay_data, tmp_path) -> None:
+    config = _config(replay_data, iterations=6).model_copy(update={"checkpoint_every": 3})
+    straight = train_act_q(config, tmp_path / "a", progress=False)
+    train_act_q(config, tmp_path / "b", progress=False, stop_after=3)  # "killed" after its 3rd iteration
+    first = latest_checkpoint(tmp_path / "b")
+    assert first is not None and load_state(first)["trainer"]["iteration"] == 3
+    resumed = train_act_q(config, tmp_path / "b", resume=True, progress=False)
+    a, b = load_file(str(straight / "policy.safetensors")), load_file(str(resumed / "policy.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] == b[key]).all(), key
+    meta = json.loads((resumed / "meta.json").read_text())
+    assert meta["iteration"] == 6 and meta["seed"] == 3
+
+
+def test_eval_cli_writes_report_with_every_baseline(replay_data, tmp_path) -> None:
+    ckpt = run_training(_config(replay_data, iterations=4), tmp_path / "run", progress=False)
+    out = tmp_path / "eval"
+    args = argparse.Namespace(
+        checkpoint=str(tmp_path / "run"),
+        tasks=str(replay_data.tasks_path),
+        store=None,
+        split="heldout",
+        lam=None,
+        lambda_sweep=True,
+        mode="replay",
+        out=str(out),
+    )
+    assert cli_eval(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    names = set(report["policies"])
+    assert {"hrm", "halt", "spawn_all", "best_cascade", "random", "oracle"} <= names
+    assert {"single:alpha", "single:beta", "single:gamma"} <= names
+    assert report["meta"]["checkpoint"] == str(ckpt)
+    for m in report["policies"].values():
+        assert {"resolve_rate", "pass_rate", "mean_cost", "score", "by_kind"} <= set(m)
+        assert m["score"] == pytest.approx(m["pass_rate"] - report["lambda"] * m["mean_cost"])
+    assert report["policies"]["halt"]["mean_cost"] == 0.0
+    assert report["policies"]["oracle"]["resolve_rate"] == 1.0
+    assert set(report["lambda_sweep"]["hull_area"]) >= {"hrm", "best_cascade"}
+    assert (out / "pareto.png").stat().st_size > 1000 and (out / "report.md").is_file()

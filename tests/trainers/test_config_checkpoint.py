@@ -1,0 +1,61 @@
+"""Trainer configs (presets, overrides, clear errors) and checkpoint files (atomic, aliases, latest)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from envs.config import ConfigError, load_config
+from trainers.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_state,
+    load_train_config,
+    load_weights,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from trainers.config import TrainConfig
+from trainers.quickstart import QuickstartConfig
+
+
+def test_presets_load_and_resolve_policy_preset() -> None:
+    cfg = load_config(TrainConfig, "trainers/act_q", ["policy.hidden_size=32", "act_q.iterations=3"])
+    assert cfg.policy.hidden_size == 32 and cfg.policy.H_layers == 1  # the rest from policy/hrm-tiny
+    assert cfg.act_q.iterations == 3 and cfg.env["mode"] == "replay"
+    assert load_config(TrainConfig, "trainers/ppo").algo == "ppo"
+    assert (
+        load_config(QuickstartConfig, "quickstart-tiny").tasks.max_bugs
+        <= load_config(QuickstartConfig, "quickstart").tasks.max_bugs
+    )
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("act_q.iterationz=3", "act_q.iterationz"),
+        ("act_q.iterations=0", "act_q.iterations"),
+        ("act_q.lam.low=0.5", "act_q.lam"),
+        ("policy.preset=policy/nope", "policy"),
+    ],
+)
+def test_bad_keys_are_named(override: str, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_config(TrainConfig, "trainers/act_q", [override])
+
+
+def test_checkpoint_round_trip_and_latest(tmp_path) -> None:
+    cfg = load_config(TrainConfig, "trainers/act_q", ["seed=7"])
+    shared = torch.arange(6.0)
+    weights = {"policy": {"a": shared, "b": shared, "c": torch.ones(2, 2)}}
+    first = save_checkpoint(tmp_path, 1, cfg, weights, {"x": 1})
+    (tmp_path / "checkpoints" / ".step_000002.partial").mkdir()  # what a kill mid-write leaves
+    second = save_checkpoint(tmp_path, 2, cfg, weights, {"x": 2})
+    assert latest_checkpoint(tmp_path) == second and first.is_dir()
+    assert resolve_checkpoint(tmp_path) == second
+    loaded = load_weights(second)
+    assert torch.equal(loaded["a"], shared) and torch.equal(loaded["b"], shared)  # alias restored
+    assert load_state(second) == {"x": 2}
+    assert load_train_config(second).seed == 7
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        resolve_checkpoint(tmp_path / "nothing")

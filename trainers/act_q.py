@@ -1,0 +1,521 @@
+"""ACT Q-learning: the HRM-native trainer (CleanRL style: read it top to bottom).
+
+The Q-head learns as HRM's ACT head does: sigmoid outputs trained with binary cross-entropy toward
+targets in [0, 1]. Actions: 0 halt, 1..K spawn, K+1..2K delegate. A Q value stands for a return G in
+[-F, 1] (F = ``value_floor``, default 0.25) through u(G) = (G + F) / (1 + F), clipped to [0, 1]; mapping
+rather than clipping at 0 keeps a costly step that finds nothing below halting when h = 0.
+
+Targets, for an episode with states s_0..s_{T-1}, actions a_t, step costs c_t (test-run units),
+λ of the episode and h_t = hidden pass-rate of the best candidate (by visible pass-rate) at s_t:
+
+* halt at every visited state:   y_halt(s_t) = u(h_t)
+  Halting now submits that candidate, so its return is known exactly. Costs already paid are sunk
+  (they do not depend on the decision), so they are left out.
+* the non-halt action taken:     y(s_t, a_t) = u(V(s_{t+1}) - λ·c_t)
+  with V(s) = max(h(s), max over valid non-halt a' of u⁻¹(sigmoid(Q_target(s, a')))) - the known halt
+  value stands in for the halt Q - and V(s_T) = h_T when the episode was cut (step/budget limit: the
+  best candidate is submitted).
+
+Data: each iteration runs one batch of complete episodes side by side (ε-greedy over valid actions,
+λ sampled per episode by the env from its range, the recurrent carry persisting across an episode's
+steps and reset per row at its start), stores them in a FIFO episode buffer and takes gradient steps
+on sampled episodes, unrolled from a fresh carry (so stored episodes need no stored carries). An
+optional target network (copied every ``target_update_every`` iterations) gives the bootstrap values.
+Whole-episode iterations also make resume exact: at a checkpoint no episode is in flight.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from policies.spawn_policy import HALT, SpawnPolicy, greedy_action
+from trainers.config import ActQConfig, TrainConfig
+
+
+@dataclass
+class Episode:
+    """One finished episode, as numpy arrays (T = steps taken)."""
+
+    tokens: np.ndarray  # [T, L] int64
+    features: np.ndarray  # [T, F] float32
+    masks: np.ndarray  # [T, A] bool
+    actions: np.ndarray  # [T] int64
+    costs: np.ndarray  # [T] float32, cost of each step (0 for halt)
+    halt_values: np.ndarray  # [T + 1] float32, h_t; h_T is the value submitted at the end
+    lam: float
+    instance_id: str = ""
+    pass_rate: float = 0.0  # hidden pass-rate submitted
+    resolved: bool = False
+    truncated: bool = False
+
+    @property
+    def steps(self) -> int:
+        return len(self.actions)
+
+    @property
+    def total_cost(self) -> float:
+        return float(self.costs.sum())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Acting. An actor maps a batch of observations (dict of arrays, one row per env) and the rows whose
+# episode starts now to actions: ``act(obs, reset_rows) -> int array``. Baselines are actors too.
+
+Actor = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+def choose_actions(
+    q_logits: torch.Tensor, masks: torch.Tensor, epsilon: float, rng: np.random.Generator
+) -> np.ndarray:
+    """ε-greedy over valid actions: greedy on the Q-head, uniformly random valid action with prob ε."""
+    actions = greedy_action(q_logits, masks).cpu().numpy()
+    masks_np = masks.cpu().numpy().astype(bool)
+    explore = rng.random(len(actions)) < epsilon
+    for row in np.flatnonzero(explore):
+        actions[row] = rng.choice(np.flatnonzero(masks_np[row]))
+    return actions
+
+
+class PolicyActor:
+    """Drives a SpawnPolicy over a batch of envs: carry per row, reset at each row's episode start."""
+
+    def __init__(
+        self,
+        policy: SpawnPolicy,
+        device: torch.device,
+        epsilon: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ):
+        self.policy, self.device, self.epsilon = policy, device, epsilon
+        self.rng = rng or np.random.default_rng(0)
+        self.carry = None
+        self.q_values: list[np.ndarray] = []
+
+    @torch.no_grad()
+    def __call__(self, obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
+        tokens = torch.as_tensor(obs["tokens"], dtype=torch.long, device=self.device)
+        features = torch.as_tensor(obs["features"], dtype=torch.float32, device=self.device)
+        masks = torch.as_tensor(np.asarray(obs["action_mask"]).astype(bool), device=self.device)
+        if self.carry is None or self.carry.z_H.shape[0] != len(tokens):
+            self.carry = self.policy.initial_carry(len(tokens), self.device)
+        reset = torch.as_tensor(np.asarray(reset_rows, bool), device=self.device)
+        self.carry, out = self.policy(self.carry, tokens, features, masks, reset)
+        self.q_values.append(torch.sigmoid(out.q_logits).cpu().numpy())
+        return choose_actions(out.q_logits, masks, self.epsilon, self.rng)
+
+
+class _EpisodeLog:
+    """Per-row lists filled while episodes run, turned into ``Episode`` objects at the end."""
+
+    def __init__(self, n: int):
+        self.rows: list[dict[str, list]] = [
+            {"tokens": [], "features": [], "masks": [], "actions": [], "costs": [], "h": []} for _ in range(n)
+        ]
+
+    def record(self, row: int, obs: dict[str, np.ndarray], action: int) -> None:
+        log = self.rows[row]
+        if "tokens" in obs:  # baselines run without tokens (faster); they never read them
+            log["tokens"].append(obs["tokens"][row])
+        log["features"].append(obs["features"][row])
+        log["masks"].append(np.asarray(obs["action_mask"][row]).astype(bool))
+        log["actions"].append(action)
+
+    def episode(
+        self, row: int, lam: float, instance_id: str, pass_rate: float, resolved: bool, truncated: bool
+    ) -> Episode:
+        log = self.rows[row]
+        return Episode(
+            tokens=np.stack(log["tokens"]).astype(np.int64)
+            if log["tokens"]
+            else np.zeros((len(log["actions"]), 0), np.int64),
+            features=np.stack(log["features"]).astype(np.float32),
+            masks=np.stack(log["masks"]),
+            actions=np.asarray(log["actions"], dtype=np.int64),
+            costs=np.asarray(log["costs"], dtype=np.float32),
+            halt_values=np.asarray(log["h"], dtype=np.float32),
+            lam=float(lam),
+            instance_id=instance_id,
+            pass_rate=float(pass_rate),
+            resolved=bool(resolved),
+            truncated=bool(truncated),
+        )
+
+
+def run_batched_episodes(env: Any, act: Actor, tasks: np.ndarray, lams: np.ndarray) -> list[Episode]:
+    """One episode per row of a ``BatchedReplayEnv`` (row i: task index ``tasks[i]``, cost weight ``lams[i]``).
+
+    The env auto-resets a finished row; until every row is done such rows get action 0 (halt, always
+    valid, free) and what they do is ignored. h_t is read from the env's candidate tables: the score
+    of the candidate a halt would submit now.
+    """
+    n = len(tasks)
+    if n != env.num_envs:
+        raise ValueError(f"run_batched_episodes: {n} tasks for an env of {env.num_envs} rows")
+    env.reset_envs(np.arange(n), task=np.asarray(tasks), lam=np.asarray(lams, dtype=float))
+    obs = env.observe()
+    log = _EpisodeLog(n)
+    done = np.zeros(n, bool)
+    out: list[Episode | None] = [None] * n
+    reset_rows = np.ones(n, bool)
+    while not done.all():
+        h_now = _batched_halt_value(env)
+        for row in np.flatnonzero(~done & reset_rows):
+            log.rows[row]["h"].append(float(h_now[row]))
+        actions = np.where(done, 0, act(obs, reset_rows))
+        reset_rows = np.zeros(n, bool)
+        cost_before = env.cost.copy()
+        for row in np.flatnonzero(~done):
+            log.record(row, obs, int(actions[row]))
+        obs, _, _, truncated, final = env.step(actions)
+        h_next = _batched_halt_value(env)
+        for row in np.flatnonzero(~done):
+            ended = bool(final["done"][row])
+            spent = (final["cost"][row] if ended else env.cost[row]) - cost_before[row]
+            log.rows[row]["costs"].append(float(spent))
+            if ended:
+                score = final["resolved"][row] if env.spec.reward == "resolved" else final["pass_rate"][row]
+                h_end = (
+                    log.rows[row]["h"][-1]
+                    if actions[row] == HALT
+                    else (float(score) if env.spec.submit_on_truncate else 0.0)
+                )
+                log.rows[row]["h"].append(h_end)
+                out[row] = log.episode(
+                    row,
+                    lams[row],
+                    env.task_ids[tasks[row]],
+                    final["pass_rate"][row],
+                    final["resolved"][row],
+                    bool(truncated[row]),
+                )
+                done[row] = True
+            else:
+                log.rows[row]["h"].append(float(h_next[row]))
+    return [e for e in out if e is not None]
+
+
+def _batched_halt_value(env: Any) -> np.ndarray:
+    """Hidden score a halt would get now, per row (0 where no candidate yet)."""
+    return np.asarray(env.halt_value(), float)
+
+
+def gym_halt_value(env: Any, info: dict[str, Any]) -> float:
+    """Hidden score of the candidate a halt would submit now (0 without one), from ``info["best_score"]``.
+
+    SpawnEnv puts it there (a custom env should too, else halting is valued at 0). The trainer may read
+    hidden figures; the policy never sees them.
+    """
+    return float(info.get("best_score", 0.0))
+
+
+def run_gym_episodes(
+    envs: Sequence[Any], act: Actor, seeds: Sequence[int], options: Sequence[dict | None] | None = None
+) -> list[Episode]:
+    """One episode in each gymnasium env (SpawnEnv in any mode, or a custom env with the same contract).
+
+    Step costs come from ``info["cost"]`` (cumulative cost units), λ from ``info["lam"]`` (else feature 0).
+    """
+    n = len(envs)
+    obs_rows, infos = [], []
+    for env, seed, opt in zip(envs, seeds, options or [None] * n, strict=True):
+        o, i = env.reset(seed=int(seed), options=opt)
+        obs_rows.append(o)
+        infos.append(i)
+    log = _EpisodeLog(n)
+    for row in range(n):
+        log.rows[row]["h"].append(gym_halt_value(envs[row], infos[row]))
+    lams = [float(i.get("lam", o["features"][0])) for i, o in zip(infos, obs_rows, strict=True)]
+    spent = [float(i.get("cost", 0.0)) for i in infos]
+    done = np.zeros(n, bool)
+    out: list[Episode | None] = [None] * n
+    reset_rows = np.ones(n, bool)
+    while not done.all():
+        obs = {k: np.stack([o[k] for o in obs_rows]) for k in obs_rows[0]}
+        actions = act(obs, reset_rows)
+        reset_rows = np.zeros(n, bool)
+        for row in np.flatnonzero(~done):
+            a = int(actions[row])
+            log.record(row, obs, a)
+            o, _, term, trunc, info = envs[row].step(a)
+            cost_now = float(info.get("cost", spent[row]))
+            log.rows[row]["costs"].append(cost_now - spent[row])
+            spent[row] = cost_now
+            log.rows[row]["h"].append(
+                log.rows[row]["h"][-1] if a == HALT else gym_halt_value(envs[row], info)
+            )
+            obs_rows[row] = o
+            if term or trunc:
+                done[row] = True
+                out[row] = log.episode(
+                    row,
+                    lams[row],
+                    str(info.get("instance_id", "")),
+                    float(info.get("pass_rate", 0.0) or 0.0),
+                    bool(info.get("resolved", False)),
+                    bool(trunc and not term),
+                )
+    return [e for e in out if e is not None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Learning.
+
+
+def collate(episodes: Sequence[Episode], device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad episodes to the longest: [B, T, ...] tensors plus ``valid`` [B, T]."""
+    b, t = len(episodes), max(e.steps for e in episodes)
+    seq_len, n_feat, n_act = (
+        episodes[0].tokens.shape[1],
+        episodes[0].features.shape[1],
+        episodes[0].masks.shape[1],
+    )
+    tokens = np.zeros((b, t, seq_len), np.int64)
+    features = np.zeros((b, t, n_feat), np.float32)
+    masks = np.ones((b, t, n_act), bool)  # padding rows: any action "valid" keeps greedy/max defined
+    actions = np.zeros((b, t), np.int64)
+    costs = np.zeros((b, t), np.float32)
+    halt_values = np.zeros((b, t + 1), np.float32)
+    valid = np.zeros((b, t), bool)
+    for i, e in enumerate(episodes):
+        n = e.steps
+        tokens[i, :n], features[i, :n], masks[i, :n] = e.tokens, e.features, e.masks
+        actions[i, :n], costs[i, :n], valid[i, :n] = e.actions, e.costs, True
+        halt_values[i, : n + 1] = e.halt_values
+    lam = np.asarray([e.lam for e in episodes], np.float32)
+    lengths = np.asarray([e.steps for e in episodes], np.int64)
+    arrays = dict(
+        tokens=tokens,
+        features=features,
+        masks=masks,
+        actions=actions,
+        costs=costs,
+        halt_values=halt_values,
+        valid=valid,
+        lam=lam,
+        lengths=lengths,
+    )
+    return {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
+
+
+def unroll_q(policy: SpawnPolicy, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Q logits [B, T, A] of every step, the carry flowing through the episode from a fresh start."""
+    b, t = batch["actions"].shape
+    device = batch["actions"].device
+    carry = policy.initial_carry(b, device)
+    reset = torch.ones(b, dtype=torch.bool, device=device)
+    outs = []
+    for step in range(t):
+        carry, out = policy(
+            carry,
+            batch["tokens"][:, step],
+            batch["features"][:, step],
+            batch["masks"][:, step],
+            reset if step == 0 else None,
+        )
+        outs.append(out.q_logits)
+    return torch.stack(outs, dim=1)
+
+
+def to_unit(value: torch.Tensor, floor: float) -> torch.Tensor:
+    """Return units [-floor, 1] -> the sigmoid scale [0, 1] (clipped)."""
+    return ((value + floor) / (1.0 + floor)).clamp(0.0, 1.0)
+
+
+def from_unit(prob: torch.Tensor, floor: float) -> torch.Tensor:
+    return prob * (1.0 + floor) - floor
+
+
+def act_q_targets(
+    next_q_logits: torch.Tensor, batch: dict[str, torch.Tensor], floor: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(halt targets [B, T], taken-action targets [B, T]) on the sigmoid scale, as in the module docstring.
+
+    Values live in return units [-floor, 1] mapped affinely onto [0, 1], so a step that costs and finds
+    nothing scores below halting even where the best candidate so far is worth 0.
+    """
+    h = batch["halt_values"]  # [B, T + 1], return units
+    b, t = batch["actions"].shape
+    q_next = from_unit(torch.sigmoid(next_q_logits.float()), floor)  # [B, T, A] at s_t; shifted below
+    masks = batch["masks"].clone()
+    masks[:, :, HALT] = False  # the halt value is known exactly: h
+    best_move = q_next.masked_fill(~masks, -floor).amax(-1)  # [B, T]
+    v = torch.maximum(h[:, :t], best_move)  # V(s_t) for visited states
+    # V(s_{t+1}): the next visited state's value, or h_T after the last step (cut episode).
+    idx = torch.arange(t, device=h.device).unsqueeze(0)
+    last = (batch["lengths"] - 1).unsqueeze(1)
+    v_next = torch.where(idx < last, torch.cat([v[:, 1:], v[:, -1:]], dim=1), h[:, 1:])
+    taken = v_next - batch["lam"].unsqueeze(1) * batch["costs"]
+    return to_unit(h[:, :t], floor), to_unit(taken, floor)
+
+
+def act_q_loss(
+    policy: SpawnPolicy, target: SpawnPolicy | None, batch: dict[str, torch.Tensor], floor: float = 0.25
+) -> tuple[torch.Tensor, dict[str, float]]:
+    q = unroll_q(policy, batch)  # [B, T, A] with gradients
+    with torch.no_grad():
+        q_boot = unroll_q(target, batch) if target is not None else q.detach()
+        y_halt, y_taken = act_q_targets(q_boot, batch, floor)
+    valid = batch["valid"].float()
+    moved = valid * (batch["actions"] != HALT).float()
+    q_taken = q.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
+    halt_loss = (F.binary_cross_entropy_with_logits(q[:, :, HALT], y_halt, reduction="none") * valid).sum()
+    move_loss = (F.binary_cross_entropy_with_logits(q_taken, y_taken, reduction="none") * moved).sum()
+    loss = (halt_loss + move_loss) / (valid.sum() + moved.sum()).clamp(min=1.0)
+    with torch.no_grad():
+        sq = torch.sigmoid(q)
+        stats = {
+            "loss/total": float(loss),
+            "loss/halt_bce": float(halt_loss / valid.sum().clamp(min=1.0)),
+            "loss/move_bce": float(move_loss / moved.sum().clamp(min=1.0)),
+            "q/halt": float((sq[:, :, HALT] * valid).sum() / valid.sum().clamp(min=1.0)),
+            "q/taken_move": float((torch.sigmoid(q_taken) * moved).sum() / moved.sum().clamp(min=1.0)),
+            "q/halt_abs_err": float(
+                ((sq[:, :, HALT] - y_halt).abs() * valid).sum() / valid.sum().clamp(min=1.0)
+            ),
+        }
+    return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# The trainer: state that a checkpoint captures, one iteration at a time.
+
+
+def epsilon_at(cfg: ActQConfig, iteration: int) -> float:
+    frac = min(1.0, iteration / max(1, cfg.epsilon_decay_iterations))
+    return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+def _iteration_rng(seed: int, iteration: int, stream: int) -> np.random.Generator:
+    # Derived per iteration, so a resumed run draws exactly what the uninterrupted one would have.
+    return np.random.default_rng([seed, iteration, stream])
+
+
+class BatchedSource:
+    """Training episodes from a ``BatchedReplayEnv``: tasks drawn from ``task_indices``, λ uniform in range."""
+
+    def __init__(self, env: Any, task_indices: Sequence[int], lam_low: float, lam_high: float):
+        if len(task_indices) == 0:
+            raise ValueError("BatchedSource: no training tasks")
+        self.env, self.task_indices = env, np.asarray(task_indices, np.int64)
+        self.lam_low, self.lam_high = lam_low, lam_high
+
+    def __call__(self, act: Actor, rng: np.random.Generator) -> list[Episode]:
+        n = self.env.num_envs
+        tasks = rng.choice(self.task_indices, size=n)
+        lams = rng.uniform(self.lam_low, self.lam_high, size=n)
+        return run_batched_episodes(self.env, act, tasks, lams)
+
+    def close(self) -> None:
+        pass
+
+
+class GymSource:
+    """Training episodes from gymnasium envs (any mode); the env samples the task and λ from the seed."""
+
+    def __init__(self, envs: Sequence[Any]):
+        self.envs = list(envs)
+
+    def __call__(self, act: Actor, rng: np.random.Generator) -> list[Episode]:
+        seeds = rng.integers(0, 2**31 - 1, size=len(self.envs))
+        return run_gym_episodes(self.envs, act, seeds)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class ActQTrainer:
+    """Iteration = one batch of complete episodes from ``source`` + ``updates`` gradient steps."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        policy: SpawnPolicy,
+        source: Callable[[Actor, np.random.Generator], list[Episode]],
+        device: torch.device,
+    ):
+        self.config, self.cfg = config, config.act_q
+        self.policy, self.source, self.device = policy.to(device), source, device
+        self.target = copy.deepcopy(self.policy).eval() if self.cfg.target_update_every > 0 else None
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        self.buffer: deque[Episode] = deque(maxlen=max(1, self.cfg.buffer_episodes))
+        self.iteration = 0
+        self.env_steps = 0
+        self.episodes_done = 0
+
+    # -- one iteration ------------------------------------------------------------------------
+    def step(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        cfg, it = self.cfg, self.iteration
+        epsilon = epsilon_at(cfg, it)
+        actor = PolicyActor(self.policy.eval(), self.device, epsilon, _iteration_rng(self.config.seed, it, 0))
+        episodes = self.source(actor, _iteration_rng(self.config.seed, it, 2))
+        if cfg.buffer_episodes == 0:
+            self.buffer.clear()
+        self.buffer.extend(episodes)
+        self.policy.train()
+        sample_rng = _iteration_rng(self.config.seed, it, 1)
+        stats: dict[str, float] = {}
+        for _ in range(cfg.updates):
+            pool = list(self.buffer)
+            pick = sample_rng.choice(len(pool), size=min(cfg.batch_episodes, len(pool)), replace=False)
+            batch = collate([pool[i] for i in sorted(pick)], self.device)
+            loss, stats = act_q_loss(self.policy, self.target, batch, cfg.value_floor)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = float(
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+            )
+            self.optimizer.step()
+        self.iteration += 1
+        if self.target is not None and self.iteration % cfg.target_update_every == 0:
+            self.target.load_state_dict(self.policy.state_dict())
+        steps = sum(e.steps for e in episodes)
+        self.env_steps += steps
+        self.episodes_done += len(episodes)
+        q_seen = np.concatenate(actor.q_values) if actor.q_values else np.zeros((0, 1))
+        return {
+            **stats,
+            "epsilon": epsilon,
+            "episodes": episodes,
+            "q/mean_seen": float(q_seen.mean()) if q_seen.size else 0.0,
+            "time/steps_per_s": steps / max(1e-9, time.perf_counter() - start),
+        }
+
+    # -- checkpoint state -----------------------------------------------------------------------
+    def weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        out = {"policy": self.policy.state_dict()}
+        if self.target is not None:
+            out["target"] = self.target.state_dict()
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "episodes_done": self.episodes_done,
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": [asdict(e) for e in self.buffer],
+        }
+
+    def load(self, weights: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(weights["policy"])
+        if self.target is not None:
+            self.target.load_state_dict(weights.get("target", weights["policy"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.clear()
+        self.buffer.extend(Episode(**e) for e in state["buffer"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.episodes_done = int(state["episodes_done"])

@@ -1,0 +1,96 @@
+"""Baseline policies, as actors over batched observations: ``act(obs, reset_rows) -> actions``.
+
+* ``halt``          submit nothing (halt at once).
+* ``single:<a>``    spawn agent a once, then halt.
+* ``spawn_all``     spawn every agent once (in order), then halt.
+* ``best_cascade``  the best fixed order of spawns/delegations with a stop rule (halt as soon as the best
+                    candidate passes every visible test), chosen by score on the training split.
+* ``random``        a uniformly random valid action each step (halt included).
+* ``oracle``        the cheapest action sequence to the best reachable score, per task (envs/oracle.py).
+
+The stop rule and the skipping of masked actions read only what the policy sees (features and mask),
+so every baseline is a fair competitor; only the oracle knows hidden scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from envs.features import GLOBAL_FEATURES
+
+BEST_VISIBLE = GLOBAL_FEATURES.index("best_visible")
+HAS_CANDIDATE = GLOBAL_FEATURES.index("has_candidate")
+
+
+def halt_actor(obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
+    return np.zeros(len(obs["action_mask"]), np.int64)
+
+
+class SequenceActor:
+    """Row i follows ``sequences[i]`` (non-halt actions), skipping masked ones, then halts.
+
+    With ``stop_visible`` it halts early once the best candidate's visible pass-rate reaches it.
+    """
+
+    def __init__(self, sequences: Sequence[Sequence[int]], stop_visible: float | None = None):
+        self.sequences = [list(s) for s in sequences]
+        self.stop_visible = stop_visible
+        self.pos = np.zeros(len(self.sequences), np.int64)
+
+    def __call__(self, obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
+        masks = np.asarray(obs["action_mask"]).astype(bool)
+        if len(masks) != len(self.sequences):
+            raise ValueError(f"SequenceActor: {len(self.sequences)} sequences for {len(masks)} envs")
+        self.pos[np.asarray(reset_rows, bool)] = 0
+        actions = np.zeros(len(masks), np.int64)
+        feats = obs["features"]
+        for row, seq in enumerate(self.sequences):
+            if (
+                self.stop_visible is not None
+                and feats[row, HAS_CANDIDATE] > 0
+                and feats[row, BEST_VISIBLE] >= self.stop_visible
+            ):
+                continue
+            while self.pos[row] < len(seq) and not masks[row, seq[self.pos[row]]]:
+                self.pos[row] += 1  # not possible here (used up, no candidate, not in the store): skip it
+            if self.pos[row] < len(seq):
+                actions[row] = seq[self.pos[row]]
+                self.pos[row] += 1
+        return actions
+
+
+class RandomActor:
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
+        masks = np.asarray(obs["action_mask"]).astype(bool)
+        return np.asarray([self.rng.choice(np.flatnonzero(m)) for m in masks], np.int64)
+
+
+def single_sequence(agent_index: int) -> list[int]:
+    return [1 + agent_index]
+
+
+def spawn_all_sequence(num_agents: int) -> list[int]:
+    return [1 + k for k in range(num_agents)]
+
+
+def cascade_candidates(num_agents: int, max_len: int) -> list[tuple[int, ...]]:
+    """Every ordered sequence of spawn/delegate actions of length 1..max_len."""
+    moves = range(1, 1 + 2 * num_agents)
+    out: list[tuple[int, ...]] = []
+    for length in range(1, max_len + 1):
+        for seq in itertools.product(moves, repeat=length):
+            if seq[0] > num_agents:  # a delegation first is always masked (no candidate yet)
+                continue
+            out.append(seq)
+    return out
+
+
+def cascade_name(seq: Sequence[int], agents: Sequence[str]) -> str:
+    k = len(agents)
+    return " > ".join(f"spawn {agents[a - 1]}" if a <= k else f"delegate {agents[a - 1 - k]}" for a in seq)

@@ -1,0 +1,169 @@
+"""hrm-spawn quickstart [--tiny] [--out DIR]: the main job on a fresh machine, with no arguments.
+
+1. tasks:    build (or reuse) the default tinydb task set at data_dir()/tasks/tinydb.jsonl (envs.build)
+2. collect:  run the agents in the local SWE-ReX runtime on every task, filling the outcome store
+             (worker processes, progress; resumes: finished runs are skipped)
+3. train:    ACT Q-learning of hrm-tiny in replay mode on the train split
+4. evaluate: the checkpoint vs every baseline and the oracle on the held-out split, with a λ sweep
+5. report:   DIR/report.json, DIR/report.md, DIR/pareto.png; the table is printed
+
+Every stage reuses what an earlier run left (tasks file, store, a finished checkpoint), so a second
+run, or one after an interruption, only does what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from envs.collect import BudgetOverrides
+from envs.config import StrictModel, build_config, dump_config, load_config
+from envs.paths import data_dir, runs_dir, stores_dir, tasks_dir
+
+
+class TaskSetConfig(StrictModel):
+    source: str = "pypi:tinydb==4.9.0"
+    file: str | None = None  # default: data_dir()/tasks/<name>.jsonl
+    name: str = "tinydb"
+    max_bugs: int = Field(48, ge=1)
+    combined: int = Field(12, ge=0)
+    seed: int = 0
+
+
+class CollectConfig(StrictModel):
+    workers: int | None = None  # default: every core
+    depth: int = Field(1, ge=0)
+    budget: BudgetOverrides = Field(default_factory=BudgetOverrides)
+
+
+class EvalConfig(StrictModel):
+    lam: float | None = None  # default: the middle of the training λ range
+    sweep: bool = True
+
+
+class QuickstartConfig(StrictModel):
+    tasks: TaskSetConfig = Field(default_factory=TaskSetConfig)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    # A TrainConfig as a mapping (preset trainers/act_q by default); env.tasks/store/agents are filled in.
+    train: dict[str, Any] = Field(default_factory=dict)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    store: str | None = None  # default: data_dir()/stores/<tasks.name>.sqlite
+
+
+def _say(message: str) -> None:
+    print(f"[quickstart] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_tasks(cfg: TaskSetConfig, workers: int | None) -> Path:
+    path = Path(cfg.file).expanduser() if cfg.file else tasks_dir() / f"{cfg.name}.jsonl"
+    if path.is_file() and path.stat().st_size > 0:
+        _say(f"tasks: reusing {path}")
+        return path
+    from envs.build import build_tasks
+
+    _say(f"tasks: building from {cfg.source} into {path} (max {cfg.max_bugs} bugs + {cfg.combined} combined)")
+    report = build_tasks(
+        cfg.source, path, max_bugs=cfg.max_bugs, combined=cfg.combined, seed=cfg.seed, workers=workers
+    )
+    if not report.tasks:
+        raise RuntimeError(f"tasks: the build of {cfg.source} kept no valid task (see {path}.report.json)")
+    return path
+
+
+def run_collect(tasks_path: Path, store: Path, env: dict[str, Any], cfg: CollectConfig) -> None:
+    from envs.collect import collect
+    from envs.spawn_env import load_env_config
+    from envs.tasks import load_tasks
+
+    env_cfg = load_env_config(env)
+    tasks = load_tasks(str(tasks_path)).tasks
+    _say(
+        f"collect: {len(tasks)} tasks x {len(env_cfg.agents)} agents ({', '.join(env_cfg.agents)}) -> {store}"
+    )
+    start = time.perf_counter()
+    counts = collect(
+        tasks,
+        env_cfg.agents,
+        store,
+        workers=cfg.workers or _cores(),
+        seeds=env_cfg.seeds_per_agent,
+        depth=cfg.depth,
+        sandbox_config=env_cfg.sandbox,
+        budget=cfg.budget,
+        delegate_seeds=env_cfg.delegate_seeds,
+        progress=True,
+    )
+    _say(
+        f"collect: {counts.ran} runs, {counts.skipped} reused, {counts.failed} failed "
+        f"in {time.perf_counter() - start:.0f}s"
+    )
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
+    from trainers.checkpoint import latest_checkpoint
+    from trainers.config import TrainConfig, _merge
+    from trainers.evaluate import evaluate
+    from trainers.report import comparison_table, write_report
+    from trainers.train import run_training
+
+    t0 = time.perf_counter()
+    tasks_path = ensure_tasks(config.tasks, config.collect.workers)
+    store = Path(config.store).expanduser() if config.store else stores_dir() / f"{config.tasks.name}.sqlite"
+    train_data = dict(config.train)
+    train_data.setdefault("preset", "trainers/act_q")
+    preset = train_data.pop("preset")
+    env = {
+        **train_data.pop("env", {}),
+        "tasks": str(tasks_path),
+        "store": str(store),
+        "budget": config.collect.budget.model_dump(),
+    }
+    base = load_config(TrainConfig, preset).model_dump()
+    env = _merge(base["env"], env)
+    run_collect(tasks_path, store, {**env, "mode": "cached"}, config.collect)
+    train_cfg = build_config(
+        TrainConfig, _merge(_merge(base, train_data), {"env": {**env, "mode": "replay", "split": "train"}})
+    )
+    # The run directory is named after the config, so a changed config never resumes an unrelated run.
+    digest = hashlib.sha256(dump_config(train_cfg).encode()).hexdigest()[:8]
+    run_dir = out / f"run-{digest}"
+    done = latest_checkpoint(run_dir)
+    total = train_cfg.act_q.iterations
+    if done is not None and json.loads((done / "meta.json").read_text()).get("iteration") == total:
+        _say(f"train: reusing the finished run in {run_dir}")
+        ckpt = done
+    else:
+        _say(f"train: ACT Q-learning, {total} iterations -> {run_dir}" + (" (resuming)" if done else ""))
+        ckpt = run_training(train_cfg, run_dir, resume=done is not None)
+    _say("evaluate: held-out tasks, every baseline, the oracle" + (", λ sweep" if config.eval.sweep else ""))
+    report = evaluate(ckpt, {}, "heldout", config.eval.lam, config.eval.sweep)
+    report["meta"]["quickstart_seconds"] = round(time.perf_counter() - t0, 1)
+    paths = write_report(report, out)
+    print(comparison_table(report))
+    for key, value in report["targets"].items():
+        print(f"{key}: {value}")
+    print(f"report: {paths['json']}\nmarkdown: {paths['md']}\nplot: {paths['png']}")
+    return report
+
+
+def cli_quickstart(args: argparse.Namespace) -> int:
+    name = "quickstart-tiny" if args.tiny and args.config == "quickstart" else args.config
+    config = load_config(QuickstartConfig, name, args.overrides)
+    out = Path(args.out) if args.out else data_dir() / "quickstart" / ("tiny" if args.tiny else "full")
+    out.mkdir(parents=True, exist_ok=True)
+    _say(f"config {name}; output in {out}; runs under {runs_dir()}")
+    run_quickstart(config, out)
+    return 0

@@ -1,0 +1,271 @@
+"""Evaluation reports: per-policy metrics from episode records, the λ-sweep hull, report.json/md, pareto.png.
+
+An ``EpisodeRecord`` is what one policy did on one task. ``summarize`` turns a policy's records at one
+λ into ``resolve_rate``, ``pass_rate``, ``mean_cost``, ``score = pass_rate - λ·mean_cost`` and the same
+per modifier kind. ``hull_area`` is the area under the upper convex hull of a policy's (cost, pass-rate)
+points over the λ sweep, from cost 0 to a common ``max_cost``, divided by ``max_cost`` (so it is a mean
+pass-rate in [0, 1]); (0, 0), submitting nothing for free, is always on the curve, and beyond its last
+point the curve stays flat (spending more can always be refused).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class EpisodeRecord:
+    instance_id: str
+    pass_rate: float  # hidden pass-rate of the submitted candidate
+    resolved: bool
+    cost: float  # normalised cost units spent in the episode
+    steps: int
+    actions: list[int] = field(default_factory=list)
+    modifier_kinds: list[str] = field(default_factory=list)
+
+
+def _metrics(records: list[EpisodeRecord], lam: float) -> dict[str, float]:
+    n = len(records)
+    if n == 0:
+        return {
+            "n": 0,
+            "resolve_rate": 0.0,
+            "pass_rate": 0.0,
+            "mean_cost": 0.0,
+            "score": 0.0,
+            "mean_steps": 0.0,
+        }
+    pass_rate = sum(r.pass_rate for r in records) / n
+    mean_cost = sum(r.cost for r in records) / n
+    return {
+        "n": n,
+        "resolve_rate": sum(r.resolved for r in records) / n,
+        "pass_rate": pass_rate,
+        "mean_cost": mean_cost,
+        "score": pass_rate - lam * mean_cost,
+        "mean_steps": sum(r.steps for r in records) / n,
+    }
+
+
+def summarize(records: list[EpisodeRecord], lam: float) -> dict[str, Any]:
+    """Metrics of one policy at one λ, overall and per modifier kind (a combined bug counts in each)."""
+    by_kind: dict[str, list[EpisodeRecord]] = defaultdict(list)
+    for record in records:
+        for kind in record.modifier_kinds or ["unknown"]:
+            by_kind[kind].append(record)
+    out = _metrics(records, lam)
+    out["by_kind"] = {kind: _metrics(rs, lam) for kind, rs in sorted(by_kind.items())}
+    return out
+
+
+def upper_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-decreasing upper convex hull of (cost, quality) points, starting at (0, 0)."""
+    pts = sorted(set([(0.0, 0.0), *((max(0.0, c), q) for c, q in points)]))
+    hull: list[tuple[float, float]] = []
+    for p in pts:
+        # Pop while the last point lies on or below the segment from its predecessor to p.
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    # Quality can always be kept while spending more: cut the hull where it starts to fall.
+    best = max(range(len(hull)), key=lambda i: (hull[i][1], -hull[i][0]))
+    return hull[: best + 1]
+
+
+def hull_area(points: list[tuple[float, float]], max_cost: float) -> float:
+    """Area under the hull from cost 0 to ``max_cost``, divided by ``max_cost``."""
+    if max_cost <= 0:
+        return max((q for _, q in points), default=0.0)
+    hull = upper_hull(points)
+    area = 0.0
+    for (x1, y1), (x2, y2) in zip(hull, hull[1:], strict=False):
+        if x1 >= max_cost:
+            break
+        if x2 > max_cost:  # cut the segment at max_cost
+            y2 = y1 + (y2 - y1) * (max_cost - x1) / (x2 - x1)
+            x2 = max_cost
+        area += (x2 - x1) * (y1 + y2) / 2
+    last_x, last_y = hull[-1]
+    if last_x < max_cost:
+        area += (max_cost - last_x) * last_y
+    return area / max_cost
+
+
+def build_report(
+    policies: dict[str, dict[str, Any]],
+    lam: float,
+    meta: dict[str, Any],
+    sweep: dict[str, list[dict[str, float]]] | None = None,
+) -> dict[str, Any]:
+    """``policies``: name -> summarize() at ``lam``; ``sweep``: name -> [{lam, pass_rate, mean_cost, ...}]."""
+    report: dict[str, Any] = {"version": REPORT_VERSION, "lambda": lam, "meta": meta, "policies": policies}
+    if sweep:
+        max_cost = max((p["mean_cost"] for pts in sweep.values() for p in pts), default=0.0)
+        report["lambda_sweep"] = {
+            "max_cost": max_cost,
+            "points": sweep,
+            "hull_area": {
+                name: hull_area([(p["mean_cost"], p["pass_rate"]) for p in pts], max_cost)
+                for name, pts in sweep.items()
+            },
+        }
+    report["targets"] = targets(report)
+    return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """The product's decision-quality targets, checked on this report (None where not measurable)."""
+    pol = report["policies"]
+    out: dict[str, Any] = {}
+    hrm, oracle, spawn_all = pol.get("hrm"), pol.get("oracle"), pol.get("spawn_all")
+    if hrm and oracle and spawn_all:
+        resolve_ratio = hrm["resolve_rate"] / oracle["resolve_rate"] if oracle["resolve_rate"] else None
+        cost_ratio = hrm["mean_cost"] / spawn_all["mean_cost"] if spawn_all["mean_cost"] else None
+        out["resolve_vs_oracle"] = resolve_ratio
+        out["cost_vs_spawn_all"] = cost_ratio
+        out["quality_target_met"] = (
+            resolve_ratio is not None
+            and cost_ratio is not None
+            and resolve_ratio >= 0.95
+            and cost_ratio <= 0.5
+        )
+    if hrm:
+        others = {k: v["score"] for k, v in pol.items() if k not in ("hrm", "oracle")}
+        out["best_other_score"] = max(others.values()) if others else None
+        out["beats_all_baselines"] = bool(others) and all(hrm["score"] > s for s in others.values())
+    sweep = report.get("lambda_sweep")
+    if sweep and "hrm" in sweep["hull_area"] and "best_cascade" in sweep["hull_area"]:
+        out["hull_beats_best_cascade"] = sweep["hull_area"]["hrm"] > sweep["hull_area"]["best_cascade"]
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def comparison_table(report: dict[str, Any]) -> str:
+    """A markdown table of every policy at the report's λ (printed by eval and quickstart)."""
+    head = (
+        "| policy | resolve_rate | pass_rate | mean_cost | score | mean_steps |\n|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, m in report["policies"].items():
+        rows.append(
+            f"| {name} | {_fmt(m['resolve_rate'])} | {_fmt(m['pass_rate'])} | {_fmt(m['mean_cost'])} "
+            f"| {_fmt(m['score'])} | {_fmt(m['mean_steps'])} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [
+        "# hrm-spawn evaluation",
+        "",
+        f"Checkpoint `{meta.get('checkpoint', '-')}`, tasks `{meta.get('tasks', '-')}` "
+        f"(split {meta.get('split', '-')}, {meta.get('num_tasks', '-')} tasks), mode {meta.get('mode', '-')}, "
+        f"λ = {report['lambda']}.",
+        "",
+        "score = pass_rate − λ · mean_cost; cost in units of one full test run of the task.",
+        "",
+        comparison_table(report),
+    ]
+    sweep = report.get("lambda_sweep")
+    if sweep:
+        lines += [
+            "## λ sweep: area under the cost–quality hull",
+            "",
+            f"Normalised by the largest mean cost seen ({sweep['max_cost']:.3f}).",
+            "",
+            "| policy | hull area |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {v:.3f} |" for k, v in sweep["hull_area"].items()]
+        lines.append("")
+    lines += ["## Targets", ""]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in report["targets"].items()]
+    hrm = report["policies"].get("hrm")
+    if hrm and hrm.get("by_kind"):
+        lines += [
+            "",
+            "## hrm per modifier kind",
+            "",
+            "| kind | n | resolve_rate | pass_rate | mean_cost |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, m in hrm["by_kind"].items():
+            lines.append(
+                f"| {kind} | {m['n']} | {_fmt(m['resolve_rate'])} | {_fmt(m['pass_rate'])} "
+                f"| {_fmt(m['mean_cost'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_pareto(report: dict[str, Any], path: Path) -> None:
+    """Cost vs pass-rate of every policy at the report's λ, plus the λ-sweep hulls when present."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    sweep = report.get("lambda_sweep")
+    if sweep:
+        for name, pts in sweep["points"].items():
+            hull = upper_hull([(p["mean_cost"], p["pass_rate"]) for p in pts])
+            xs, ys = [h[0] for h in hull], [h[1] for h in hull]
+            if hull[-1][0] < sweep["max_cost"]:
+                xs.append(sweep["max_cost"])
+                ys.append(hull[-1][1])
+            ax.plot(
+                xs, ys, drawstyle="default", alpha=0.6, label=f"{name} hull ({sweep['hull_area'][name]:.3f})"
+            )
+    for name, m in report["policies"].items():
+        ax.scatter(
+            [m["mean_cost"]],
+            [m["pass_rate"]],
+            marker="*" if name == "hrm" else "o",
+            s=120 if name == "hrm" else 40,
+        )
+        ax.annotate(
+            name, (m["mean_cost"], m["pass_rate"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+    ax.set_xlabel("mean cost (test-run units)")
+    ax.set_ylabel("mean pass-rate")
+    ax.set_title(f"cost vs quality (λ = {report['lambda']})")
+    ax.grid(True, alpha=0.3)
+    if sweep:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "pareto.png"}
+    paths["json"].write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    paths["md"].write_text(render_markdown(report), encoding="utf-8")
+    plot_pareto(report, paths["png"])
+    return paths
+
+
+def record_dict(record: EpisodeRecord) -> dict[str, Any]:
+    return asdict(record)
