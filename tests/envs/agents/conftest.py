@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from agent_bugs import BUGS, make_bug_task  # noqa: F401
+from fixtures.fixture_repo import REPO_NAME, git
 
-# tests/conftest.py puts tests/ on sys.path, so `envs` can resolve to the namespace package tests/envs, and
-# then `envs.agents` to this folder (a namespace portion wins over the editable install's finder). Point
-# the package at the real source folder; a no-op when `envs` is already the real package.
-_ENVS = sys.modules.get("envs")
-if _ENVS is not None and getattr(_ENVS, "__file__", None) is None:
-    _ENVS.__path__ = [str(Path(__file__).resolve().parents[3] / "envs")]
-from agent_bugs import BUGS, make_bug_task  # noqa: E402,F401
-from fixtures.fixture_repo import REPO_NAME, git  # noqa: E402
-
-from envs.repos import RepoEnv  # noqa: E402
-from envs.sandbox import Sandbox  # noqa: E402
-from envs.tasks import TaskInstance  # noqa: E402
+from envs.repos import RepoEnv
+from envs.sandbox import Sandbox
+from envs.tasks import TaskInstance
 
 
 @pytest.fixture(scope="session")
