@@ -88,6 +88,35 @@ def run(tasks: list, agents: list[str], seed: int, delegate: bool) -> list[dict]
     return rows
 
 
+def rows_from_store(tasks: list, agents: list[str], store_path: Path) -> list[dict]:
+    """The same rows from an outcome store that `hrm-spawn collect` filled (no agent is run).
+
+    Clean runs are the seed-0 runs from the buggy repository; a delegation is any run that started from
+    another run's candidate. Every run there was judged by ``Sandbox.evaluate`` when it was collected.
+    """
+    from envs.store import OutcomeStore
+
+    rows = []
+    with OutcomeStore(store_path, readonly=True) as store:
+        for task in tasks:
+            stored = list(store.iter_task(task.instance_id))
+            clean = {k.agent: o for k, o in stored if k.start_patch_sha == "clean" and k.seed == 0}
+            if not all(a in clean for a in agents):
+                continue  # not collected (yet) for every agent
+            runs = {a: {"agent": a, "status": clean[a].result.status, "resolved": clean[a].evaluation.resolved,
+                        "partial": clean[a].evaluation.f2p_passed > 0,
+                        "p2p_ok": clean[a].evaluation.p2p_passed == clean[a].evaluation.p2p_total,
+                        "sandbox_s": round(clean[a].result.cost.sandbox_s, 3),
+                        "validations": clean[a].result.cost.validations} for a in agents}
+            delegations = [{"first": "?", "second": k.agent, "resolved": o.evaluation.resolved,
+                            "sandbox_s": round(o.result.cost.sandbox_s, 3)}
+                           for k, o in stored if k.start_patch_sha != "clean" and k.agent in agents]
+            rows.append({"instance_id": task.instance_id, "kind": kind_of(task), "kinds": list(task.modifier_kinds),
+                         "runs": runs, "delegations": delegations,
+                         "delegable": len(task.modifier_kinds) > 1})
+    return rows
+
+
 def summarize(rows: list[dict], agents: list[str]) -> dict:
     kinds = sorted({r["kind"] for r in rows})
     matrix = {}
@@ -143,14 +172,18 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=3, help="at most this many tasks of each kind (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-delegate", action="store_true")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="read the runs from this outcome store (filled by `hrm-spawn collect`) instead of running")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     found = tinydb_tasks(args.tasks) if args.tasks or tinydb_tasks() else None
     tasks, source = found if found else fixture_tasks()
-    tasks = choose(tasks, args.per_kind, args.seed)
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     start = time.perf_counter()
-    rows = run(tasks, agents, args.seed, not args.no_delegate)
+    if args.store:
+        rows, source = rows_from_store(tasks, agents, args.store), f"{source}, runs from {args.store}"
+    else:
+        rows = run(choose(tasks, args.per_kind, args.seed), agents, args.seed, not args.no_delegate)
     summary = summarize(rows, agents)
     summary.update(source=source, seed=args.seed, wall_s=round(time.perf_counter() - start, 1))
     RESULTS.mkdir(parents=True, exist_ok=True)
