@@ -113,7 +113,7 @@ def rows_from_store(tasks: list, agents: list[str], store_path: Path) -> list[di
                            for k, o in stored if k.start_patch_sha != "clean" and k.agent in agents]
             rows.append({"instance_id": task.instance_id, "kind": kind_of(task), "kinds": list(task.modifier_kinds),
                          "runs": runs, "delegations": delegations,
-                         "delegable": len(task.modifier_kinds) > 1})
+                         "delegable": delegable(task)})
     return rows
 
 
