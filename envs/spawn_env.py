@@ -185,8 +185,11 @@ class SpawnEnv(gym.Env):
             self._tables[task.instance_id] = build_task_table(task, self.store, self.slots)
         empty = [t for t, tb in self._tables.items() if not tb.outcomes]
         if len(empty) == len(self.tasks):
+            stored = sorted({f"{k.agent}@{k.agent_version}" for k in self.store.keys()})[:10]  # noqa: SIM118 (a store, not a dict)
             raise ValueError(f"SpawnEnv replay: the store {self.store.path} has no outcomes for these tasks and "
-                             f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect)")
+                             f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect); "
+                             f"it holds {stored or 'nothing'}: a collect with a budget override records "
+                             "'name@version+budget.<hash>', so pass the same budget.* overrides here")
 
     def task_table(self, instance_id: str) -> TaskTable:
         """The per-task outcome table (built from the store on first use) for fast replay."""
