@@ -8,15 +8,13 @@ may also be given as ``module:Class``. Registration goes to gymnasium's registry
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+
+from envs.plugins import load_object
 
 ENTRY_POINT_GROUP = "hrm_spawn.envs"
 SPAWN_ENV_ID = "HRMSpawn/SWESmith-v0"
@@ -42,32 +40,7 @@ def list_envs() -> list[str]:
 
 def import_target(path: str) -> Any:
     """``package.module:Class`` or ``path/to/file.py:Class`` -> the object."""
-    module_name, _, attr = path.rpartition(":")
-    if not module_name or not attr:
-        raise EnvNotFoundError(f"env target {path!r} is not a registered name or 'module:Class'")
-    try:
-        obj: Any = _load_file(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
-    except (ImportError, FileNotFoundError) as exc:
-        raise EnvNotFoundError(f"env target {path!r}: cannot import {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise EnvNotFoundError(f"env target {path!r}: {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _load_file(file: str) -> Any:
-    path = Path(file).resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no file {file}")
-    name = f"hrm_spawn_user_env_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {file} as a module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so the env pickles for subprocess vector envs
-    spec.loader.exec_module(module)
-    return module
+    return load_object(path, "env target", EnvNotFoundError)
 
 
 def resolve(target: str) -> Callable[..., gym.Env]:

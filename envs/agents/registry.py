@@ -6,7 +6,6 @@ the object may be an Agent class, a factory returning an agent, or an ``AgentSpe
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from envs.agents.base import Agent, AgentSpec
+from envs.plugins import load_object
 from envs.results import Budget
 
 ENTRY_POINT_GROUP = "hrm_spawn.agents"
@@ -61,19 +61,8 @@ def list_agents() -> list[str]:
 
 
 def import_object(path: str) -> Any:
-    """``package.module:Attr.sub`` -> the object; a clear error naming the path on failure."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise AgentNotFoundError(f"agent path {path!r} is not of the form 'module:Class'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AgentNotFoundError(f"agent path {path!r}: cannot import module {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise AgentNotFoundError(f"agent path {path!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
+    """``package.module:Attr.sub`` (or ``file.py:Attr``) -> the object; a clear error naming the path."""
+    return load_object(path, "agent path", AgentNotFoundError)
 
 
 def _build(obj: Any, name: str, kwargs: dict[str, Any]) -> Agent:
