@@ -6,7 +6,6 @@ The repository and task are built once per session (a few seconds) and copied in
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 # swesmith installs a stray top-level ``tests`` package, so the fixtures are imported from this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixtures.fixture_repo import REPO_NAME, build_fixture_repo, make_fixture_task  # noqa: E402
+from fixtures.fixture_repo import build_fixture_repo, copy_repo, make_fixture_task  # noqa: E402
 
 from envs.repos import RepoEnv  # noqa: E402
 
@@ -52,12 +51,7 @@ def fixture_task_session(fixture_repo_session: RepoEnv):
 @pytest.fixture
 def fixture_repo(hrm_home: Path, fixture_repo_session: RepoEnv) -> RepoEnv:
     """The ``calc`` RepoEnv inside this test's ``data_dir()/repos/`` (a copy; change it freely)."""
-    root = hrm_home / "repos" / REPO_NAME
-    shutil.copytree(fixture_repo_session.root, root, symlinks=True)
-    repo = RepoEnv.load(REPO_NAME, root.parent)
-    repo.root = str(root)
-    repo.save()
-    return repo
+    return copy_repo(fixture_repo_session, hrm_home)
 
 
 @pytest.fixture

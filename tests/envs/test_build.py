@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from fixtures.fixture_repo import REPO_NAME
+from fixtures.fixture_repo import copy_repo
 
 from envs.build import build_tasks, combined_candidates, generate_candidates, iter_kinds
 from envs.problem import failure_messages, problem_statement
@@ -21,22 +20,13 @@ MAX_BUGS = 4
 COMBINED = 1
 
 
-def _private_repo(home: Path, session_repo: RepoEnv) -> RepoEnv:
-    root = home / "repos" / REPO_NAME
-    shutil.copytree(session_repo.root, root, symlinks=True)
-    repo = RepoEnv.load(REPO_NAME, root.parent)
-    repo.root = str(root)
-    repo.save()
-    return repo
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, fixture_repo_session: RepoEnv):
     """One small build shared by the tests below (validation runs real test suites: seconds each)."""
     home = tmp_path_factory.mktemp("build_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HRM_SPAWN_HOME", str(home))
-        repo = _private_repo(home, fixture_repo_session)
+        repo = copy_repo(fixture_repo_session, home)
         out = home / "tasks" / "calc.jsonl"
         report = build_tasks(repo, out, max_bugs=MAX_BUGS, combined=COMBINED, seed=0, workers=2)
         yield repo, out, report

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from fixtures.tiny_policy import TINY_POLICY
 from safetensors.torch import load_file
 
 from envs.config import build_config
@@ -27,14 +28,7 @@ def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
             "seed": 3,
             "device": "cpu",
             "env": data.env(split="all"),
-            "policy": {
-                "preset": "policy/hrm-tiny",
-                "seq_len": 64,
-                "hidden_size": 32,
-                "num_heads": 2,
-                "H_cycles": 1,
-                "L_cycles": 1,
-            },
+            "policy": TINY_POLICY,
             "act_q": {
                 "iterations": iterations,
                 "num_envs": 16,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fixtures.tiny_policy import TINY_POLICY
+
 from envs.config import build_config
 from trainers.checkpoint import load_state
 from trainers.config import TrainConfig
@@ -16,14 +18,7 @@ def test_ppo_runs_and_checkpoints(replay_data, tmp_path) -> None:
             "seed": 1,
             "device": "cpu",
             "env": replay_data.env(split="train"),
-            "policy": {
-                "preset": "policy/hrm-tiny",
-                "seq_len": 64,
-                "hidden_size": 32,
-                "num_heads": 2,
-                "H_cycles": 1,
-                "L_cycles": 1,
-            },
+            "policy": TINY_POLICY,
             "ppo": {"total_timesteps": 64, "num_envs": 2, "n_steps": 16, "batch_size": 16, "n_epochs": 1},
         },
     )

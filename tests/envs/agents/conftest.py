@@ -6,13 +6,12 @@ FAIL_TO_PASS / PASS_TO_PASS measured by running the tests clean and buggy.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from agent_bugs import BUGS, make_bug_task  # noqa: F401
-from fixtures.fixture_repo import REPO_NAME, git
+from fixtures.fixture_repo import REPO_NAME, copy_repo, git
 
 from envs.repos import RepoEnv
 from envs.sandbox import Sandbox
@@ -24,10 +23,7 @@ def agent_home(hrm_home_session: Path, fixture_repo_session: RepoEnv) -> Path:
     """A session data dir holding the fixture repository, for sandboxes shared by the agent tests."""
     root = hrm_home_session / "repos" / REPO_NAME
     if not root.exists():
-        shutil.copytree(fixture_repo_session.root, root, symlinks=True)
-        repo = RepoEnv.load(REPO_NAME, root.parent)
-        repo.root = str(root)
-        repo.save()
+        copy_repo(fixture_repo_session, hrm_home_session)
     return hrm_home_session
 
 
