@@ -4,7 +4,9 @@ On a built tinydb task when data_dir()/tasks/tinydb.jsonl and its repository exi
 fixture. One worker command (one process at a time, so one core) validates a batch of real candidates (every family
 at the top-ranked lines) the way a repair agent does: F2P first, P2P only for improving candidates. The
 rate counts the whole sandbox command, worker start-up included. A sample is re-checked with a plain
-pytest run through the sandbox (``Sandbox.run_tests``) and the verdicts compared.
+pytest run through the sandbox (``Sandbox.run_tests``) and the verdicts compared; the record also says how
+many candidates took the validator's fast path (code swapped into its warm, collected session) and why
+the others took a fresh import.
 Writes benchmarks/results/agent_validations_per_s.json.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import time
 import warnings
+from collections import Counter
 
 from _agent_tasks import fixture_tasks, tinydb_tasks, write_result
 
@@ -41,6 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--candidates", type=int, default=60)
     parser.add_argument("--verify", type=int, default=4, help="candidates re-checked with a plain pytest run")
+    parser.add_argument("--verify-fresh", action="store_true",
+                        help="also rerun the whole batch with fresh-import children only and compare every status")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # host-execution warning of the local sandbox
     task, source = pick_task()
@@ -65,10 +70,19 @@ def main() -> None:
         out = session.worker(job, 1200)
         seconds = time.perf_counter() - start
         results = out["results"]
+        same_as_fresh = ""
+        if args.verify_fresh:  # the whole batch again with fresh-import children only (the old validator)
+            slow = session.worker({**job, "fast": False}, 2400)
+            same = sum(a["status"] == b["status"] and a["fixed"] == b["fixed"]
+                       for a, b in zip(results, slow["results"], strict=True))
+            same_as_fresh = (f"{same}/{len(results)} identical statuses; fresh-only worker "
+                             f"{len(results) / slow['cpu_s']:.3f} validations/CPU-s")
         session.run(f"rm -rf {SCRATCH}", 30)
         agree, checked = 0, 0
         step = max(1, len(results) // max(1, args.verify))
-        for entry in results[::step][: args.verify]:
+        sample = results[::step][: args.verify]  # plus a fresh-import one and one that ran P2P, when there are
+        sample += [e for e in results if e.get("path") != "fast"][:1] + [e for e in results if e["p2p_passed"] is not None][:1]
+        for entry in {e["id"]: e for e in sample}.values():
             cand = cands[int(entry["id"])]
             sb.reset()
             sb.write_file(cand.file, cand.text)
@@ -80,14 +94,20 @@ def main() -> None:
     wall_rate = len(results) / seconds
     rate = len(results) / out["cpu_s"]  # per core: the worker is one process (plus one child at a time)
     improved = sum(e["p2p_passed"] is not None for e in results)
+    fresh = Counter(e.get("fresh_reason", "").split(": ", 1)[-1] for e in results if e.get("path") != "fast")
     write_result("agent_validations_per_s", rate, "validations/s/core", 5.0, True, {
         "tasks": source, "instance_id": task.instance_id, "repo": task.repo,
         "candidates": len(results), "command_s": round(seconds, 3), "worker_wall_s": round(out["wall_s"], 3),
         "worker_cpu_s": round(out["cpu_s"], 3), "validations_per_wall_s": round(wall_rate, 3),
         "f2p_tests": len(f2p), "p2p_tests": len(p2p), "candidates_with_p2p_run": improved,
         "fixed": sum(e["fixed"] for e in results),
+        "fast_path": out.get("fast_path"), "candidates_fast": sum(e.get("path") == "fast" for e in results),
+        "candidates_fresh": sum(fresh.values()), "fresh_reasons": dict(fresh.most_common()),
         "verified_against_plain_pytest": f"{agree}/{checked} identical verdicts",
-        "measure": "one sandbox command: warm worker forks one child per candidate (F2P; P2P when F2P improves); "
+        **({"verified_against_fresh_imports": same_as_fresh} if same_as_fresh else {}),
+        "measure": "one sandbox command: the worker collects the tests once in a warm session and forks one child "
+                   "per candidate that swaps in the changed functions' code (a fresh-import child when it cannot; "
+                   "F2P; P2P when F2P improves); "
                    "candidates = every family at the top-ranked lines; value = candidates / CPU seconds of the worker and "
                    "its children (one process at a time = one core); validations_per_wall_s = candidates / wall "
                    "seconds of the whole command (start-up included) on a shared, loaded machine",

@@ -41,6 +41,12 @@ from envs.testlog import parse_report, pytest_command
 DEFAULT_COMBINED = 40
 DEFAULT_VARIANTS = 6  # seeded passes per modifier: each pass draws new random choices
 COMBINED_TRIES_PER_TASK = 3
+# Kinds whose edit the repair agents' mutation families can undo (envs/agents/mutate.py). Not
+# op_break_chains: it drops an operand, which no mutation restores, like the remove_* and class_rm_* kinds.
+INVERTIBLE_KINDS = frozenset({
+    "func_pm_op_change", "func_pm_flip_operators", "func_pm_op_swap", "func_pm_op_change_const",
+    "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle",
+})
 MAX_MESSAGES = 50
 SUMMARY_ARGS = ["--tb=no", "-rfE"]  # short failure lines for the problem statement
 ENTITY_EXCLUDE_DIRS = {"docs", "doc", "examples", "example", "benchmarks", "scripts", "tests", "test"}
@@ -79,6 +85,7 @@ class BuildReport:
     kept: dict[str, int] = field(default_factory=dict)  # in the output file
     single_tasks: int = 0
     combined_tasks: int = 0
+    combined_invertible: int = 0  # combined tasks made only of kinds the mutation agents can undo
     reused: int = 0  # results taken from the sidecar
     timeouts: int = 0
     prepare_s: float = 0.0
@@ -103,7 +110,8 @@ class BuildReport:
                 f"{self.valid.get(kind, 0):>6} {self.kept.get(kind, 0):>5}"
             )
         rows.append(
-            f"{self.tasks} tasks ({self.single_tasks} single, {self.combined_tasks} combined) -> {self.out}; "
+            f"{self.tasks} tasks ({self.single_tasks} single, {self.combined_tasks} combined, "
+            f"{self.combined_invertible} of them invertible) -> {self.out}; "
             f"{self.total_s:.0f} s total (prepare {self.prepare_s:.0f}, generate {self.generate_s:.0f}, "
             f"validate {self.validate_s:.0f}) on {self.workers} workers; {self.reused} reused"
         )
@@ -263,10 +271,15 @@ def generate_candidates(
     return ordered, n_entities
 
 
-def combined_candidates(singles: list[Candidate], count: int, seed: int) -> list[Candidate]:
+def invertible(cand: Candidate) -> bool:
+    """Every part of the bug is of a kind the mutation agents can undo."""
+    return all(kind in INVERTIBLE_KINDS for kind in cand.kinds)
+
+
+def combined_candidates(singles: list[Candidate], count: int, seed: int, stream: str = "combined") -> list[Candidate]:
     """Up to ``count * COMBINED_TRIES_PER_TASK`` combinations of 2-3 valid bugs in distinct functions of one
-    file (``combine_file``) or one package folder (``combine_module``), in a seeded order."""
-    rng = random.Random(_seed_for(seed, "combined"))
+    file (``combine_file``) or one package folder (``combine_module``), in an order seeded by (seed, stream)."""
+    rng = random.Random(_seed_for(seed, stream))
     scopes: list[tuple[str, dict[str, list[Candidate]]]] = []
     by_file: dict[str, dict[str, list[Candidate]]] = defaultdict(lambda: defaultdict(list))
     by_dir: dict[str, dict[str, list[Candidate]]] = defaultdict(lambda: defaultdict(list))
@@ -499,6 +512,29 @@ def _task(env: RepoEnv, cand: Candidate, rec: dict[str, Any], total_tests: int) 
     )
 
 
+def _combine(
+    singles: list[Candidate], count: int, seed: int, sidecar: Sidecar, pool_args: tuple, workers: int,
+    report: BuildReport,
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(candidates tried, combined bugs kept): first up to half of ``count`` (rounded up) made only of
+    invertible kinds, so delegation between mutation agents can fix them edit by edit; then the rest
+    from every kept single bug, as before. Both orders are seeded, so the result depends on the seed only."""
+    if not count:
+        return [], []
+    want_inv = (count + 1) // 2
+    inv = combined_candidates([c for c in singles if invertible(c)], want_inv, seed, "combined-invertible")
+    kept_inv = run_validation(inv, want_inv, sidecar, pool_args, workers, "combined bugs (invertible)", report)
+    report.combined_invertible = len(kept_inv)
+    left = count - len(kept_inv)
+    tried = {c.key for c in inv}
+    rest = [c for c in combined_candidates(singles, left, seed) if c.key not in tried] if left else []
+    kept_rest = run_validation(rest, left, sidecar, pool_args, workers, "combined bugs", report) if left else []
+    combos = inv + rest
+    for cand in combos:
+        report.candidates[cand.label] = report.candidates.get(cand.label, 0) + 1
+    return combos, kept_inv + kept_rest
+
+
 def _with_patch(cands: list[Candidate], records: dict[str, dict[str, Any]]) -> list[Candidate]:
     return [dataclasses.replace(c, patch=records[c.key]["patch"]) for c in cands]
 
@@ -547,10 +583,7 @@ def build_tasks(
         kept_singles = run_validation(singles, max_bugs, sidecar, pool_args, workers, "single bugs", report)
         kept_singles = _with_patch(kept_singles, sidecar.records)
         n_combined = DEFAULT_COMBINED if combined is None else combined
-        combos = combined_candidates(kept_singles, n_combined, seed) if n_combined else []
-        for cand in combos:
-            report.candidates[cand.label] = report.candidates.get(cand.label, 0) + 1
-        kept_combos = run_validation(combos, n_combined, sidecar, pool_args, workers, "combined bugs", report)
+        combos, kept_combos = _combine(kept_singles, n_combined, seed, sidecar, pool_args, workers, report)
     finally:
         sidecar.close()
         _remove_worker_clones(work_root)

@@ -19,6 +19,12 @@ from fixtures.fixture_repo import build_fixture_repo, copy_repo, make_fixture_ta
 from envs.repos import RepoEnv  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _sb3_logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SB3 writes a logger folder under /tmp/SB3-<date> when none is configured; keep it in the test's dir."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3"))
+
+
 @pytest.fixture
 def hrm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data dir for one test (``HRM_SPAWN_HOME``)."""

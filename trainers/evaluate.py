@@ -1,8 +1,9 @@
 """hrm-spawn eval CHECKPOINT --tasks FILE [--store DB] [--split heldout] [--lambda X | --lambda-sweep] --out DIR
 
-Runs the checkpoint's policy (greedy on its Q-head) and every baseline on the chosen split, one
-episode per task, with the replay dynamics of the outcome store (``BatchedReplayEnv``: the same masks,
-costs and rewards as SpawnEnv in replay mode). ``best_cascade`` is chosen on the *train* split at each λ.
+Runs the checkpoint's policy greedily (ACT Q: on its Q-head; PPO: the mode of its masked action
+distribution) and every baseline on the chosen split, one episode per task, with the replay dynamics of
+the outcome store (``BatchedReplayEnv``: the same masks, costs and rewards as SpawnEnv in replay mode).
+Both kinds read λ as feature 0 of the observation, so the sweep feeds each λ the same way. ``best_cascade`` is chosen on the *train* split at each λ.
 Writes DIR/report.json, DIR/report.md and DIR/pareto.png (trainers/report.py).
 
 Modes: ``replay`` (default) looks outcomes up only. ``cached``/``live`` first run the policy through
@@ -48,6 +49,7 @@ class ReplaySet:
     tasks: list[Any]
     tables: list[Any]
     spec: Any  # envs.replay.ReplaySpec
+    observation_space: Any = None  # SpawnEnv's, which sizes a PPO policy
     oracle: list[list[int]] | None = None  # cached oracle action sequences
 
     def run(
@@ -90,7 +92,9 @@ def replay_sets(env_cfg: Any, split: str) -> tuple[ReplaySet, ReplaySet]:
     for name in ("train", split):
         cfg = env_cfg.model_copy(update={"split": name, "mode": "replay"})
         env = SpawnEnv(cfg)
-        out.append(ReplaySet(list(env.tasks), env.tables(), ReplaySpec.from_config(cfg)))
+        out.append(
+            ReplaySet(list(env.tasks), env.tables(), ReplaySpec.from_config(cfg), env.observation_space)
+        )
         env.close()
     return out[0], out[1]
 
@@ -109,6 +113,24 @@ def load_policy_from_checkpoint(ckpt: Path, num_actions: int, num_features: int,
             f"features (was it trained with other agents?): {exc}"
         ) from None
     return policy.to(device).eval()
+
+
+ActorFactory = Callable[[int], Actor]
+
+
+def load_actor(ckpt: Path, observation_space: Any, num_actions: int, device: torch.device) -> ActorFactory:
+    """``make_actor(n)`` running the checkpoint's policy greedily, whichever trainer wrote it."""
+    algo = load_train_config(ckpt).algo
+    if algo == "ppo":
+        from trainers.ppo import PPOActor, load_ppo_policy
+
+        ppo = load_ppo_policy(ckpt, observation_space, num_actions, device)
+        return lambda _: PPOActor(ppo, device)
+    if algo != "act_q":
+        raise ConfigError(f"{ckpt}: eval knows ACT Q and PPO checkpoints; this one is {algo!r}")
+    num_features = int(observation_space["features"].shape[0])
+    policy = load_policy_from_checkpoint(ckpt, num_actions, num_features, device)
+    return lambda _: PolicyActor(policy, device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,8 +189,8 @@ def _oracle_sequences(rs: ReplaySet) -> list[list[int]]:
     return rs.oracle
 
 
-def policy_records(policy: Any, test: ReplaySet, lam: float, device: torch.device) -> list[EpisodeRecord]:
-    return test.records(test.run(lambda _: PolicyActor(policy, device), lam))
+def policy_records(make_actor: ActorFactory, test: ReplaySet, lam: float) -> list[EpisodeRecord]:
+    return test.records(test.run(make_actor, lam))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -193,10 +215,6 @@ def evaluate(
     from envs.spawn_env import load_env_config
 
     config = load_train_config(ckpt)
-    if config.algo != "act_q":
-        raise ConfigError(
-            f"{ckpt}: eval runs ACT Q checkpoints (SpawnPolicy weights); this one is {config.algo!r}"
-        )
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     env_cfg = load_env_config({**config.env, **{k: v for k, v in env_overrides.items() if v is not None}})
@@ -205,17 +223,14 @@ def evaluate(
     if mode != "replay":
         _run_live(ckpt, env_cfg, split, mode, dev)
         train, test = replay_sets(env_cfg, split)  # re-read: the store now has the new outcomes
-    from envs.features import num_features as feature_count
-
-    num_features = feature_count(len(test.spec.agents))
-    policy = load_policy_from_checkpoint(ckpt, 1 + 2 * len(test.spec.agents), num_features, dev)
+    make_actor = load_actor(ckpt, test.observation_space, 1 + 2 * len(test.spec.agents), dev)
     lam_range = config.lam
     if lam is None:
         lam = (lam_range.low + lam_range.high) / 2
     start = time.perf_counter()
     cascades = CascadeTable(train)
     records = {
-        "hrm": policy_records(policy, test, lam, dev),
+        "hrm": policy_records(make_actor, test, lam),
         **baseline_records(train, test, lam, cascades, config.seed),
     }
     policies = {name: summarize(recs, lam) for name, recs in records.items()}
@@ -223,10 +238,11 @@ def evaluate(
     sweep_points = None
     if sweep:
         sweep_points = _sweep(
-            policy, train, test, cascades, sweep_lambdas(lam_range.low, lam_range.high), dev, config.seed
+            make_actor, train, test, cascades, sweep_lambdas(lam_range.low, lam_range.high), config.seed
         )
     meta = {
         "checkpoint": str(ckpt),
+        "algo": config.algo,
         "tasks": env_cfg.tasks,
         "store": str(env_cfg.store_path()),
         "split": split,
@@ -242,18 +258,17 @@ def evaluate(
 
 
 def _sweep(
-    policy: Any,
+    make_actor: ActorFactory,
     train: ReplaySet,
     test: ReplaySet,
     cascades: CascadeTable,
     lams: list[float],
-    device: torch.device,
     seed: int,
 ) -> dict[str, list[dict[str, float]]]:
     points: dict[str, list[dict[str, float]]] = {}
     for lam in lams:
         recs = {
-            "hrm": policy_records(policy, test, lam, device),
+            "hrm": policy_records(make_actor, test, lam),
             **baseline_records(train, test, lam, cascades, seed),
         }
         for name, rs in recs.items():
@@ -275,13 +290,10 @@ def _run_live(ckpt: Path, env_cfg: Any, split: str, mode: str, device: torch.dev
     from envs.spawn_env import SpawnEnv
 
     env = SpawnEnv(env_cfg.model_copy(update={"split": split, "mode": mode}))
-    num_features = int(env.observation_space["features"].shape[0])
-    policy = load_policy_from_checkpoint(ckpt, int(env.action_space.n), num_features, device)
+    make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device)
     lam = env_cfg.lam if isinstance(env_cfg.lam, float) else sum(env_cfg.lam) / 2
     for task in env.tasks:
-        run_gym_episodes(
-            [env], PolicyActor(policy, device), [0], [{"instance_id": task.instance_id, "lam": lam}]
-        )
+        run_gym_episodes([env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}])
     env.close()
 
 

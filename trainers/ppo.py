@@ -6,12 +6,19 @@ return, resolve-rate, pass-rate and cost to TensorBoard (SB3 logs losses and ste
 checkpoints with trainers/checkpoint.py. ``--resume`` continues from the latest checkpoint's weights,
 optimizer and step counter (SB3 does not expose its rollout buffer, so a resumed run starts a fresh
 rollout: equal in expectation, not bit for bit, unlike ACT Q).
+
+SB3's logger is set explicitly to TensorBoard under ``RUN/tb/ppo``: left to itself SB3 makes a
+``$TMPDIR/SB3-<date>`` folder whenever no TensorBoard folder is given. ``PPOActor`` runs a checkpoint
+greedily for ``hrm-spawn eval``; λ reaches it as feature 0 of the observation, as in training.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from trainers.checkpoint import (
     latest_checkpoint,
@@ -92,11 +99,11 @@ def train_ppo(config: TrainConfig, run_dir: Path, resume: bool = False, progress
         gae_lambda=cfg.gae_lambda,
         ent_coef=cfg.ent_coef,
         policy_kwargs={"policy_config": config.policy.model_dump()},
-        tensorboard_log=str(run_dir / "tb"),
         seed=config.seed,
         device=str(resolve_device(config.device)),
         verbose=0,
     )
+    model.set_logger(_tb_logger(run_dir))
     ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
         state = load_state(ckpt)
@@ -111,7 +118,63 @@ def train_ppo(config: TrainConfig, run_dir: Path, resume: bool = False, progress
             callback=_callbacks(config, run_dir, progress),
             progress_bar=False,
             reset_num_timesteps=ckpt is None,
-            tb_log_name="ppo",
         )
     venv.close()
     return save_ppo_checkpoint(model, config, run_dir)
+
+
+def _tb_logger(run_dir: Path) -> Any:
+    """TensorBoard only, in the run's own folder (a resumed run appends to the same one)."""
+    from stable_baselines3.common.logger import configure
+
+    return configure(str(run_dir / "tb" / "ppo"), ["tensorboard"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation: the checkpoint's SB3 policy without MaskablePPO (no env, no rollout buffer).
+
+
+def load_ppo_policy(ckpt: Path, observation_space: Any, num_actions: int, device: torch.device) -> Any:
+    """The ``HRMMaskablePolicy`` of a PPO checkpoint, for the env's observation space, in eval mode."""
+    import gymnasium as gym
+
+    from envs.config import ConfigError
+    from policies.sb3 import HRMMaskablePolicy
+    from trainers.checkpoint import load_train_config
+
+    config = load_train_config(ckpt)
+    policy = HRMMaskablePolicy(
+        observation_space,
+        gym.spaces.Discrete(num_actions),
+        lambda _: 0.0,  # no optimizer steps at evaluation
+        policy_config=config.policy.model_dump(),
+    )
+    try:
+        policy.load_state_dict(load_weights(ckpt))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"{ckpt}: PPO weights do not fit a policy for {num_actions} actions and this observation "
+            f"space (was it trained with other agents?): {exc}"
+        ) from None
+    return policy.to(device).eval()
+
+
+class PPOActor:
+    """Greedy (mode of the masked action distribution) over a batch of envs.
+
+    The PPO policy keeps no carry between steps (policies/sb3.py), so ``reset_rows`` is not needed.
+    """
+
+    def __init__(self, policy: Any, device: torch.device):
+        self.policy, self.device = policy, device
+
+    @torch.no_grad()
+    def __call__(self, obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
+        masks = np.asarray(obs["action_mask"]).astype(bool)
+        batch = {
+            "tokens": torch.as_tensor(obs["tokens"], dtype=torch.float32, device=self.device),
+            "features": torch.as_tensor(obs["features"], dtype=torch.float32, device=self.device),
+            "action_mask": torch.as_tensor(masks, dtype=torch.float32, device=self.device),
+        }
+        dist = self.policy.get_distribution(batch, action_masks=masks)
+        return dist.mode().cpu().numpy().astype(np.int64)

@@ -112,16 +112,62 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
+class StageTimer:
+    """Wall seconds per stage, printed as one summary line and kept in the report's meta."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._mark = self.start
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._mark, 1)
+        self._mark = now
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{name} {sec:.0f}s" for name, sec in self.seconds.items())
+        return f"stages: {parts}; total {self.total:.0f}s"
+
+
+def _finished(ckpt: Path | None, cfg: Any) -> bool:
+    """Whether a run's latest checkpoint is its last one (ACT Q: iterations; PPO: timesteps)."""
+    if ckpt is None:
+        return False
+    meta = json.loads((ckpt / "meta.json").read_text())
+    if cfg.algo == "ppo":
+        return int(meta.get("num_timesteps", 0)) >= cfg.ppo.total_timesteps
+    return meta.get("iteration") == cfg.act_q.iterations
+
+
+def _train(train_cfg: Any, out: Path) -> Path:
     from trainers.checkpoint import latest_checkpoint
-    from trainers.config import TrainConfig, _merge
-    from trainers.evaluate import evaluate
-    from trainers.report import comparison_table, write_report
     from trainers.train import run_training
 
-    t0 = time.perf_counter()
-    tasks_path = ensure_tasks(config.tasks, config.collect.workers)
-    store = Path(config.store).expanduser() if config.store else stores_dir() / f"{config.tasks.name}.sqlite"
+    # The run directory is named after the config, so a changed config never resumes an unrelated run.
+    digest = hashlib.sha256(dump_config(train_cfg).encode()).hexdigest()[:8]
+    run_dir = out / f"run-{digest}"
+    done = latest_checkpoint(run_dir)
+    if _finished(done, train_cfg):
+        _say(f"train: reusing the finished run in {run_dir}")
+        return done  # type: ignore[return-value]
+    size = (
+        f"{train_cfg.ppo.total_timesteps} timesteps"
+        if train_cfg.algo == "ppo"
+        else f"{train_cfg.act_q.iterations} iterations"
+    )
+    _say(f"train: {train_cfg.algo}, {size} -> {run_dir}" + (" (resuming)" if done else ""))
+    return run_training(train_cfg, run_dir, resume=done is not None)
+
+
+def build_configs(config: QuickstartConfig, tasks_path: Path, store: Path) -> tuple[dict[str, Any], Any]:
+    """(the env config for collection, mode cached; the TrainConfig, replay on the train split)."""
+    from trainers.config import TrainConfig, _merge
+
     train_data = dict(config.train)
     train_data.setdefault("preset", "trainers/act_q")
     preset = train_data.pop("preset")
@@ -133,29 +179,36 @@ def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
     }
     base = load_config(TrainConfig, preset).model_dump()
     env = _merge(base["env"], env)
-    run_collect(tasks_path, store, {**env, "mode": "cached"}, config.collect)
     train_cfg = build_config(
         TrainConfig, _merge(_merge(base, train_data), {"env": {**env, "mode": "replay", "split": "train"}})
     )
-    # The run directory is named after the config, so a changed config never resumes an unrelated run.
-    digest = hashlib.sha256(dump_config(train_cfg).encode()).hexdigest()[:8]
-    run_dir = out / f"run-{digest}"
-    done = latest_checkpoint(run_dir)
-    total = train_cfg.act_q.iterations
-    if done is not None and json.loads((done / "meta.json").read_text()).get("iteration") == total:
-        _say(f"train: reusing the finished run in {run_dir}")
-        ckpt = done
-    else:
-        _say(f"train: ACT Q-learning, {total} iterations -> {run_dir}" + (" (resuming)" if done else ""))
-        ckpt = run_training(train_cfg, run_dir, resume=done is not None)
+    return {**env, "mode": "cached"}, train_cfg
+
+
+def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
+    from trainers.evaluate import evaluate
+    from trainers.report import comparison_table, write_report
+
+    timer = StageTimer()
+    tasks_path = ensure_tasks(config.tasks, config.collect.workers)
+    timer.done("tasks")
+    store = Path(config.store).expanduser() if config.store else stores_dir() / f"{config.tasks.name}.sqlite"
+    collect_env, train_cfg = build_configs(config, tasks_path, store)
+    run_collect(tasks_path, store, collect_env, config.collect)
+    timer.done("collect")
+    ckpt = _train(train_cfg, out)
+    timer.done("train")
     _say("evaluate: held-out tasks, every baseline, the oracle" + (", λ sweep" if config.eval.sweep else ""))
     report = evaluate(ckpt, {}, "heldout", config.eval.lam, config.eval.sweep)
-    report["meta"]["quickstart_seconds"] = round(time.perf_counter() - t0, 1)
+    timer.done("evaluate")
+    report["meta"]["quickstart_seconds"] = timer.total
+    report["meta"]["quickstart_stage_seconds"] = dict(timer.seconds)
     paths = write_report(report, out)
     print(comparison_table(report))
     for key, value in report["targets"].items():
         print(f"{key}: {value}")
     print(f"report: {paths['json']}\nmarkdown: {paths['md']}\nplot: {paths['png']}")
+    _say(timer.summary())
     return report
 
 

@@ -31,6 +31,7 @@ SCRATCH = ".hrm-agent"  # inside the repository (the sandbox's file API is repos
 WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text(encoding="utf-8")
 
 
+MAX_RANKED = 400  # suspicious lines handed to the mutators (each file is parsed once, whatever the count)
 NEARBY_P2P = 24  # passing tests traced for the coverage spectrum on a clean repository
 
 
@@ -134,7 +135,9 @@ def merge_edits(source: str, first: str, second: str) -> str | None:
 class RepairAgent:
     """Program repair by mutation in the given families; see the module docstring."""
 
-    version = "2"  # 2: the first visible run on a clean repository runs only the nearby PASS_TO_PASS tests
+    # 2: the first visible run on a clean repository runs only the nearby PASS_TO_PASS tests
+    # 3: max_lines counts only lines where the agent's families have an edit
+    version = "3"
 
     def __init__(
         self,
@@ -203,12 +206,13 @@ class RepairAgent:
             if best.f2p_passed == len(f2p):
                 break
             sites = localize(base["failures"], session.sandbox.repo_dir, base.get("coverage"),
-                             base["failed"], read=session.read)[: self.max_lines]
+                             base["failed"], read=session.read)[:MAX_RANKED]
             if not sites:
                 log.append("no repository line to blame")
                 break
-            log.append(f"round {round_no + 1}: top lines " + ", ".join(f"{s.file}:{s.line}" for s in sites[:5]))
             cands = self._candidates(session, sites, best, rng)
+            lines = list(dict.fromkeys(f"{c.file}:{c.line}" for c in cands))
+            log.append(f"round {round_no + 1}: {len(cands)} candidates at " + ", ".join(lines[:5]))
             found, exhausted = self._validate(session, cands, best, f2p, p2p, budget, deadline, tried, log)
             if exhausted:
                 status, reason = "budget_exhausted", exhausted
@@ -260,9 +264,15 @@ class RepairAgent:
         }
 
     def _candidates(self, session: _Session, sites: list[Site], best: _Best, rng: random.Random) -> list[Candidate]:
+        """Edits at the ``max_lines`` most suspicious lines where this agent's families have an edit.
+
+        Counting only lines with an edit matters: a constant-changing agent whose top lines hold no
+        constant would otherwise try nothing at all while the faulty constant sits a few lines lower.
+        """
         score = {(s.file, s.line): s.score for s in sites}
         cands = mutate_sites(session.read, [(s.file, s.line) for s in sites], self.families)
-        return _tiers(cands, score, rng)
+        keep = set(list(dict.fromkeys((c.file, c.line) for c in cands))[: self.max_lines])
+        return _tiers([c for c in cands if (c.file, c.line) in keep], score, rng)
 
     def _pairs(self, session: _Session, cands: list[Candidate], best: _Best) -> list[Candidate]:
         pool = cands[: self.pair_pool]

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 from fixtures.fixture_repo import copy_repo
 
-from envs.build import build_tasks, combined_candidates, generate_candidates, iter_kinds
+from envs.build import (
+    INVERTIBLE_KINDS,
+    BuildReport,
+    Candidate,
+    Sidecar,
+    _combine,
+    build_tasks,
+    combined_candidates,
+    generate_candidates,
+    invertible,
+    iter_kinds,
+)
 from envs.problem import failure_messages, problem_statement
 from envs.repos import RepoEnv
 from envs.swesmith_py import entities_from_file, python_modifiers
@@ -136,6 +147,56 @@ def test_combinations_touch_distinct_functions(built) -> None:
         files = {e.split("::")[0] for e in combo.entities}
         assert len(files) == 1 if combo.combine == "combine_file" else len(files) >= 2
     assert [c.key for c in combined_candidates(singles[:30], 5, seed=0)] == [c.key for c in combos]
+
+
+def _singles(kinds_per_function: dict[str, list[str]], file: str = "pkg/mod.py") -> list[Candidate]:
+    """Made-up valid single bugs: one per (function, kind), no repository needed."""
+    out = []
+    for function, kinds in kinds_per_function.items():
+        for kind in kinds:
+            key = f"{function}-{kind}"
+            out.append(Candidate(key, [kind], f"{file}::{function}", file, f"patch {key}", entities=[f"{file}::{function}"]))
+    return out
+
+
+def _all_valid(tmp_path: Path, cands: list[Candidate]) -> Sidecar:
+    """A sidecar that already holds every combination as valid: _combine picks without running tests."""
+    sidecar = Sidecar(tmp_path / "t.jsonl.validation.jsonl", "base")
+    for cand in cands:
+        sidecar.add({"key": cand.key, "base_commit": "base", "valid": True})
+    return sidecar
+
+
+SINGLES = {"f": ["func_pm_op_change", "func_pm_remove_assign"], "g": ["func_pm_op_swap", "func_pm_remove_cond"],
+           "h": ["func_pm_ctrl_invert_if", "func_pm_remove_loop"], "k": ["func_pm_op_break_chains"]}
+
+
+def _combos(singles: list[Candidate], count: int, seed: int) -> list[Candidate]:
+    inv = combined_candidates([c for c in singles if invertible(c)], count, seed, "combined-invertible")
+    return inv + combined_candidates(singles, count, seed)
+
+
+def test_half_of_the_combined_bugs_are_invertible(tmp_path: Path) -> None:
+    singles = _singles(SINGLES)
+    sidecar = _all_valid(tmp_path, _combos(singles, 5, seed=3))
+    report = BuildReport("src", "repo", "out", 3, 1)
+    _, kept = _combine(singles, 5, 3, sidecar, (), 1, report)
+    assert len(kept) == 5 and len({c.key for c in kept}) == 5
+    inv = [c for c in kept if invertible(c)]
+    assert len(inv) >= 3 == report.combined_invertible  # ceil(5 / 2), listed first
+    assert kept[:3] == inv[:3]
+    assert all(set(c.kinds) <= INVERTIBLE_KINDS for c in inv)
+    assert "func_pm_op_break_chains" not in INVERTIBLE_KINDS  # it drops an operand: no mutation restores it
+    _, again = _combine(singles, 5, 3, sidecar, (), 1, BuildReport("src", "repo", "out", 3, 1))
+    assert [c.key for c in again] == [c.key for c in kept]  # the seed decides, nothing else
+
+
+def test_without_invertible_pairs_the_combined_bugs_are_as_before(tmp_path: Path) -> None:
+    singles = _singles({"f": ["func_pm_op_change", "func_pm_remove_assign"], "g": ["func_pm_remove_cond"]})
+    before = combined_candidates(singles, 2, seed=0)
+    sidecar = _all_valid(tmp_path, before)
+    _, kept = _combine(singles, 2, 0, sidecar, (), 1, BuildReport("src", "repo", "out", 0, 1))
+    assert [c.key for c in kept] == [c.key for c in before[:2]]  # one invertible bug alone cannot combine
 
 
 @pytest.mark.parametrize("kwargs, message", [({"max_bugs": 0}, "max_bugs"), ({"combined": -1}, "combined")])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from envs.agents.localize import Site
 from envs.agents.registry import AGENT_SPECS, get_agent
 from envs.agents.repair import RepairAgent
 from envs.results import Budget
@@ -116,3 +119,20 @@ def test_builtin_specs_differ_in_families_and_budget():
     fams = {tuple(spec.kwargs["families"]) for spec in AGENT_SPECS.values()}
     budgets = {spec.budget.max_validations for spec in AGENT_SPECS.values()}
     assert len(AGENT_SPECS) >= 5 and len(fams) == len(AGENT_SPECS) and len(budgets) >= 3
+
+
+def test_max_lines_counts_only_lines_where_the_families_have_an_edit():
+    source = "def f(a, b):\n    c = a + b\n    d = c * a\n    return d - 3\n"
+    sites = [Site("m.py", 2, 0.9), Site("m.py", 3, 0.8), Site("m.py", 4, 0.7)]  # the constant is last
+
+    class Reader:
+        def read(self, path):
+            assert path == "m.py"
+            return source
+
+    agent = RepairAgent(families=["constants"], max_lines=1)
+    cands = agent._candidates(Reader(), sites, None, random.Random(0))
+    assert cands and {c.line for c in cands} == {4}
+    assert any("return d - 2" in c.text or "return d - 4" in c.text for c in cands)
+    wide = RepairAgent(families=["operators"], max_lines=2)._candidates(Reader(), sites, None, random.Random(0))
+    assert {c.line for c in wide} == {2, 3}  # the two most suspicious lines with an operator

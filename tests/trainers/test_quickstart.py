@@ -1,0 +1,38 @@
+"""The quickstart configs resolve into valid env and train configs; stage times are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envs.config import load_config
+from envs.spawn_env import load_env_config
+from trainers.quickstart import QuickstartConfig, StageTimer, build_configs
+
+
+@pytest.mark.parametrize("name", ["quickstart", "quickstart-tiny"])
+def test_quickstart_configs_resolve(name: str, tmp_path: Path) -> None:
+    config = load_config(QuickstartConfig, name)
+    collect_env, train_cfg = build_configs(config, tmp_path / "tasks.jsonl", tmp_path / "store.sqlite")
+    env = load_env_config(collect_env)  # every env key the config sets is a known, valid one
+    assert env.mode == "cached" and env.tasks == str(tmp_path / "tasks.jsonl")
+    assert train_cfg.env["mode"] == "replay" and train_cfg.env["split"] == "train"
+    assert train_cfg.policy.seq_len == env.seq_len
+    assert train_cfg.env["budget"] == config.collect.budget.model_dump()  # replay keys on the same budget
+
+
+def test_tiny_quickstart_is_smaller_than_the_full_one() -> None:
+    tiny, full = load_config(QuickstartConfig, "quickstart-tiny"), load_config(QuickstartConfig, "quickstart")
+    assert tiny.tasks.max_bugs + tiny.tasks.combined < full.tasks.max_bugs + full.tasks.combined
+    assert len(tiny.train["env"]["agents"]) <= len(full.train["env"]["agents"])
+    assert tiny.train["act_q"]["iterations"] < full.train["act_q"]["iterations"]
+
+
+def test_stage_timer_summary() -> None:
+    timer = StageTimer()
+    for stage in ("tasks", "collect", "train", "evaluate"):
+        timer.done(stage)
+    assert list(timer.seconds) == ["tasks", "collect", "train", "evaluate"]
+    assert all(sec >= 0 for sec in timer.seconds.values())
+    assert timer.summary().startswith("stages: tasks 0s, collect 0s, train 0s, evaluate 0s; total")
