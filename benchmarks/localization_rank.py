@@ -34,13 +34,11 @@ from _agent_tasks import tinydb_tasks, write_result
 from envs.agents.localize import localize
 from envs.agents.repair import SCRATCH, WORKER_SOURCE, RepairAgent, _nearby, _Session
 from envs.results import Cost
+from envs.tasks import INVERTIBLE_KINDS as INVERTIBLE
 
 TOPS = (5, 12, 30)
 UNRANKED = 10**9  # a bug line localize() never names counts as last
 GOAL_TOP12 = 0.7
-# The kinds the mutation families invert (envs/agents/mutate.py); the others remove code.
-INVERTIBLE = {"func_pm_op_change", "func_pm_flip_operators", "func_pm_op_swap", "func_pm_op_change_const",
-              "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle"}
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(?P<start>\d+)(?:,\d+)? @@")
 
 

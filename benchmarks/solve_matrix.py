@@ -21,10 +21,7 @@ from _agent_tasks import RESULTS, fixture_tasks, tinydb_tasks
 
 from envs.agents.registry import AGENT_SPECS, get_agent
 from envs.sandbox import Sandbox
-
-# The SWE-smith modifier kinds the agents' families invert (the others remove code).
-INVERTIBLE = {"func_pm_op_change", "func_pm_flip_operators", "func_pm_op_flip", "func_pm_op_swap",
-              "func_pm_op_change_const", "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle"}
+from envs.tasks import INVERTIBLE_KINDS as INVERTIBLE  # the kinds the agents' families invert
 
 
 def kind_of(task) -> str:

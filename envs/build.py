@@ -36,17 +36,12 @@ from typing import Any
 from envs.build_repo import baseline, prepare_repo
 from envs.problem import failure_messages, problem_statement
 from envs.repos import RepoEnv
+from envs.tasks import INVERTIBLE_KINDS
 from envs.testlog import parse_report, pytest_command
 
 DEFAULT_COMBINED = 40
 DEFAULT_VARIANTS = 6  # seeded passes per modifier: each pass draws new random choices
 COMBINED_TRIES_PER_TASK = 3
-# Kinds whose edit the repair agents' mutation families can undo (envs/agents/mutate.py). Not
-# op_break_chains: it drops an operand, which no mutation restores, like the remove_* and class_rm_* kinds.
-INVERTIBLE_KINDS = frozenset({
-    "func_pm_op_change", "func_pm_flip_operators", "func_pm_op_swap", "func_pm_op_change_const",
-    "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle",
-})
 MAX_MESSAGES = 50
 SUMMARY_ARGS = ["--tb=no", "-rfE"]  # short failure lines for the problem statement
 ENTITY_EXCLUDE_DIRS = {"docs", "doc", "examples", "example", "benchmarks", "scripts", "tests", "test"}

@@ -6,8 +6,11 @@ separated by ","; it follows its *first* function only. Joining on all of them w
 small repository into a handful of groups (tinydb: 267 tasks in 14 groups), leaving no usable split;
 the price is that a combined bug may share its other functions with the other side.
 Groups are ranked by a seeded SHA-256 of their smallest key (stable across processes and Python
-versions) and taken into held-out until it holds ``heldout_fraction`` of the tasks. A task with an
-explicit ``split`` field keeps it, and the rest of its group follows it.
+versions) and taken into held-out until it holds ``heldout_fraction`` of the tasks, separately per
+stratum: groups with a bug the agents can undo (``TaskInstance.invertible``) and the rest. Without
+strata a small set can put nearly every fixable bug on one side (a 30-task tinydb set gave 3 fixable
+of 22 train tasks and 5 of 8 held-out), and a policy then learns from, or is judged on, almost nothing.
+A task with an explicit ``split`` field keeps it, and the rest of its group follows it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ def _rank(keys: set[str], seed: int) -> str:
     return hashlib.sha256(f"{seed}\0{min(keys)}".encode()).hexdigest()
 
 
+def _fixable(tasks: Sequence[TaskInstance], group: list[int]) -> bool:
+    """A group is in the fixable stratum when any of its bugs is."""
+    return any(tasks[i].invertible for i in group)
+
+
 def split_tasks(
     tasks: Sequence[TaskInstance], heldout_fraction: float = 0.25, seed: int = 0
 ) -> dict[str, list[TaskInstance]]:
@@ -77,15 +85,19 @@ def split_tasks(
                 side[i] = tasks[i].split or majority
         else:
             free.append(group)
-    target = heldout_fraction * len(tasks)
-    held = sum(1 for s in side.values() if s == "heldout")
     free.sort(key=lambda g: _rank(set().union(*(group_keys(tasks[i]) for i in g)), seed))
-    for group in free:
-        # take a group when that brings held-out closer to the target than leaving it out
-        to_heldout = heldout_fraction > 0 and held + len(group) / 2 <= target
-        held += len(group) if to_heldout else 0
-        for i in group:
-            side[i] = "heldout" if to_heldout else "train"
+    # the stratum of a task: its group's for free groups, its own kind for explicitly labelled ones
+    stratum = {i: tasks[i].invertible for i in side} | {i: _fixable(tasks, g) for g in free for i in g}
+    for wanted in (True, False):
+        members = [i for i in range(len(tasks)) if stratum[i] is wanted]
+        target = heldout_fraction * len(members)
+        held = sum(1 for i in members if side.get(i) == "heldout")
+        for group in (g for g in free if stratum[g[0]] is wanted):
+            # take a group when that brings held-out closer to the target than leaving it out
+            to_heldout = heldout_fraction > 0 and held + len(group) / 2 <= target
+            held += len(group) if to_heldout else 0
+            for i in group:
+                side[i] = "heldout" if to_heldout else "train"
     out: dict[str, list[TaskInstance]] = {name: [] for name in SPLITS}
     for i, task in enumerate(tasks):
         out[side[i]].append(task)

@@ -39,6 +39,14 @@ _PATCH_PATH_LINE_RE = re.compile(r"^(?:rename|copy) (?:from|to) (.*)$", re.MULTI
 _ID_SNIFF_RE = re.compile(r'"instance_id"\s*:\s*"([^"\\]{1,256})"')
 
 
+# SWE-smith modifier kinds whose edit the repair agents' mutation families can undo (envs/agents/mutate.py).
+# Not op_break_chains: it drops an operand, which no mutation restores, like the remove_* and class_rm_* kinds.
+INVERTIBLE_KINDS = frozenset({
+    "func_pm_op_change", "func_pm_flip_operators", "func_pm_op_swap", "func_pm_op_change_const",
+    "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle",
+})
+
+
 class TaskInstance(BaseModel):
     """One SWE-smith row. ``patch`` induces the bug; unknown fields are kept (``extra="allow"``)."""
 
@@ -58,6 +66,11 @@ class TaskInstance(BaseModel):
     entity: str | None = None  # "path/to/file.py::Qualified.name", the split key
     test_run_s: float | None = None  # wall seconds of one full test run, the cost unit
     split: Literal["train", "heldout"] | None = None  # an explicit split wins over the computed one
+
+    @property
+    def invertible(self) -> bool:
+        """Every edit of the bug is of a kind the mutation agents can undo (no removed code)."""
+        return bool(self.modifier_kinds) and all(k in INVERTIBLE_KINDS for k in self.modifier_kinds)
 
     @field_validator("instance_id")
     @classmethod

@@ -64,6 +64,9 @@ class _Edit:
     description: str
     line: int
     family: str
+    # (start, end, text): the same edit as a splice of the source text, when it can be one. Rendering
+    # the whole module after deep_replace costs ~0.1 s on a 700-line file; a splice costs microseconds.
+    splice: tuple[int, int, str] | None = None
 
 
 def _alternatives(op: cst.CSTNode, groups: list[list[type]]) -> list[type]:
@@ -128,12 +131,45 @@ class _Collector(cst.CSTVisitor):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, lines: set[int], families: set[str]):
+    def __init__(self, lines: set[int], families: set[str], module: cst.Module | None = None, source: str = ""):
         super().__init__()
         self.lines = lines
         self.families = families
         self.edits: list[_Edit] = []
         self._permuted: set[int] = set()
+        self._module, self._source = module, source
+        self._starts = [0]  # character offset where each line starts
+        for text in source.splitlines(keepends=True):
+            self._starts.append(self._starts[-1] + len(text))
+
+    def _offset(self, line: int, column: int) -> int:
+        return self._starts[line - 1] + column
+
+    def _splice(self, old: cst.CSTNode, new: cst.CSTNode) -> tuple[int, int, str] | None:
+        """An expression-level edit as a text splice (statements and blocks carry indentation: no)."""
+        if self._module is None or isinstance(old, (cst.BaseStatement, cst.BaseSuite, cst.SimpleStatementLine)):
+            return None
+        if getattr(old, "lpar", None):
+            return None  # the position excludes a node's own parentheses, its code includes them
+        pos = self.get_metadata(PositionProvider, old)
+        start, end = self._offset(pos.start.line, pos.start.column), self._offset(pos.end.line, pos.end.column)
+        return start, end, self._module.code_for_node(new)
+
+    def _reorder_splice(self, body: Sequence[cst.CSTNode], order: Sequence[int]) -> tuple[int, int, str] | None:
+        """Reordered whole statements (with their leading comment/blank lines) as a splice of full lines."""
+        spans = []
+        for stmt in body:
+            if getattr(stmt, "decorators", ()) or not hasattr(stmt, "leading_lines"):
+                return None  # a decorator's lines are outside the statement's position
+            pos = self.get_metadata(PositionProvider, stmt)
+            first = pos.start.line - len(stmt.leading_lines)
+            spans.append((self._starts[first - 1], self._starts[pos.end.line]))
+        if any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
+            return None  # something between two statements: not a plain run of lines
+        if self._module is None:
+            return None
+        text = [self._source[a:b] for a, b in spans]
+        return spans[0][0], spans[-1][1], "".join(text[k] for k in order)
 
     def _line(self, node: cst.CSTNode) -> int:
         return self.get_metadata(PositionProvider, node).start.line
@@ -142,11 +178,13 @@ class _Collector(cst.CSTVisitor):
         pos = self.get_metadata(PositionProvider, node)
         return range(pos.start.line, pos.end.line + 1)
 
-    def _add(self, family: str, old: cst.CSTNode, new: cst.CSTNode, what: str, line: int | None = None) -> None:
+    def _add(self, family: str, old: cst.CSTNode, new: cst.CSTNode, what: str, line: int | None = None,
+             splice: tuple[int, int, str] | None = None) -> None:
         if family not in self.families:
             return
         line = self._line(old) if line is None else line
-        self.edits.append(_Edit(old, new, f"{family}: {what} at line {line}", line, family))
+        splice = splice or self._splice(old, new)
+        self.edits.append(_Edit(old, new, f"{family}: {what} at line {line}", line, family, splice))
 
     def _at(self, node: cst.CSTNode) -> bool:
         return self._line(node) in self.lines
@@ -277,10 +315,11 @@ class _Collector(cst.CSTVisitor):
                 continue
             for j in (i, i - 1):
                 if 0 <= j < len(body) - 1:
-                    swapped = [*body[:j], body[j + 1], body[j], *body[j + 2:]]
+                    order = [*range(j), j + 1, j, *range(j + 2, len(body))]
+                    swapped = [body[k] for k in order]
                     self._add("statements", node, node.with_changes(body=swapped),
                               f"swap statements at lines {self._line(body[j])} and {self._line(body[j + 1])}",
-                              line=self._line(stmt))
+                              line=self._line(stmt), splice=self._reorder_splice(body, order))
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if "statements" not in self.families or not isinstance(node.body, cst.IndentedBlock):
@@ -291,7 +330,7 @@ class _Collector(cst.CSTVisitor):
         for order in _plausible_orders(body)[:_MAX_ORDERS]:
             new = node.body.with_changes(body=[body[k] for k in order])
             self._add("statements", node.body, new, f"reorder body of {node.name.value}() as {list(order)}",
-                      line=self._line(node))
+                      line=self._line(node), splice=self._reorder_splice(body, order))
 
 
 def _names(node: cst.CSTNode) -> tuple[set[str], set[str]]:
@@ -359,12 +398,8 @@ def _plausible_orders(body: Sequence[cst.CSTNode]) -> list[tuple[int, ...]]:
     return orders
 
 
-def mutate_source(path: str, source: str, lines: Iterable[int], families: Iterable[str]) -> list[Candidate]:
-    """Candidate rewrites of one file at the given lines, ordered by the lines' order, then by position.
-
-    Identical texts are kept once; a file libcst cannot parse gives no candidates.
-    """
-    families = set(families)
+def _collect(source: str, lines: Iterable[int], families: set[str]) -> tuple[cst.Module, list[_Edit]] | None:
+    """The parsed module and every edit of ``families`` at ``lines``, in the lines' order (None: no parse)."""
     unknown = families - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown mutation families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
@@ -372,19 +407,37 @@ def mutate_source(path: str, source: str, lines: Iterable[int], families: Iterab
     try:
         wrapper = MetadataWrapper(cst.parse_module(source))
     except cst.ParserSyntaxError:
-        return []
-    collector = _Collector(set(rank), families)
+        return None
+    collector = _Collector(set(rank), families, wrapper.module, source)
     wrapper.visit(collector)
     edits = sorted(enumerate(collector.edits), key=lambda ie: (rank.get(ie[1].line, len(rank)), ie[0]))
+    return wrapper.module, [edit for _, edit in edits]
+
+
+def _render(path: str, source: str, module: cst.Module, edits: Iterable[_Edit]) -> list[Candidate]:
+    """Apply each edit on its own; identical texts once, texts that do not compile dropped."""
     seen = {source}
     out = []
-    for _, edit in edits:
-        text = wrapper.module.deep_replace(edit.old, edit.new).code
+    for edit in edits:
+        if edit.splice is not None:
+            start, end, new = edit.splice
+            text = source[:start] + new + source[end:]
+        else:
+            text = module.deep_replace(edit.old, edit.new).code
         if text in seen or not _parses(text):
             continue
         seen.add(text)
         out.append(Candidate(path, text, edit.description, edit.line, edit.family))
     return out
+
+
+def mutate_source(path: str, source: str, lines: Iterable[int], families: Iterable[str]) -> list[Candidate]:
+    """Candidate rewrites of one file at the given lines, ordered by the lines' order, then by position.
+
+    Identical texts are kept once; a file libcst cannot parse gives no candidates.
+    """
+    collected = _collect(source, lines, set(families))
+    return [] if collected is None else _render(path, source, *collected)
 
 
 def _parses(text: str) -> bool:
@@ -396,13 +449,27 @@ def _parses(text: str) -> bool:
 
 
 def mutate_sites(
-    read: Callable[[str], str], sites: Sequence[tuple[str, int]], families: Iterable[str]
+    read: Callable[[str], str], sites: Sequence[tuple[str, int]], families: Iterable[str],
+    max_lines: int | None = None,
 ) -> list[Candidate]:
-    """Candidates for ranked (file, line) sites across files, in site order; ``read(path)`` gives a file's text."""
+    """Candidates for ranked (file, line) sites across files, in site order; ``read(path)`` gives a file's text.
+
+    With ``max_lines``, only the first that many sites where the families have an edit are rendered: finding
+    edits is one cheap walk per file, rendering each one is a full-module rewrite, and a statement-reordering
+    family has dozens per line.
+    """
+    families = set(families)
     by_file: dict[str, list[int]] = {}
     for path, line in sites:
         by_file.setdefault(path, []).append(line)
-    per_file = {path: mutate_source(path, read(path), lines, families) for path, lines in by_file.items()}
-    order = {site: r for r, site in enumerate(dict.fromkeys(sites))}
-    merged = [c for cands in per_file.values() for c in cands]
-    return sorted(merged, key=lambda c: order.get((c.file, c.line), len(order)))
+    sources = {path: read(path) for path in by_file}
+    collected = {path: _collect(sources[path], lines, families) for path, lines in by_file.items()}
+    with_edits = {(path, e.line) for path, c in collected.items() if c for e in c[1]}
+    keep = [site for site in dict.fromkeys(sites) if site in with_edits][:max_lines]
+    order = {site: r for r, site in enumerate(keep)}
+    merged = []
+    for path, c in collected.items():
+        if c is not None:
+            edits = [e for e in c[1] if (path, e.line) in order]
+            merged += _render(path, sources[path], c[0], edits)
+    return sorted(merged, key=lambda c: order[(c.file, c.line)])

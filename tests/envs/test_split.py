@@ -112,3 +112,17 @@ def test_cli_split_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"train: {len(split['train'])} tasks in ")
     assert lines[1].startswith(f"heldout: {len(split['heldout'])} tasks in ")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fixable_bugs_are_split_in_proportion(seed):
+    """Bugs the agents can undo and removals are split separately, so neither side gets all the fixable ones."""
+    tasks = []
+    for f in range(24):
+        kind = "func_pm_op_change" if f < 8 else "func_pm_remove_assign"
+        tasks.append(task(f"f{f}", entity=f"pkg/m.py::func{f}", modifier_kinds=[kind]))
+    sides = split_tasks(tasks, heldout_fraction=0.25, seed=seed)
+    assert [sum(t.invertible for t in sides[s]) for s in ("train", "heldout")] == [6, 2]
+    assert [len(sides[s]) for s in ("train", "heldout")] == [18, 6]
+    assert not task("x", modifier_kinds=["func_pm_op_change", "func_pm_remove_loop"]).invertible
+    assert not task("y").invertible  # no kinds recorded: not known to be fixable
