@@ -38,3 +38,14 @@ def test_flash_matches_sdpa_in_bf16():
     flash = attend(q, k, v, backend=FLASH_NAME)
     sdpa = attend(q, k, v, backend="sdpa")
     torch.testing.assert_close(flash.float(), sdpa.float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bf16 attention kernels)")
+def test_bf16_attention_on_cuda_matches_fp32():
+    """Whatever kernel serves bf16 here (flash-attn or torch SDPA's flash kernel) stays near fp32."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 300, 8, 64, device="cuda") for _ in range(3))
+    exact = attend(q, k, v, backend="sdpa")
+    fast = attend(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    torch.testing.assert_close(fast.float(), exact, atol=2e-2, rtol=2e-2)
