@@ -5,9 +5,10 @@ of ``R`` fixed-width entries (the most recent R agent returns, oldest first), on
 ``"+op-flip 0.50 3.2"`` (``+`` spawn, ``>`` delegate, visible pass-rate, cost in units, ``!sta`` when the
 run did not end "ok"). Fixed width lets the batched env write entries with one vectorised copy.
 
-features (float32, ``6 + 4K``): λ, step/max_steps, cost spent/max_cost, cost left/max_cost, best
-visible pass-rate, has-candidate; then per agent k: spawns/seeds, delegations/max_steps, last visible
-pass-rate, last cost/max_cost.
+features (float32, ``7 + 4K``): λ, step/max_steps, cost spent/max_cost, cost left/max_cost, best
+visible pass-rate, has-candidate, λ·max_cost; then per agent k: spawns/seeds, delegations/max_steps,
+last visible pass-rate, last cost/max_cost. λ·max_cost is λ on the scale of the score (the score the
+whole budget is worth): raw λ is ~0.01, which a network barely sees next to features of order 1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from policies.tokenizer import BYTE_OFFSET, ByteTokenizer
 
 HIST_WIDTH = 24  # tokens per history entry
-GLOBAL_FEATURES = ("lambda", "step", "cost_spent", "cost_left", "best_visible", "has_candidate")
+GLOBAL_FEATURES = ("lambda", "step", "cost_spent", "cost_left", "best_visible", "has_candidate", "lambda_budget")
 AGENT_FEATURES = ("spawns", "delegations", "last_visible", "last_cost")
 
 
@@ -72,4 +73,5 @@ def global_features(lam: float, step: int, max_steps: int, cost: float, max_cost
         max(0.0, max_cost - cost) / max_cost,
         max(best_visible, 0.0) if best_visible is not None else 0.0,
         1.0 if best_visible is not None else 0.0,
+        lam * max_cost,
     ]

@@ -224,7 +224,7 @@ class BatchedReplayEnv:
         has = self.best >= 0
         cols = [self.lam, self.step_no / sp.max_steps, self.cost / sp.max_cost,
                 np.maximum(0.0, sp.max_cost - self.cost) / sp.max_cost,
-                np.where(has, np.maximum(self.best_vis, 0.0), 0.0), has.astype(float)]
+                np.where(has, np.maximum(self.best_vis, 0.0), 0.0), has.astype(float), self.lam * sp.max_cost]
         glob = np.stack(cols, axis=1)
         per = np.stack([self.spawns / self.S, self.deleg_total / sp.max_steps, self.last_vis,
                         self.last_cost / sp.max_cost], axis=2).reshape(self.num_envs, -1)

@@ -347,7 +347,9 @@ class SpawnEnv(gym.Env):
                                "(collect it with hrm-spawn collect, or use mode=cached)")
             return job
         if cfg.mode == "cached":
-            outcome = self.store.get_or_run(key, lambda: run_job(self._sandbox_get(), task, slot, seed, patch))
+            outcome = self.store.get_or_run(
+                key, lambda: run_job(self._sandbox_get(), task, slot, seed, patch, self.store)
+            )
         else:
             outcome = run_job(self._sandbox_get(), task, slot, seed, patch)
             self.store.put(key, outcome)

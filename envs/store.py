@@ -192,6 +192,14 @@ class OutcomeStore:
         self.put(key, outcome)
         return outcome
 
+    def find_evaluation(self, instance_id: str, patch: str) -> Evaluation | None:
+        """The hidden evaluation of ``patch`` on this task, if any stored run submitted the same patch."""
+        row = self.conn.execute(
+            "SELECT evaluation FROM outcomes WHERE instance_id=? AND json_extract(result, '$.patch')=? LIMIT 1",
+            (instance_id, patch),
+        ).fetchone()
+        return Evaluation.from_dict(json.loads(row[0])) if row else None
+
     def iter_task(self, instance_id: str) -> Iterator[tuple[OutcomeKey, Outcome]]:
         rows = self.conn.execute(
             "SELECT instance_id, agent, agent_version, seed, start_patch_sha, result, evaluation, created_at "

@@ -56,6 +56,27 @@ def test_collect_spawns_delegates_and_resumes(fixture_task, tmp_path):
     assert again.to_dict() == {"jobs": 2, "skipped": 2, "ran": 0, "failed": 0}
 
 
+class NothingAgent:
+    """Finds nothing: every seed submits the empty patch."""
+
+    name = "nothing"
+    version = "1"
+
+    def run(self, sandbox, task, start_patch, budget, seed):
+        return AgentResult(patch="", status="ok", cost=Cost(sandbox_s=0.1), visible_pass_rate=0.0)
+
+
+def test_an_identical_candidate_is_judged_once(fixture_task, tmp_path):
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    counts = collect([fixture_task], ["test_collect:NothingAgent"], store, workers=1, seeds=3, depth=0, progress=False)
+    assert counts.ran == 3 and counts.errors == []
+    evaluations = [o.evaluation for _, o in store.iter_task(fixture_task.instance_id)]
+    ran = [e for e in evaluations if e.duration_s > 0]
+    assert len(ran) == 1  # seeds 1 and 2 reuse seed 0's judgement of the same (empty) patch
+    for e in evaluations:
+        assert (e.f2p_passed, e.p2p_passed, e.tests) == (ran[0].f2p_passed, ran[0].p2p_passed, ran[0].tests)
+
+
 def test_cached_mode_runs_a_miss_in_the_sandbox_and_records_it(fixture_task, tmp_path):
     from envs.spawn_env import EnvConfig, SpawnEnv
 

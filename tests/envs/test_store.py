@@ -50,6 +50,16 @@ def test_round_trip_and_queries(tmp_path):
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_find_evaluation_matches_the_task_and_the_exact_patch(tmp_path):
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    store.put(key(0), make_outcome(0, patch="P"))
+    store.put(OutcomeKey("task-2", "swap", "2", 0), make_outcome(1, patch="Q"))
+    found = store.find_evaluation("task-1", "P")
+    assert found is not None and found.pass_rate == pytest.approx(0.5)
+    assert store.find_evaluation("task-1", "Q") is None  # Q was judged on another task
+    assert store.find_evaluation("task-1", "P\n") is None  # not the same patch
+
+
 def test_get_or_run_runs_once(tmp_path):
     store = OutcomeStore(tmp_path / "s.sqlite")
     calls = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from envs.features import num_features
 from envs.spawn_env import load_env_config
 from trainers.baselines import SequenceActor, cascade_candidates
 from trainers.evaluate import CascadeTable, baseline_records, replay_sets
@@ -51,7 +52,7 @@ def test_sequence_actor_skips_masked_and_stops() -> None:
     import numpy as np
 
     actor = SequenceActor([[4, 1, 2]], stop_visible=1.0)
-    feats = np.zeros((1, 6 + 4 * 2), np.float32)
+    feats = np.zeros((1, num_features(2)), np.float32)
     obs = {"action_mask": np.array([[1, 1, 1, 0, 0]]), "features": feats}
     assert actor(obs, np.array([True]))[0] == 1  # delegate (4) masked: skipped
     feats[0, 4], feats[0, 5] = 1.0, 1.0  # best candidate passes every visible test
