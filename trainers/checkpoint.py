@@ -26,7 +26,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from envs.config import dump_config
+from envs.config import ConfigError, dump_config
 from trainers.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -141,6 +141,17 @@ def load_weights(ckpt: Path, key: str = "policy") -> dict[str, torch.Tensor]:
     for alias, original in aliases.items():
         tensors[alias] = tensors[original]
     return tensors
+
+
+def load_into(module: torch.nn.Module, ckpt: Path, what: str) -> None:
+    """Load the checkpoint's policy weights into ``module``; a mismatch is an error naming both."""
+    try:
+        module.load_state_dict(load_weights(ckpt))
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"{ckpt}: weights do not fit {what} (trained with other agents, or with an older "
+            f"feature layout?): {exc}"
+        ) from None
 
 
 def load_train_config(ckpt: Path) -> TrainConfig:

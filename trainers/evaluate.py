@@ -35,7 +35,7 @@ from trainers.baselines import (
     single_sequence,
     spawn_all_sequence,
 )
-from trainers.checkpoint import load_train_config, load_weights, resolve_checkpoint
+from trainers.checkpoint import load_into, load_train_config, resolve_checkpoint
 from trainers.report import EpisodeRecord, build_report, comparison_table, summarize, write_report
 
 RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
@@ -104,14 +104,7 @@ def load_policy_from_checkpoint(ckpt: Path, num_actions: int, num_features: int,
 
     config = load_train_config(ckpt)
     policy = SpawnPolicy(config.policy, num_actions, num_features)
-    weights = load_weights(ckpt)
-    try:
-        policy.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"{ckpt}: weights do not fit a policy for {num_actions} actions and {num_features} "
-            f"features (was it trained with other agents?): {exc}"
-        ) from None
+    load_into(policy, ckpt, f"a policy for {num_actions} actions and {num_features} features")
     return policy.to(device).eval()
 
 

@@ -138,9 +138,8 @@ def load_ppo_policy(ckpt: Path, observation_space: Any, num_actions: int, device
     """The ``HRMMaskablePolicy`` of a PPO checkpoint, for the env's observation space, in eval mode."""
     import gymnasium as gym
 
-    from envs.config import ConfigError
     from policies.sb3 import HRMMaskablePolicy
-    from trainers.checkpoint import load_train_config
+    from trainers.checkpoint import load_into, load_train_config
 
     config = load_train_config(ckpt)
     policy = HRMMaskablePolicy(
@@ -149,13 +148,7 @@ def load_ppo_policy(ckpt: Path, observation_space: Any, num_actions: int, device
         lambda _: 0.0,  # no optimizer steps at evaluation
         policy_config=config.policy.model_dump(),
     )
-    try:
-        policy.load_state_dict(load_weights(ckpt))
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"{ckpt}: PPO weights do not fit a policy for {num_actions} actions and this observation "
-            f"space (was it trained with other agents?): {exc}"
-        ) from None
+    load_into(policy, ckpt, f"a PPO policy for {num_actions} actions and this observation space")
     return policy.to(device).eval()
 
 

@@ -175,12 +175,21 @@ def run_forked(pytest, root: str, test_ids: list[str], timeout_s: float, coverag
     """Fork, run the tests in the child, collect its JSON; kill it (and its group) on timeout."""
     if not test_ids:
         return {"exit_code": 0, "status": {}, "seconds": 0.0}
+    return _fork_and_await(lambda out_fd: _child(pytest, root, test_ids, coverage, tb, out_fd), timeout_s)
+
+
+def _fork_and_await(child, timeout_s: float, close: tuple = ()) -> dict:
+    """Fork; the child closes ``close``, runs ``child(out_fd)`` (which answers with ``_send`` and exits);
+    the parent returns its JSON, killing it (and its process group) on timeout."""
     read_fd, write_fd = os.pipe()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(pytest, root, test_ids, coverage, tb, write_fd)
+        for fd in close:
+            os.close(fd)
+        child(write_fd)
+        os._exit(1)  # not reached: child answers with _send, which exits
     os.close(write_fd)
     return _await_child(pid, read_fd, start, timeout_s)
 
@@ -630,13 +639,8 @@ def _run_swapped(session, items: list, plan: list, recorder, timeout_s: float, c
     """Fork a grandchild that swaps in the new code and runs ``items`` as pytest's own loop would."""
     if not items:
         return {"exit_code": 0, "status": {}, "seconds": 0.0}
-    read_fd, write_fd = os.pipe()
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        for fd in close:
-            os.close(fd)
+
+    def child(out_fd: int) -> None:
         os.setpgid(0, 0)  # so a timeout can kill anything the tests started too
         payload = {"exit_code": 0}
         try:
@@ -653,9 +657,9 @@ def _run_swapped(session, items: list, plan: list, recorder, timeout_s: float, c
             payload["exit_code"] = int(session.testsfailed > 0)
         except BaseException as exc:  # pytest.exit, an internal error: keep what ran, as pytest would
             payload = {"exit_code": 2, "interrupted": f"{type(exc).__name__}: {exc}"[:500]}
-        _send(write_fd, {**payload, "status": recorder.status, "failures": recorder.failures})
-    os.close(write_fd)
-    return _await_child(pid, read_fd, start, timeout_s)
+        _send(out_fd, {**payload, "status": recorder.status, "failures": recorder.failures})
+
+    return _fork_and_await(child, timeout_s, close)
 
 
 def _session_child(pytest, root: str, job: dict, req_fd: int, rep_fd: int) -> None:

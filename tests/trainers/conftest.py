@@ -11,6 +11,7 @@ The kind of a task is in its problem statement (the tokens), so the best choice 
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,19 @@ class ReplayData:
             "seq_len": 64,
             **extra,
         }
+
+    def eval_args(self, run: Path, out: Path) -> argparse.Namespace:
+        """``hrm-spawn eval RUN --tasks ... --split heldout --lambda-sweep --out OUT`` as parsed arguments."""
+        return argparse.Namespace(
+            checkpoint=str(run),
+            tasks=str(self.tasks_path),
+            store=None,
+            split="heldout",
+            lam=None,
+            lambda_sweep=True,
+            mode="replay",
+            out=str(out),
+        )
 
 
 def _outcome(agent: str, patch: str, pass_rate: float, cost_units: float, unit_s: float) -> Outcome:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -80,17 +79,7 @@ def test_resume_after_kill_gives_identical_weights(replay_data, tmp_path) -> Non
 def test_eval_cli_writes_report_with_every_baseline(replay_data, tmp_path) -> None:
     ckpt = run_training(_config(replay_data, iterations=4), tmp_path / "run", progress=False)
     out = tmp_path / "eval"
-    args = argparse.Namespace(
-        checkpoint=str(tmp_path / "run"),
-        tasks=str(replay_data.tasks_path),
-        store=None,
-        split="heldout",
-        lam=None,
-        lambda_sweep=True,
-        mode="replay",
-        out=str(out),
-    )
-    assert cli_eval(args) == 0
+    assert cli_eval(replay_data.eval_args(tmp_path / "run", out)) == 0
     report = json.loads((out / "report.json").read_text())
     names = set(report["policies"])
     assert {"hrm", "halt", "spawn_all", "best_cascade", "random", "oracle"} <= names

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from pathlib import Path
 
 import pytest
 from fixtures.tiny_policy import TINY_POLICY
@@ -49,23 +47,10 @@ def test_ppo_runs_and_checkpoints(replay_data, tmp_path) -> None:
     assert not (tmp_path / "sb3").exists()
 
 
-def _eval_args(run: Path, replay_data, out: Path) -> argparse.Namespace:
-    return argparse.Namespace(
-        checkpoint=str(run),
-        tasks=str(replay_data.tasks_path),
-        store=None,
-        split="heldout",
-        lam=None,
-        lambda_sweep=True,
-        mode="replay",
-        out=str(out),
-    )
-
-
 def test_ppo_checkpoint_evaluates_through_the_report(replay_data, tmp_path) -> None:
     ckpt = run_training(_config(replay_data), tmp_path / "run", progress=False)
     out = tmp_path / "eval"
-    assert cli_eval(_eval_args(tmp_path / "run", replay_data, out)) == 0
+    assert cli_eval(replay_data.eval_args(tmp_path / "run", out)) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["meta"]["checkpoint"] == str(ckpt) and report["meta"]["algo"] == "ppo"
     assert report["lambda"] == pytest.approx(0.02)  # the middle of ppo.lam
