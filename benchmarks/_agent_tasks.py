@@ -5,12 +5,12 @@ Imported by agent_validations.py and solve_matrix.py (run_all.py skips names sta
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
+
+from _results import write_result  # noqa: F401  (re-exported for the agent benchmarks)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,15 +43,3 @@ def fixture_tasks(names: list[str] | None = None) -> tuple[list, str]:
     repo = build_fixture_repo()
     names = names or [n for n in BUGS if n != "hang"]
     return [make_bug_task(repo, n) for n in names], "fixture:calc hand-made bugs (tests/envs/agents/agent_bugs.py)"
-
-
-def write_result(name: str, value: float, unit: str, goal: float | None, higher_is_better: bool, meta: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} threads", "load_avg_1m": load, **meta}
-    record = {"name": name, "value": round(value, 4), "unit": unit, "goal": goal,
-              "higher_is_better": higher_is_better, "meta": meta}
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    return path

@@ -18,7 +18,6 @@ run are in its ``meta``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -31,6 +30,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _results import write_result  # noqa: E402
 
 from envs.config import load_config  # noqa: E402
 from policies.config import HRMConfig  # noqa: E402
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         parity["ours_vs_reference_bf16"] = reference_parity(build_reference(ref_cls, config, 8), config, 8)
     parity["pass"] = parity_pass(parity)
     seg1 = parity["hrm_27m_bf16_vs_fp32"]["z_H_seg1"]
-    _write("hrm_27m_gpu_bf16_parity", seg1, "max rel error", SEGMENT_TOL, False, parity)
+    write_result("hrm_27m_gpu_bf16_parity", seg1, "max rel error", SEGMENT_TOL, False, parity, RESULTS)
 
     speed: dict = {
         "machine": machine,
@@ -348,25 +349,13 @@ def _ratios(speed: dict, batch: int) -> dict:
 
 def _write_speed(speed: dict) -> None:
     if speed["best_ours_samples_per_s"] is not None:
-        _write(
-            "hrm_27m_gpu_samples_per_s", speed["best_ours_samples_per_s"], "samples/s", GPU_GOAL, True, speed
+        write_result(
+            "hrm_27m_gpu_samples_per_s", speed["best_ours_samples_per_s"], "samples/s", GPU_GOAL, True, speed, RESULTS
         )
     if speed["ratio_best_vs_best"] is not None:
-        _write("hrm_27m_gpu_vs_reference_ratio", speed["ratio_best_vs_best"], "x", RATIO_GOAL, True, speed)
-
-
-def _write(name: str, value: float, unit: str, goal: float, higher_is_better: bool, meta: dict) -> None:
-    record = {
-        "name": name,
-        "value": round(value, 4),
-        "unit": unit,
-        "goal": goal,
-        "higher_is_better": higher_is_better,
-        "meta": meta,
-    }
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2), flush=True)
+        write_result(
+            "hrm_27m_gpu_vs_reference_ratio", speed["ratio_best_vs_best"], "x", RATIO_GOAL, True, speed, RESULTS
+        )
 
 
 if __name__ == "__main__":

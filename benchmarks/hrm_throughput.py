@@ -9,8 +9,6 @@ Writes benchmarks/results/hrm_tiny_cpu_samples_per_s.json (hrm-tiny, fp32, CPU).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import time
@@ -20,6 +18,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _results import write_result  # noqa: E402
 
 from envs.config import load_config  # noqa: E402
 from envs.features import num_features  # noqa: E402
@@ -90,32 +90,19 @@ def write(
         if device == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
-    record = {
-        "name": name,
-        "value": round(value, 2),
-        "unit": "samples/s",
-        "goal": goal,
-        "higher_is_better": True,
-        "meta": {
-            "machine": machine,
-            "config": config_name,
-            "batch": batch,
-            "seq_len": config.seq_len,
-            "positions": config.total_len,
-            "dtype": str(dtype).removeprefix("torch."),
-            "attention_backend": attention_backend(device, dtype),
-            "torch": torch.__version__,
-            # Shared machines: the 1-minute load average says how contended the CPU was.
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-            "measure": "forward+backward of SpawnPolicy (one ACT segment), optimizer step excluded",
-            **extra,
-        },
+    meta = {
+        "machine": machine,
+        "config": config_name,
+        "batch": batch,
+        "seq_len": config.seq_len,
+        "positions": config.total_len,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attention_backend": attention_backend(device, dtype),
+        "torch": torch.__version__,
+        "measure": "forward+backward of SpawnPolicy (one ACT segment), optimizer step excluded",
+        **extra,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    return path
+    return write_result(name, value, "samples/s", goal, True, meta)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from replay_throughput import write_result  # noqa: E402
+from _results import write_result  # noqa: E402
 
 AGENTS = ["op-flip", "cond", "const", "swap"]
 

@@ -9,9 +9,6 @@ Writes benchmarks/results/replay_steps_per_s.json.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "envs")]
 
+from _results import write_result  # noqa: E402
 from custom_env_example import fill_toy_store, toy_tasks  # noqa: E402
 
 from envs.replay import BatchedReplayEnv, ReplaySpec  # noqa: E402
@@ -31,16 +29,6 @@ from envs.store import OutcomeStore  # noqa: E402
 AGENTS = [f"agent{i}@1" for i in range(5)]
 NUM_ENVS = 4096
 SECONDS = 3.0
-
-
-def write_result(name: str, value: float, unit: str, goal: float, higher: bool, meta: dict) -> None:
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} threads", **meta}
-    record = {"name": name, "value": round(value, 3), "unit": unit, "goal": goal, "higher_is_better": higher,
-              "meta": meta}
-    out = ROOT / "benchmarks" / "results" / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
 
 
 def batched_rate(env: SpawnEnv, tokens: bool) -> float:

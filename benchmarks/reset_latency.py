@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fixtures.bench_setup import make_task, pick_repo, write_result  # noqa: E402
+from _results import write_result  # noqa: E402
+from fixtures.bench_setup import make_task, pick_repo  # noqa: E402
 
 from envs.sandbox import Sandbox  # noqa: E402
 
@@ -44,6 +45,7 @@ def main() -> None:
         statistics.median(times),
         "s",
         0.5,
+        False,
         {
             "repo": repo.name,
             "deployment": "local",

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fixtures.bench_setup import bare_run_seconds, make_task, pick_repo, write_result  # noqa: E402
+from _results import write_result  # noqa: E402
+from fixtures.bench_setup import bare_run_seconds, make_task, pick_repo  # noqa: E402
 
 from envs.sandbox import Sandbox  # noqa: E402
 
@@ -45,6 +46,7 @@ def main() -> None:
         ratio,
         "x",
         1.10,
+        False,
         {
             "repo": repo.name,
             "deployment": "local",
