@@ -58,6 +58,13 @@ def static_tokens(problem_statement: str | None, failing_tests: Sequence[str], s
     return out
 
 
+def task_tokens(task, seq_len: int, max_steps: int, with_text: bool = True) -> np.ndarray:
+    """``static_tokens`` of a TaskInstance; without its text, the same row for every task."""
+    if not with_text:
+        return static_tokens(None, [], seq_len, max_steps)
+    return static_tokens(task.problem_statement, task.FAIL_TO_PASS, seq_len, max_steps)
+
+
 def push_history(tokens: np.ndarray, entry: np.ndarray, slots: int) -> None:
     """Shift the history region left by one entry (in place) and write ``entry`` last."""
     start = tokens.shape[-1] - slots * HIST_WIDTH

@@ -93,12 +93,14 @@ class ReplaySpec:
     lam: float | tuple[float, float] = 0.01
     seq_len: int = 512
     submit_on_truncate: bool = True
+    task_text: bool = True
 
     @classmethod
     def from_config(cls, config) -> ReplaySpec:  # EnvConfig; not imported to keep the modules apart
         lam = config.lam if isinstance(config.lam, float) else tuple(config.lam)
         return cls([a.partition("@")[0] for a in config.agents], config.seeds_per_agent, config.delegate_seeds,
-                   config.max_steps, config.max_cost, config.reward, lam, config.seq_len, config.submit_on_truncate)
+                   config.max_steps, config.max_cost, config.reward, lam, config.seq_len, config.submit_on_truncate,
+                   config.task_text)
 
 
 class BatchedReplayEnv:
@@ -148,8 +150,7 @@ class BatchedReplayEnv:
         self.dl = {name: np.zeros(shape_d, dt) for name, dt in _JOB_FIELDS}
         self.sp_hist = np.zeros((*shape_s, W), np.int64)
         self.dl_hist = np.zeros((*shape_d, W), np.int64)
-        self.static = np.stack([F.static_tokens(t.problem_statement, t.FAIL_TO_PASS, spec.seq_len, spec.max_steps)
-                                for t in tasks])
+        self.static = np.stack([F.task_tokens(t, spec.seq_len, spec.max_steps, spec.task_text) for t in tasks])
         for ti, (table, names) in enumerate(zip(tables, cands, strict=True)):
             cidx = {sha: c for c, sha in enumerate(names)}
             for (k, seed, start), job in table.outcomes.items():

@@ -60,6 +60,10 @@ class EnvConfig(StrictModel):
     seq_len: int = Field(512, ge=64)
     mask_missing: bool = True  # replay: mask jobs the store lacks (False: stepping one is an error)
     submit_on_truncate: bool = True
+    # False: the tokens carry the agents' returns only, not the task's text. With a few dozen training
+    # tasks the text identifies each task, and a policy that memorises per-task choices does not carry
+    # over to new tasks; without it the policy must learn a strategy from λ and what the agents report.
+    task_text: bool = True
 
     @field_validator("lam")
     @classmethod
@@ -237,8 +241,8 @@ class SpawnEnv(gym.Env):
 
     def _static_tokens(self, task: TaskInstance) -> np.ndarray:
         if task.instance_id not in self._static:
-            self._static[task.instance_id] = F.static_tokens(
-                task.problem_statement, task.FAIL_TO_PASS, self.config.seq_len, self.config.max_steps)
+            cfg = self.config
+            self._static[task.instance_id] = F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text)
         return self._static[task.instance_id]
 
     def _job(self, action: int) -> tuple[int, int, str, str]:

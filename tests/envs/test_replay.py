@@ -96,3 +96,14 @@ def test_random_rollouts_finish_and_throughput(toy):
     rate = steps / (time.perf_counter() - start)
     assert done_count > 2048  # episodes end (max_steps 6) and auto-reset
     assert rate > 20_000, f"{rate:.0f} steps/s"  # the benchmark reports the real figure; this guards regressions
+
+
+def test_without_task_text_every_task_starts_from_the_same_tokens(toy):
+    env = SpawnEnv(toy.config.model_copy(update={"task_text": False}), tasks=toy.tasks, store=toy.store)
+    starts = [env.reset(options={"task_index": t})[0]["tokens"] for t in range(len(env.tasks))]
+    assert all((row == starts[0]).all() for row in starts)
+    with_text = [toy.reset(options={"task_index": t})[0]["tokens"] for t in range(len(toy.tasks))]
+    assert len({row.tobytes() for row in with_text}) == len(toy.tasks)  # the text tells tasks apart
+    bat = batched(env, len(env.tasks))
+    bat.reset_envs(np.arange(len(env.tasks)), np.arange(len(env.tasks)), np.zeros(len(env.tasks)))
+    np.testing.assert_array_equal(bat.observe()["tokens"], np.stack(starts))
