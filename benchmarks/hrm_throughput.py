@@ -51,14 +51,12 @@ def measure(config: HRMConfig, batch: int, device: str, seconds: float) -> dict[
             out.q_logits.square().mean() + out.value.square().mean() + out.action_logits.logsumexp(-1).mean()
         ).backward()
 
-    for _ in range(3):  # warm-up (and compilation)
+    for _ in range(3):  # warm-up
         one()
-    _sync(device)
     iters, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or iters < 3:
         one()
         iters += 1
-    _sync(device)  # the only host sync: the loop itself queues kernels without waiting
     elapsed = time.perf_counter() - start
     samples = iters * batch / elapsed
     return {
@@ -67,11 +65,6 @@ def measure(config: HRMConfig, batch: int, device: str, seconds: float) -> dict[
         "iters": iters,
         "seconds": elapsed,
     }
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def write(
@@ -85,11 +78,7 @@ def write(
     extra: dict,
 ) -> Path:
     dtype = resolve_dtype(config.forward_dtype, device)
-    machine = (
-        torch.cuda.get_device_name()
-        if device == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    )
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     meta = {
         "machine": machine,
         "config": config_name,
