@@ -5,10 +5,14 @@ of ``R`` fixed-width entries (the most recent R agent returns, oldest first), on
 ``"+op-flip 0.50 3.2"`` (``+`` spawn, ``>`` delegate, visible pass-rate, cost in units, ``!sta`` when the
 run did not end "ok"). Fixed width lets the batched env write entries with one vectorised copy.
 
-features (float32, ``7 + 4K``): λ, step/max_steps, cost spent/max_cost, cost left/max_cost, best
-visible pass-rate, has-candidate, λ·max_cost; then per agent k: spawns/seeds, delegations/max_steps,
-last visible pass-rate, last cost/max_cost. λ·max_cost is λ on the scale of the score (the score the
-whole budget is worth): raw λ is ~0.01, which a network barely sees next to features of order 1.
+features (float32, ``7 + 12 + 4K``): λ, step/max_steps, cost spent/max_cost, cost left/max_cost, best
+visible pass-rate, has-candidate, λ·max_cost; then the task's failure profile (how many tests fail, in
+three coarse bins, and the share of each failure kind in the problem statement); then per agent k:
+spawns/seeds, delegations/max_steps, last visible pass-rate, last cost/max_cost. λ·max_cost is λ on the
+scale of the score (the score the whole budget is worth): raw λ is ~0.01, which a network barely sees
+next to features of order 1. The failure profile is coarse on purpose: it tells kinds of task apart
+(a removed function fails a hundred tests with NameErrors, reordered statements fail a few with
+UnboundLocalErrors) without telling the individual training tasks apart, which a policy would memorise.
 """
 
 from __future__ import annotations
@@ -17,19 +21,39 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from envs.problem import FAILURE_KINDS, failure_kind_shares
 from policies.tokenizer import BYTE_OFFSET, ByteTokenizer
 
 HIST_WIDTH = 24  # tokens per history entry
 GLOBAL_FEATURES = ("lambda", "step", "cost_spent", "cost_left", "best_visible", "has_candidate", "lambda_budget")
+TASK_FEATURES = ("one_failing", "few_failing", "many_failing") + tuple(f"fails.{k}" for k in FAILURE_KINDS)
 AGENT_FEATURES = ("spawns", "delegations", "last_visible", "last_cost")
+FEW_FAILING, MANY_FAILING = 0.05, 0.25  # shares of the task's tests
 
 
 def num_features(num_agents: int) -> int:
-    return len(GLOBAL_FEATURES) + len(AGENT_FEATURES) * num_agents
+    return len(GLOBAL_FEATURES) + len(TASK_FEATURES) + len(AGENT_FEATURES) * num_agents
 
 
 def feature_names(agents: Sequence[str]) -> list[str]:
-    return list(GLOBAL_FEATURES) + [f"{a}.{f}" for a in agents for f in AGENT_FEATURES]
+    return list(GLOBAL_FEATURES) + list(TASK_FEATURES) + [f"{a}.{f}" for a in agents for f in AGENT_FEATURES]
+
+
+def layout() -> str:
+    """The feature layout as text: part of what names a quickstart run (a new layout, a new run)."""
+    return ",".join((*GLOBAL_FEATURES, *TASK_FEATURES, *(f"k.{f}" for f in AGENT_FEATURES)))
+
+
+def task_features(task, enabled: bool = True) -> np.ndarray:
+    """The failure profile of a TaskInstance (``TASK_FEATURES``); zeros when disabled."""
+    out = np.zeros(len(TASK_FEATURES), np.float32)
+    if not enabled:
+        return out
+    failing = len(task.FAIL_TO_PASS)
+    share = failing / max(1, failing + len(task.PASS_TO_PASS))
+    out[:3] = [failing == 1, failing > 1 and share <= FEW_FAILING, share > MANY_FAILING]
+    out[3:] = list(failure_kind_shares(task.problem_statement).values())
+    return out
 
 
 def history_slots(seq_len: int, max_steps: int) -> int:

@@ -53,3 +53,42 @@ def problem_statement(fail_to_pass: list[str], messages: dict[str, str], total_t
         "and every other test keeps passing.",
     ]
     return "\n".join(lines)
+
+
+# Failure kinds a policy may see: coarse classes of the exceptions in the statement's failure lines.
+# They carry over between tasks (an UnboundLocalError points at reordered statements, a NameError at
+# removed code) where the statement's words would only identify the task.
+FAILURE_KINDS = ("AssertionError", "TypeError", "ValueError", "AttributeError", "NameError",
+                 "UnboundLocalError", "LookupError", "RuntimeError", "OtherError")
+_LOOKUP = {"KeyError", "IndexError", "LookupError", "StopIteration"}
+_EXCEPTION_RE = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Iteration))\b")
+
+
+def failure_kind(message: str) -> str | None:
+    """The class of the first exception a failure line names (None when it names none)."""
+    match = _EXCEPTION_RE.search(message)
+    if match is None:
+        return "AssertionError" if message.lstrip().startswith("assert ") else None
+    name = match[1]
+    if name in FAILURE_KINDS:
+        return name
+    if name in _LOOKUP:
+        return "LookupError"
+    if name == "RecursionError":
+        return "RuntimeError"
+    return "OtherError"
+
+
+def failure_kind_shares(statement: str | None) -> dict[str, float]:
+    """Share of the statement's listed failures (``- test: message`` lines) in each failure kind.
+
+    Statements written by people (SWE-bench style) list no such lines: every share is then 0, and
+    a policy sees the same as for a task without a statement.
+    """
+    kinds = []
+    for line in (statement or "").splitlines():
+        if line.startswith("- "):
+            _, _, message = line[2:].partition(": ")
+            kinds.append(failure_kind(message))
+    counted = [k for k in kinds if k is not None]
+    return {k: (counted.count(k) / len(kinds) if kinds else 0.0) for k in FAILURE_KINDS}

@@ -94,13 +94,14 @@ class ReplaySpec:
     seq_len: int = 512
     submit_on_truncate: bool = True
     task_text: bool = True
+    task_features: bool = True
 
     @classmethod
     def from_config(cls, config) -> ReplaySpec:  # EnvConfig; not imported to keep the modules apart
         lam = config.lam if isinstance(config.lam, float) else tuple(config.lam)
         return cls([a.partition("@")[0] for a in config.agents], config.seeds_per_agent, config.delegate_seeds,
                    config.max_steps, config.max_cost, config.reward, lam, config.seq_len, config.submit_on_truncate,
-                   config.task_text)
+                   config.task_text, config.task_features)
 
 
 class BatchedReplayEnv:
@@ -151,6 +152,7 @@ class BatchedReplayEnv:
         self.sp_hist = np.zeros((*shape_s, W), np.int64)
         self.dl_hist = np.zeros((*shape_d, W), np.int64)
         self.static = np.stack([F.task_tokens(t, spec.seq_len, spec.max_steps, spec.task_text) for t in tasks])
+        self.task_feats = np.stack([F.task_features(t, spec.task_features) for t in tasks])
         for ti, (table, names) in enumerate(zip(tables, cands, strict=True)):
             cidx = {sha: c for c, sha in enumerate(names)}
             for (k, seed, start), job in table.outcomes.items():
@@ -229,7 +231,7 @@ class BatchedReplayEnv:
         glob = np.stack(cols, axis=1)
         per = np.stack([self.spawns / self.S, self.deleg_total / sp.max_steps, self.last_vis,
                         self.last_cost / sp.max_cost], axis=2).reshape(self.num_envs, -1)
-        return np.concatenate([glob, per], axis=1).astype(np.float32)
+        return np.concatenate([glob, self.task_feats[self.t], per], axis=1).astype(np.float32)
 
     def observe(self) -> dict[str, np.ndarray]:
         obs = {"features": self.features(), "action_mask": self.action_masks().astype(np.int8)}

@@ -64,6 +64,8 @@ class EnvConfig(StrictModel):
     # tasks the text identifies each task, and a policy that memorises per-task choices does not carry
     # over to new tasks; without it the policy must learn a strategy from λ and what the agents report.
     task_text: bool = True
+    # The task's failure profile (envs.features.TASK_FEATURES): coarse, so it carries over to new tasks.
+    task_features: bool = True
 
     @field_validator("lam")
     @classmethod
@@ -179,7 +181,7 @@ class SpawnEnv(gym.Env):
             "action_mask": spaces.MultiBinary(self.n_actions),
         })
         self._slots_hist = F.history_slots(cfg.seq_len, cfg.max_steps)
-        self._static: dict[str, np.ndarray] = {}
+        self._static: dict[str, tuple[np.ndarray, list[float]]] = {}  # instance id -> tokens, task features
         self._sandbox = None
         self.task: TaskInstance | None = None
 
@@ -236,13 +238,15 @@ class SpawnEnv(gym.Env):
         self.last_cost = [0.0] * self.K
         self.best: JobOutcome | None = None
         self.history: list[tuple[str, int, JobOutcome]] = []
-        self.tokens = self._static_tokens(self.task).copy()
+        tokens, self.task_feats = self._static_obs(self.task)
+        self.tokens = tokens.copy()
         return self._obs(), self._info()
 
-    def _static_tokens(self, task: TaskInstance) -> np.ndarray:
+    def _static_obs(self, task: TaskInstance) -> tuple[np.ndarray, list[float]]:
         if task.instance_id not in self._static:
             cfg = self.config
-            self._static[task.instance_id] = F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text)
+            self._static[task.instance_id] = (F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text),
+                                              F.task_features(task, cfg.task_features).tolist())
         return self._static[task.instance_id]
 
     def _job(self, action: int) -> tuple[int, int, str, str]:
@@ -371,6 +375,7 @@ class SpawnEnv(gym.Env):
         cfg = self.config
         row = F.global_features(self.lam, self.step_no, cfg.max_steps, self.cost, cfg.max_cost,
                                 self.best.visible if self.best else None)
+        row += self.task_feats
         for k in range(self.K):
             row += [self.spawns[k] / cfg.seeds_per_agent, self.deleg_total[k] / cfg.max_steps,
                     self.last_vis[k], self.last_cost[k] / cfg.max_cost]

@@ -144,13 +144,20 @@ def _finished(ckpt: Path | None, cfg: Any) -> bool:
     return meta.get("iteration") == cfg.act_q.iterations
 
 
+def run_dir_for(train_cfg: Any, out: Path) -> Path:
+    """``out/run-<digest>``, named after the config and the observation layout, so neither a changed
+    config nor a checkpoint made for other features is ever resumed or reused."""
+    from envs.features import layout
+
+    digest = hashlib.sha256((dump_config(train_cfg) + layout()).encode()).hexdigest()[:8]
+    return out / f"run-{digest}"
+
+
 def _train(train_cfg: Any, out: Path) -> Path:
     from trainers.checkpoint import latest_checkpoint
     from trainers.train import run_training
 
-    # The run directory is named after the config, so a changed config never resumes an unrelated run.
-    digest = hashlib.sha256(dump_config(train_cfg).encode()).hexdigest()[:8]
-    run_dir = out / f"run-{digest}"
+    run_dir = run_dir_for(train_cfg, out)
     done = latest_checkpoint(run_dir)
     if _finished(done, train_cfg):
         _say(f"train: reusing the finished run in {run_dir}")

@@ -8,7 +8,7 @@ import pytest
 
 from envs.config import load_config
 from envs.spawn_env import load_env_config
-from trainers.quickstart import QuickstartConfig, StageTimer, build_configs
+from trainers.quickstart import QuickstartConfig, StageTimer, build_configs, run_dir_for
 
 
 @pytest.mark.parametrize("name", ["quickstart", "quickstart-tiny"])
@@ -36,3 +36,15 @@ def test_stage_timer_summary() -> None:
     assert list(timer.seconds) == ["tasks", "collect", "train", "evaluate"]
     assert all(sec >= 0 for sec in timer.seconds.values())
     assert timer.summary().startswith("stages: tasks 0s, collect 0s, train 0s, evaluate 0s; total")
+
+
+def test_run_dir_follows_the_config_and_the_feature_layout(tmp_path: Path, monkeypatch) -> None:
+    """A finished run is reused only by the same config on the same observation layout: a checkpoint
+    made for other features would not load."""
+    config = load_config(QuickstartConfig, "quickstart-tiny")
+    _, train_cfg = build_configs(config, tmp_path / "tasks.jsonl", tmp_path / "store.sqlite")
+    first = run_dir_for(train_cfg, tmp_path)
+    assert run_dir_for(train_cfg, tmp_path) == first and first.name.startswith("run-")
+    assert run_dir_for(train_cfg.model_copy(update={"seed": 1}), tmp_path) != first
+    monkeypatch.setattr("envs.features.layout", lambda: "an older layout")
+    assert run_dir_for(train_cfg, tmp_path) != first

@@ -1,0 +1,154 @@
+"""Held-out decision quality over several train/held-out splits of one task set and store.
+
+A 30-task set holds out 7-10 tasks, 2-5 of them resolvable: one split measures the draw as much as
+the policy. This script trains one policy per split seed (replay, from a store a quickstart filled),
+evaluates each on its own held-out side and prints, per variant of the config, the figures of the
+issue's targets per fold and their mean. Variants compare policy inputs or trainer settings on the
+same folds::
+
+    python benchmarks/heldout_folds.py RUN_DIR/config.yaml --seeds 0 1 2 \\
+        --variant features= --variant no-features=env.task_features=false
+
+(``NAME=key=value,key=value``; an empty list is the config as it is; without CONFIG, the newest
+``make quickstart`` run's). Each fold takes one training run (~2 min for the quickstart config on 2
+cores). Writes ``results/heldout_folds_<task set>_hull_vs_best_cascade.json`` with every fold's
+figures, and ``--out DIR/heldout_folds.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _results import write_result  # noqa: E402
+
+from envs.config import load_config  # noqa: E402
+from envs.paths import data_dir  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
+from trainers.evaluate import evaluate  # noqa: E402
+from trainers.train import run_training  # noqa: E402
+
+FIGURES = ("hrm_score", "best_other_score", "hrm_hull", "best_cascade_hull", "resolve_vs_oracle", "cost_vs_spawn_all")
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition("=")
+    if not name:
+        raise SystemExit(f"--variant {text!r}: expected NAME=key=value,... (NAME may not be empty)")
+    return name, [o for o in overrides.split(",") if o]
+
+
+def fold(config_path: str, overrides: list[str], seed: int, work: Path) -> dict[str, float]:
+    """Train on one split's train side and evaluate on its held-out side."""
+    config = load_config(TrainConfig, config_path, [*overrides, f"env.split_seed={seed}"])
+    ckpt = run_training(config, work / f"seed{seed}", progress=False)
+    report = evaluate(ckpt, {}, "heldout", None, sweep=True)
+    policies, targets = report["policies"], report["targets"]
+    hull = report["lambda_sweep"]["hull_area"]
+    return {
+        "split_seed": seed,
+        "heldout_tasks": report["meta"]["num_tasks"],
+        "hrm_score": policies["hrm"]["score"],
+        "best_other_score": targets["best_other_score"],
+        "hrm_hull": hull["hrm"],
+        "best_cascade_hull": hull["best_cascade"],
+        "resolve_vs_oracle": targets["resolve_vs_oracle"],
+        "cost_vs_spawn_all": targets["cost_vs_spawn_all"],
+        "beats_all_baselines": targets["beats_all_baselines"],
+        "hull_beats_best_cascade": targets["hull_beats_best_cascade"],
+        "quality_target_met": targets["quality_target_met"],
+    }
+
+
+def summary(folds: list[dict]) -> dict[str, float]:
+    out = {f"mean_{k}": statistics.fmean(f[k] for f in folds) for k in FIGURES}
+    for k in ("beats_all_baselines", "hull_beats_best_cascade", "quality_target_met"):
+        out[f"folds_{k}"] = sum(bool(f[k]) for f in folds)
+    return out
+
+
+def plot(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = list(results)
+    for i, name in enumerate(names):
+        folds = results[name]["folds"]
+        for f in folds:  # one line per fold joins the policy to the cascade it is compared with
+            ax.plot([i - 0.1, i + 0.1], [f["hrm_hull"], f["best_cascade_hull"]], color="0.7", lw=0.8, zorder=0)
+        ax.scatter([i - 0.1] * len(folds), [f["hrm_hull"] for f in folds], color="C0",
+                   label="hrm" if i == 0 else None)
+        ax.scatter([i + 0.1] * len(folds), [f["best_cascade_hull"] for f in folds], color="C1", marker="x",
+                   label="best_cascade" if i == 0 else None)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("held-out area under the cost-quality hull")
+    ax.set_title("one point per split seed (lines join a fold's pair)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def latest_quickstart_config() -> Path | None:
+    """The config of the newest full quickstart run under the data dir (what ``make bench`` uses)."""
+    runs = sorted((data_dir() / "quickstart" / "full").glob("run-*/config.yaml"), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", nargs="?", default=None,
+                        help="a train config YAML (default: the newest `make quickstart` run's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variant", action="append", default=None, help="NAME=key=value,... (repeatable)")
+    parser.add_argument("--out", default=None, help="directory for the plot (default: a temp dir)")
+    args = parser.parse_args()
+    if args.config is None:
+        found = latest_quickstart_config()
+        if found is None:
+            print(f"heldout_folds: no quickstart run under {data_dir()}; run `make quickstart` first (skipped)")
+            return 0
+        args.config = str(found)
+    variants = dict(parse_variant(v) for v in (args.variant or ["config="]))
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="folds-") as tmp:
+        for name, overrides in variants.items():
+            folds = []
+            for seed in args.seeds:
+                folds.append(fold(args.config, overrides, seed, Path(tmp) / name))
+                f = folds[-1]
+                print(f"{name} seed {seed}: held-out {f['heldout_tasks']} tasks, score {f['hrm_score']:.3f} "
+                      f"(best other {f['best_other_score']:.3f}), hull {f['hrm_hull']:.3f} "
+                      f"(best_cascade {f['best_cascade_hull']:.3f})", flush=True)
+            results[name] = {"overrides": overrides, "folds": folds, **summary(folds)}
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="folds-plot-"))
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out / "heldout_folds.png")
+    print(f"{'variant':16} {'score':>7} {'other':>7} {'hull':>7} {'cascade':>7} {'res/or':>7} {'cost/sa':>7}  folds hull>bc")
+    for name, r in results.items():
+        print(f"{name:16} " + " ".join(f"{r['mean_' + k]:7.3f}" for k in FIGURES)
+              + f"  {r['folds_hull_beats_best_cascade']}/{len(r['folds'])}")
+    first = results[next(iter(results))]
+    tasks = Path(load_config(TrainConfig, args.config).env["tasks"]).stem
+    write_result(
+        f"heldout_folds_{tasks}_hull_vs_best_cascade",
+        first["mean_hrm_hull"] / max(first["mean_best_cascade_hull"], 1e-9),
+        "ratio of mean held-out hull areas (first variant)",
+        goal=1.0,
+        higher_is_better=True,
+        meta={"config": args.config, "seeds": args.seeds, "variants": results, "plot": str(out / "heldout_folds.png")},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
