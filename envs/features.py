@@ -11,7 +11,7 @@ three coarse bins, and the share of each failure kind in the problem statement);
 spawns/seeds, delegations/max_steps, last visible pass-rate, last cost/max_cost. λ·max_cost is λ on the
 scale of the score (the score the whole budget is worth): raw λ is ~0.01, which a network barely sees
 next to features of order 1. The failure profile is coarse on purpose: it tells kinds of task apart
-(a removed function fails a hundred tests with NameErrors, reordered statements fail a few with
+(a removed function fails a hundred tests with NameErrors, reordered statements fail with
 UnboundLocalErrors) without telling the individual training tasks apart, which a policy would memorise.
 """
 

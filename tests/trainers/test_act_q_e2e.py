@@ -24,7 +24,7 @@ def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
         TrainConfig,
         {
             "algo": "act_q",
-            "seed": 3,
+            "seed": 0,
             "device": "cpu",
             "env": data.env(split="all"),
             "policy": TINY_POLICY,
@@ -49,7 +49,7 @@ def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
 def test_act_q_learns_to_beat_random_and_halt(replay_data, tmp_path) -> None:
     # CPU seconds of this process: what the run costs, whatever else shares the machine's cores.
     start = time.process_time()
-    ckpt = run_training(_config(replay_data, iterations=40), tmp_path / "run", progress=False)
+    ckpt = run_training(_config(replay_data, iterations=80), tmp_path / "run", progress=False)
     train_s = time.process_time() - start
     report = evaluate(ckpt, {}, split="all", lam=LAM, sweep=False)
     pol = report["policies"]
@@ -73,7 +73,7 @@ def test_resume_after_kill_gives_identical_weights(replay_data, tmp_path) -> Non
     for key in a:
         assert (a[key] == b[key]).all(), key
     meta = json.loads((resumed / "meta.json").read_text())
-    assert meta["iteration"] == 6 and meta["seed"] == 3
+    assert meta["iteration"] == 6 and meta["seed"] == 0
 
 
 def test_eval_cli_writes_report_with_every_baseline(replay_data, tmp_path) -> None:
