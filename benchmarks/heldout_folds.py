@@ -44,7 +44,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def fold(config_path: str, overrides: list[str], seed: int, work: Path) -> dict[str, float]:
+def fold(config_path: str, overrides: list[str], seed: int, work: Path) -> dict[str, float | bool]:
     """Train on one split's train side and evaluate on its held-out side."""
     config = load_config(TrainConfig, config_path, [*overrides, f"env.split_seed={seed}"])
     ckpt = run_training(config, work / f"seed{seed}", progress=False)
@@ -66,7 +66,7 @@ def fold(config_path: str, overrides: list[str], seed: int, work: Path) -> dict[
     }
 
 
-def summary(folds: list[dict]) -> dict[str, float]:
+def summary(folds: list[dict]) -> dict[str, float | int]:
     out = {f"mean_{k}": statistics.fmean(f[k] for f in folds) for k in FIGURES}
     for k in ("beats_all_baselines", "hull_beats_best_cascade", "quality_target_met"):
         out[f"folds_{k}"] = sum(bool(f[k]) for f in folds)
