@@ -7,6 +7,7 @@ the bug's kind, file or patch.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 # pytest's short summary (``-rfE``): "FAILED tests/t.py::test_x - AssertionError: assert 1 == 2".
 _SUMMARY_RE = re.compile(r"^(?P<status>FAILED|ERROR) (?P<id>\S+::\S+?|\S+)(?: - (?P<message>.*))?\s*$")
@@ -85,10 +86,6 @@ def failure_kind_shares(statement: str | None) -> dict[str, float]:
     Statements written by people (SWE-bench style) list no such lines: every share is then 0, and
     a policy sees the same as for a task without a statement.
     """
-    kinds = []
-    for line in (statement or "").splitlines():
-        if line.startswith("- "):
-            _, _, message = line[2:].partition(": ")
-            kinds.append(failure_kind(message))
-    counted = [k for k in kinds if k is not None]
-    return {k: (counted.count(k) / len(kinds) if kinds else 0.0) for k in FAILURE_KINDS}
+    lines = [line[2:] for line in (statement or "").splitlines() if line.startswith("- ")]
+    counts = Counter(failure_kind(line.partition(": ")[2]) for line in lines)
+    return {k: counts[k] / len(lines) if lines else 0.0 for k in FAILURE_KINDS}
