@@ -25,7 +25,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from envs import features as F
 from envs.collect import AgentSlot, BudgetOverrides, job_key, resolve_agents, run_job
@@ -45,6 +45,9 @@ class EnvConfig(StrictModel):
     split: Literal["all", "train", "heldout"] = "all"
     heldout_fraction: float = Field(0.25, ge=0.0, le=1.0)
     split_seed: int = 0
+    # Cross-fitting: with folds = K >= 2 the held-out side is fold `fold` of K (heldout_fraction unused).
+    folds: int = Field(0, ge=0)
+    fold: int = Field(0, ge=0)
     agents: list[str] = Field(default_factory=lambda: list(DEFAULT_AGENTS))  # "name" or "name@version"
     seeds_per_agent: int = Field(2, ge=1)
     delegate_seeds: int = Field(1, ge=1)
@@ -74,6 +77,14 @@ class EnvConfig(StrictModel):
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi < lo:
             raise ValueError(f"lam must be a number >= 0 or [lo, hi] with 0 <= lo <= hi, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _check_fold(self) -> EnvConfig:
+        if self.folds == 1:
+            raise ValueError("folds must be 0 (one split by heldout_fraction) or >= 2")
+        if self.folds >= 2 and self.fold >= self.folds:
+            raise ValueError(f"fold must be in [0, folds={self.folds}), got {self.fold}")
+        return self
 
     @field_validator("max_cost")
     @classmethod
@@ -109,7 +120,12 @@ def load_env_tasks(config: EnvConfig) -> list[TaskInstance]:
     if loaded.problems:
         warnings.warn(f"{config.tasks}: {len(loaded.problems)} invalid task records skipped "
                       f"(first: {loaded.problems[0]})", stacklevel=2)
-    tasks = select_split(loaded.tasks, config.split, config.heldout_fraction, config.split_seed)
+    try:
+        tasks = select_split(
+            loaded.tasks, config.split, config.heldout_fraction, config.split_seed, config.folds, config.fold
+        )
+    except ValueError as exc:  # e.g. labelled tasks with folds
+        raise ConfigError(f"env config: {config.tasks}: {exc}") from None
     if not tasks:
         raise ConfigError(f"env config: no tasks in {config.tasks} for split {config.split!r}")
     return tasks

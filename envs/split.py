@@ -11,6 +11,11 @@ stratum: groups with a bug the agents can undo (``TaskInstance.invertible``) and
 strata a small set can put nearly every fixable bug on one side (a 30-task tinydb set gave 3 fixable
 of 22 train tasks and 5 of 8 held-out), and a policy then learns from, or is judged on, almost nothing.
 A task with an explicit ``split`` field keeps it, and the rest of its group follows it.
+
+Cross-fitting (``folds`` = K >= 2) partitions the groups into K folds instead, balanced per stratum;
+fold k is the held-out side of split k, so K policies, each judged on its own held-out fold, judge every
+task exactly once (benchmarks/heldout_folds.py pools them). It needs unlabelled tasks: a labelled one
+would sit on the same side in every fold.
 """
 
 from __future__ import annotations
@@ -69,13 +74,8 @@ def _fixable(tasks: Sequence[TaskInstance], group: list[int]) -> bool:
     return any(tasks[i].invertible for i in group)
 
 
-def split_tasks(
-    tasks: Sequence[TaskInstance], heldout_fraction: float = 0.25, seed: int = 0
-) -> dict[str, list[TaskInstance]]:
-    """``{"train": [...], "heldout": [...]}``, deterministic for (task set, fraction, seed), input order kept."""
-    if not 0.0 <= heldout_fraction <= 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
-    side: dict[int, str] = {}
+def _free_groups(tasks: Sequence[TaskInstance], side: dict[int, str], seed: int) -> list[list[int]]:
+    """Groups without an explicit label, in seeded order; labelled groups are written into ``side``."""
     free: list[list[int]] = []
     for group in group_tasks(tasks):
         explicit = Counter(tasks[i].split for i in group if tasks[i].split)
@@ -86,6 +86,34 @@ def split_tasks(
         else:
             free.append(group)
     free.sort(key=lambda g: _rank(set().union(*(group_keys(tasks[i]) for i in g)), seed))
+    return free
+
+
+def split_tasks(
+    tasks: Sequence[TaskInstance], heldout_fraction: float = 0.25, seed: int = 0, folds: int = 0, fold: int = 0
+) -> dict[str, list[TaskInstance]]:
+    """``{"train": [...], "heldout": [...]}``, deterministic for (task set, fraction, seed), input order kept.
+
+    With ``folds`` >= 2 the held-out side is fold ``fold`` of :func:`assign_folds` and the fraction is unused.
+    """
+    if folds >= 2:
+        if not 0 <= fold < folds:
+            raise ValueError(f"fold must be in [0, {folds}), got {fold}")
+        of = assign_folds(tasks, folds, seed)
+        side = {i: "heldout" if f == fold else "train" for i, f in enumerate(of)}
+    else:
+        side = _fraction_sides(tasks, heldout_fraction, seed)
+    out: dict[str, list[TaskInstance]] = {name: [] for name in SPLITS}
+    for i, task in enumerate(tasks):
+        out[side[i]].append(task)
+    return out
+
+
+def _fraction_sides(tasks: Sequence[TaskInstance], heldout_fraction: float, seed: int) -> dict[int, str]:
+    if not 0.0 <= heldout_fraction <= 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
+    side: dict[int, str] = {}
+    free = _free_groups(tasks, side, seed)
     # the stratum of a task: its group's for free groups, its own kind for explicitly labelled ones
     stratum = {i: tasks[i].invertible for i in side} | {i: _fixable(tasks, g) for g in free for i in g}
     for wanted in (True, False):
@@ -98,19 +126,41 @@ def split_tasks(
             held += len(group) if to_heldout else 0
             for i in group:
                 side[i] = "heldout" if to_heldout else "train"
-    out: dict[str, list[TaskInstance]] = {name: [] for name in SPLITS}
-    for i, task in enumerate(tasks):
-        out[side[i]].append(task)
-    return out
+    return side
 
 
-def select_split(tasks: Sequence[TaskInstance], name: str, heldout_fraction: float = 0.25, seed: int = 0) -> list[TaskInstance]:
+def assign_folds(tasks: Sequence[TaskInstance], folds: int, seed: int = 0) -> list[int]:
+    """The fold (0 … folds-1) of every task: whole groups, each stratum spread evenly over the folds."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    labelled = [t.instance_id for t in tasks if t.split]
+    if labelled:
+        raise ValueError(f"cross-fitting needs tasks without a 'split' label; {labelled[0]} has one "
+                         f"({len(labelled)} labelled in all)")
+    of = [0] * len(tasks)
+    total = [0] * folds
+    free = _free_groups(tasks, {}, seed)
+    for wanted in (True, False):
+        in_stratum = [0] * folds
+        # larger groups first, so the small ones can even out the folds (stable: seeded order within a size)
+        for group in sorted((g for g in free if _fixable(tasks, g) is wanted), key=len, reverse=True):
+            k = min(range(folds), key=lambda f: (in_stratum[f], total[f], f))
+            in_stratum[k] += len(group)
+            total[k] += len(group)
+            for i in group:
+                of[i] = k
+    return of
+
+
+def select_split(
+    tasks: Sequence[TaskInstance], name: str, heldout_fraction: float = 0.25, seed: int = 0, folds: int = 0, fold: int = 0
+) -> list[TaskInstance]:
     """The tasks of one side, or all of them for ``"all"``/``None``."""
     if name in (None, "all"):
         return list(tasks)
     if name not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, not {name!r}")
-    return split_tasks(tasks, heldout_fraction, seed)[name]
+    return split_tasks(tasks, heldout_fraction, seed, folds, fold)[name]
 
 
 def cli_split(args: argparse.Namespace) -> int:

@@ -123,6 +123,63 @@ def build_report(
     return report
 
 
+def _pool_metrics(parts: list[dict[str, Any]], lam: float) -> dict[str, Any]:
+    """Task-weighted means of per-split metrics: the metrics of all their episodes together."""
+    n = sum(p["n"] for p in parts)
+    out: dict[str, Any] = {"n": n}
+    for key in ("resolve_rate", "pass_rate", "mean_cost", "mean_steps"):
+        out[key] = sum(p[key] * p["n"] for p in parts) / n if n else 0.0
+    out["score"] = out["pass_rate"] - lam * out["mean_cost"]
+    return out
+
+
+def pool_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report over the union of several reports' disjoint task sets (cross-fitted folds).
+
+    Each policy's metrics, per kind too, and each sweep point are pooled as if all the episodes had been
+    summarised together; hull areas and targets are then computed on the pooled figures. The reports must
+    share λ, the policies and the sweep grid.
+    """
+    lam = reports[0]["lambda"]
+    if any(r["lambda"] != lam or r["policies"].keys() != reports[0]["policies"].keys() for r in reports):
+        raise ValueError("pool_reports: the reports differ in λ or in the policies they compare")
+    policies: dict[str, dict[str, Any]] = {}
+    for name in reports[0]["policies"]:
+        parts = [r["policies"][name] for r in reports]
+        pooled = _pool_metrics(parts, lam)
+        kinds = sorted({k for p in parts for k in p.get("by_kind", {})})
+        pooled["by_kind"] = {k: _pool_metrics([p["by_kind"][k] for p in parts if k in p["by_kind"]], lam) for k in kinds}
+        if "sequence" in parts[0]:
+            pooled["sequences"] = [p["sequence"] for p in parts]  # chosen per fold, on its train side
+        policies[name] = pooled
+    sizes = [r["meta"]["num_tasks"] for r in reports]
+    meta = {
+        **{k: v for k, v in reports[0]["meta"].items() if k not in ("checkpoint", "num_tasks", "num_train_tasks")},
+        "pooled_from": len(reports),
+        "checkpoints": [r["meta"].get("checkpoint") for r in reports],
+        "num_tasks": sum(sizes),
+        "num_train_tasks": [r["meta"].get("num_train_tasks") for r in reports],
+    }
+    return build_report(policies, lam, meta, _pool_sweep(reports, sizes))
+
+
+def _pool_sweep(reports: list[dict[str, Any]], sizes: list[int]) -> dict[str, list[dict[str, float]]] | None:
+    sweeps = [r.get("lambda_sweep") for r in reports]
+    if not all(sweeps):
+        return None
+    out: dict[str, list[dict[str, float]]] = {}
+    for name, first in sweeps[0]["points"].items():
+        lams = [p["lam"] for p in first]
+        if any([p["lam"] for p in s["points"][name]] != lams for s in sweeps):
+            raise ValueError(f"pool_reports: the λ sweeps of {name!r} use different grids")
+        out[name] = []
+        for j, lam in enumerate(lams):
+            parts = [{**s["points"][name][j], "n": n, "mean_steps": 0.0} for s, n in zip(sweeps, sizes, strict=True)]
+            m = _pool_metrics(parts, lam)
+            out[name].append({k: m[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")} | {"lam": lam})
+    return out
+
+
 def targets(report: dict[str, Any]) -> dict[str, Any]:
     """The product's decision-quality targets, checked on this report (None where not measurable)."""
     pol = report["policies"]
@@ -146,7 +203,30 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
     sweep = report.get("lambda_sweep")
     if sweep and "hrm" in sweep["hull_area"] and "best_cascade" in sweep["hull_area"]:
         out["hull_beats_best_cascade"] = sweep["hull_area"]["hrm"] > sweep["hull_area"]["best_cascade"]
+    if sweep:
+        out.update(sweep_quality(sweep["points"]))
     return out
+
+
+def sweep_quality(points: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """The quality target along the λ sweep: one λ-conditioned checkpoint may meet it at any λ it serves.
+
+    ``sweep_resolve_vs_oracle``: the largest resolve-rate share of the oracle's among the sweep points
+    that spend at most half of spawn_all's compute; ``sweep_quality_lambda``: the λ of that point.
+    """
+    if not all(k in points for k in ("hrm", "oracle", "spawn_all")):
+        return {}
+    best: tuple[float, float] | None = None
+    for h, o, s in zip(points["hrm"], points["oracle"], points["spawn_all"], strict=True):
+        if o.get("resolve_rate") and s["mean_cost"] and h["mean_cost"] <= 0.5 * s["mean_cost"]:
+            share = h["resolve_rate"] / o["resolve_rate"]
+            if best is None or share > best[0]:
+                best = (share, h["lam"])
+    return {
+        "sweep_resolve_vs_oracle": None if best is None else best[0],
+        "sweep_quality_lambda": None if best is None else best[1],
+        "sweep_quality_target_met": best is not None and best[0] >= 0.95,
+    }
 
 
 def _fmt(value: Any) -> str:

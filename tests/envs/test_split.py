@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.split import cli_split, group_tasks, select_split, split_tasks
+from envs.split import assign_folds, cli_split, group_tasks, select_split, split_tasks
 from envs.tasks import TaskInstance, save_tasks
 
 
@@ -126,3 +126,49 @@ def test_fixable_bugs_are_split_in_proportion(seed):
     assert [len(sides[s]) for s in ("train", "heldout")] == [18, 6]
     assert not task("x", modifier_kinds=["func_pm_op_change", "func_pm_remove_loop"]).invertible
     assert not task("y").invertible  # no kinds recorded: not known to be fixable
+
+
+def test_folds_partition_whole_groups_with_strata_spread() -> None:
+    tasks = [t.model_copy(update={"modifier_kinds": ["func_pm_op_change" if i % 3 == 0 else "func_pm_remove_assign"]})
+             for i, t in enumerate(corpus())]
+    of = assign_folds(tasks, 4, seed=1)
+    for group in group_tasks(tasks):
+        assert len({of[i] for i in group}) == 1  # a group never straddles folds
+    sizes = [of.count(k) for k in range(4)]
+    assert max(sizes) - min(sizes) <= 4, sizes  # the largest group holds 4 tasks
+    fixable = [sum(1 for i, k in enumerate(of) if k == f and tasks[i].invertible) for f in range(4)]
+    assert max(fixable) - min(fixable) <= 4, fixable
+    held = [side_of(split_tasks(tasks, seed=1, folds=4, fold=k)) for k in range(4)]
+    for i, t in enumerate(tasks):  # held out in exactly its own fold
+        assert [h[t.instance_id] for h in held].count("heldout") == 1
+        assert held[of[i]][t.instance_id] == "heldout"
+    assert assign_folds(list(reversed(tasks)), 4, seed=1) == list(reversed(of))
+    assert assign_folds(tasks, 4, seed=2) != of
+
+
+def test_folds_refuse_labels_and_bad_numbers() -> None:
+    tasks = corpus()
+    with pytest.raises(ValueError, match="f0_b0 has one"):
+        assign_folds([tasks[0].model_copy(update={"split": "train"}), *tasks[1:]], 3)
+    with pytest.raises(ValueError, match="folds must be >= 2"):
+        assign_folds(tasks, 1)
+    with pytest.raises(ValueError, match=r"fold must be in \[0, 3\)"):
+        split_tasks(tasks, folds=3, fold=3)
+
+
+def test_env_config_selects_a_fold(tmp_path: Path) -> None:
+    from envs.config import ConfigError
+    from envs.spawn_env import load_env_config, load_env_tasks
+
+    path = save_tasks(corpus(), tmp_path / "t.jsonl")
+    held = [
+        {t.instance_id for t in load_env_tasks(load_env_config({"tasks": str(path), "split": "heldout",
+                                                                 "folds": 3, "fold": k}))}
+        for k in range(3)
+    ]
+    assert sorted(set().union(*held)) == sorted(t.instance_id for t in corpus())
+    assert sum(map(len, held)) == len(corpus())
+    with pytest.raises(ConfigError, match="fold must be in"):
+        load_env_config({"tasks": str(path), "folds": 3}, ["fold=3"])
+    with pytest.raises(ConfigError, match="folds must be 0"):
+        load_env_config({"folds": 1})
