@@ -12,7 +12,7 @@ same folds::
 (``NAME=key=value,key=value``; an empty list is the config as it is; without CONFIG, the newest
 ``make quickstart`` run's). Each fold takes one training run (~2 min for the quickstart config on 2
 cores). Writes ``results/heldout_folds_<task set>_hull_vs_best_cascade.json`` with every fold's
-figures, and ``--out DIR/heldout_folds.png``.
+figures, ``--out DIR/heldout_folds.png``, and keeps the training runs under ``DIR/runs/`` (~20 MB each).
 
 ``--folds K`` cross-fits instead: per seed, the tasks are partitioned into K folds (envs/split.py
 ``assign_folds``), K policies each train on the other folds, and their held-out reports are pooled
@@ -140,7 +140,8 @@ def main() -> int:
     parser.add_argument("--variant", action="append", default=None, help="NAME=key=value,... (repeatable)")
     parser.add_argument("--folds", type=int, default=0,
                         help="K >= 2: cross-fit K folds per seed and pool them (default: one split per seed)")
-    parser.add_argument("--out", default=None, help="directory for the plot and pooled reports (default: a temp dir)")
+    parser.add_argument("--out", default=None,
+                        help="directory for the plot, pooled reports and training runs (default: a temp dir)")
     args = parser.parse_args()
     if args.config is None:
         found = latest_quickstart_config()
@@ -153,20 +154,19 @@ def main() -> int:
     variants = dict(parse_variant(v) for v in (args.variant or ["config="]))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="folds-plot-"))
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="folds-") as tmp:
-        for name, overrides in variants.items():
-            folds = []
-            for seed in args.seeds:
-                work = Path(tmp) / name / f"seed{seed}"
-                if args.folds:
-                    folds.append(cross_fit(args.config, overrides, seed, args.folds, work, out / f"{name}-seed{seed}"))
-                else:
-                    folds.append(figures(fold(args.config, [*overrides, f"env.split_seed={seed}"], work), seed))
-                f = folds[-1]
-                print(f"{name} seed {seed}: held-out {f['heldout_tasks']} tasks, score {f['hrm_score']:.3f} "
-                      f"(best other {f['best_other_score']:.3f}), hull {f['hrm_hull']:.3f} "
-                      f"(best_cascade {f['best_cascade_hull']:.3f})", flush=True)
-            results[name] = {"overrides": overrides, "folds": folds, **summary(folds)}
+    for name, overrides in variants.items():
+        folds = []
+        for seed in args.seeds:
+            work = out / "runs" / name / f"seed{seed}"  # the checkpoints stay, for a closer look
+            if args.folds:
+                folds.append(cross_fit(args.config, overrides, seed, args.folds, work, out / f"{name}-seed{seed}"))
+            else:
+                folds.append(figures(fold(args.config, [*overrides, f"env.split_seed={seed}"], work), seed))
+            f = folds[-1]
+            print(f"{name} seed {seed}: held-out {f['heldout_tasks']} tasks, score {f['hrm_score']:.3f} "
+                  f"(best other {f['best_other_score']:.3f}), hull {f['hrm_hull']:.3f} "
+                  f"(best_cascade {f['best_cascade_hull']:.3f})", flush=True)
+        results[name] = {"overrides": overrides, "folds": folds, **summary(folds)}
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "heldout_folds.png")
     print(f"{'variant':16} {'score':>7} {'other':>7} {'hull':>7} {'cascade':>7} {'res/or':>7} {'cost/sa':>7} "

@@ -13,6 +13,11 @@ scale of the score (the score the whole budget is worth): raw λ is ~0.01, which
 next to features of order 1. The failure profile is coarse on purpose: it tells kinds of task apart
 (a removed function fails a hundred tests with NameErrors, reordered statements fail with
 UnboundLocalErrors) without telling the individual training tasks apart, which a policy would memorise.
+
+Costs can be coarse for the same reason (``cost_bin`` > 0: every cost the policy sees, in the features
+and in the history text, is rounded to a multiple of ``cost_bin · max_cost``). A run's exact cost is the
+task's test-suite time in disguise, unique per task: with it a policy learns each training task's
+cascade and keeps spawning on new tasks it takes for old ones.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ def history_slots(seq_len: int, max_steps: int) -> int:
     return max(1, min(max_steps, (seq_len // 2) // HIST_WIDTH))
 
 
+def cost_share(cost, max_cost: float, cost_bin: float = 0.0):
+    """Cost as a share of ``max_cost``, rounded to a multiple of ``cost_bin`` when that is > 0 (arrays too)."""
+    share = np.asarray(cost, dtype=np.float64) / max_cost
+    return np.round(share / cost_bin) * cost_bin if cost_bin > 0 else share
+
+
 def history_entry(delegate: bool, agent: str, visible: float, cost: float, status: str) -> np.ndarray:
     text = f"{'>' if delegate else '+'}{agent[:10]} {visible:.2f} {cost:.1f}"
     if status != "ok":
@@ -96,12 +107,15 @@ def push_history(tokens: np.ndarray, entry: np.ndarray, slots: int) -> None:
     tokens[..., tokens.shape[-1] - HIST_WIDTH :] = entry
 
 
-def global_features(lam: float, step: int, max_steps: int, cost: float, max_cost: float, best_visible: float | None) -> list[float]:
+def global_features(
+    lam: float, step: int, max_steps: int, cost: float, max_cost: float, best_visible: float | None, cost_bin: float = 0.0
+) -> list[float]:
+    spent = float(cost_share(cost, max_cost, cost_bin))
     return [
         lam,
         step / max_steps,
-        cost / max_cost,
-        max(0.0, max_cost - cost) / max_cost,
+        spent,
+        max(0.0, 1.0 - spent),
         max(best_visible, 0.0) if best_visible is not None else 0.0,
         1.0 if best_visible is not None else 0.0,
         lam * max_cost,

@@ -95,13 +95,14 @@ class ReplaySpec:
     submit_on_truncate: bool = True
     task_text: bool = True
     task_features: bool = True
+    cost_bin: float = 0.0
 
     @classmethod
     def from_config(cls, config) -> ReplaySpec:  # EnvConfig; not imported to keep the modules apart
         lam = config.lam if isinstance(config.lam, float) else tuple(config.lam)
         return cls([a.partition("@")[0] for a in config.agents], config.seeds_per_agent, config.delegate_seeds,
                    config.max_steps, config.max_cost, config.reward, lam, config.seq_len, config.submit_on_truncate,
-                   config.task_text, config.task_features)
+                   config.task_text, config.task_features, config.cost_bin)
 
 
 class BatchedReplayEnv:
@@ -170,7 +171,8 @@ class BatchedReplayEnv:
                 where["cost"][idx] = job.cost
                 where["pass"][idx] = job.pass_rate
                 where["res"][idx] = job.resolved
-                hist[idx] = F.history_entry(start != CLEAN, self.spec.agents[k], job.visible, job.cost, job.status)
+                shown = float(F.cost_share(job.cost, self.spec.max_cost, self.spec.cost_bin)) * self.spec.max_cost
+                hist[idx] = F.history_entry(start != CLEAN, self.spec.agents[k], job.visible, shown, job.status)
 
     # -- episodes ----------------------------------------------------------------------------------
     def _sample_lam(self, count: int) -> np.ndarray:
@@ -225,12 +227,12 @@ class BatchedReplayEnv:
     def features(self) -> np.ndarray:
         sp = self.spec
         has = self.best >= 0
-        cols = [self.lam, self.step_no / sp.max_steps, self.cost / sp.max_cost,
-                np.maximum(0.0, sp.max_cost - self.cost) / sp.max_cost,
+        spent = F.cost_share(self.cost, sp.max_cost, sp.cost_bin)
+        cols = [self.lam, self.step_no / sp.max_steps, spent, np.maximum(0.0, 1.0 - spent),
                 np.where(has, np.maximum(self.best_vis, 0.0), 0.0), has.astype(float), self.lam * sp.max_cost]
         glob = np.stack(cols, axis=1)
         per = np.stack([self.spawns / self.S, self.deleg_total / sp.max_steps, self.last_vis,
-                        self.last_cost / sp.max_cost], axis=2).reshape(self.num_envs, -1)
+                        F.cost_share(self.last_cost, sp.max_cost, sp.cost_bin)], axis=2).reshape(self.num_envs, -1)
         return np.concatenate([glob, self.task_feats[self.t], per], axis=1).astype(np.float32)
 
     def observe(self) -> dict[str, np.ndarray]:

@@ -69,6 +69,8 @@ class EnvConfig(StrictModel):
     task_text: bool = True
     # The task's failure profile (envs.features.TASK_FEATURES): coarse, so it carries over to new tasks.
     task_features: bool = True
+    # > 0: costs in the observation rounded to multiples of cost_bin * max_cost (envs/features.py says why).
+    cost_bin: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("lam")
     @classmethod
@@ -334,7 +336,8 @@ class SpawnEnv(gym.Env):
         if job.sha and (self.best is None or job.visible > self.best.visible):
             self.best = job
         self.history.append((self.action_name(action), seed, job))
-        F.push_history(self.tokens, F.history_entry(action > self.K, self.agent_names[k], job.visible, job.cost,
+        shown = float(F.cost_share(job.cost, self.config.max_cost, self.config.cost_bin)) * self.config.max_cost
+        F.push_history(self.tokens, F.history_entry(action > self.K, self.agent_names[k], job.visible, shown,
                                                     job.status), self._slots_hist)
         reward = -self.lam * job.cost
         if self.step_no >= self.config.max_steps:
@@ -390,11 +393,11 @@ class SpawnEnv(gym.Env):
     def _features(self) -> np.ndarray:
         cfg = self.config
         row = F.global_features(self.lam, self.step_no, cfg.max_steps, self.cost, cfg.max_cost,
-                                self.best.visible if self.best else None)
+                                self.best.visible if self.best else None, cfg.cost_bin)
         row += self.task_feats
         for k in range(self.K):
             row += [self.spawns[k] / cfg.seeds_per_agent, self.deleg_total[k] / cfg.max_steps,
-                    self.last_vis[k], self.last_cost[k] / cfg.max_cost]
+                    self.last_vis[k], float(F.cost_share(self.last_cost[k], cfg.max_cost, cfg.cost_bin))]
         return np.asarray(row, dtype=np.float64).astype(np.float32)
 
     def _obs(self) -> dict[str, np.ndarray]:

@@ -255,10 +255,13 @@ def comparison_table(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
+    source = f"Checkpoint `{meta.get('checkpoint', '-')}`"
+    if "pooled_from" in meta:  # cross-fitted: each task judged by the checkpoint that held it out
+        source = f"{meta['pooled_from']} checkpoints pooled, one per held-out fold"
     lines = [
         "# hrm-spawn evaluation",
         "",
-        f"Checkpoint `{meta.get('checkpoint', '-')}`, tasks `{meta.get('tasks', '-')}` "
+        f"{source}, tasks `{meta.get('tasks', '-')}` "
         f"(split {meta.get('split', '-')}, {meta.get('num_tasks', '-')} tasks), mode {meta.get('mode', '-')}, "
         f"λ = {report['lambda']}.",
         "",

@@ -28,9 +28,10 @@ def batched(env: SpawnEnv, n: int, seed: int = 0, tokens: bool = True) -> Batche
                             with_tokens=tokens)
 
 
-@pytest.mark.parametrize("reward", ["pass_rate", "resolved"])
-def test_same_rewards_masks_and_observations_as_spawn_env(toy, reward):
-    env = SpawnEnv(toy.config.model_copy(update={"reward": reward}), tasks=toy.tasks, store=toy.store)
+@pytest.mark.parametrize("reward,cost_bin", [("pass_rate", 0.0), ("resolved", 0.0), ("pass_rate", 0.25)])
+def test_same_rewards_masks_and_observations_as_spawn_env(toy, reward, cost_bin):
+    config = toy.config.model_copy(update={"reward": reward, "cost_bin": cost_bin})
+    env = SpawnEnv(config, tasks=toy.tasks, store=toy.store)
     n = 4
     bat = batched(env, n)
     rng = np.random.default_rng(1)
@@ -107,3 +108,29 @@ def test_without_task_text_every_task_starts_from_the_same_tokens(toy):
     bat = batched(env, len(env.tasks))
     bat.reset_envs(np.arange(len(env.tasks)), np.arange(len(env.tasks)), np.zeros(len(env.tasks)))
     np.testing.assert_array_equal(bat.observe()["tokens"], np.stack(starts))
+
+
+def test_coarse_costs_show_only_multiples_of_the_bin(toy):
+    from envs import features as F
+
+    env = SpawnEnv(toy.config.model_copy(update={"cost_bin": 0.25}), tasks=toy.tasks, store=toy.store)
+    names = F.feature_names(env.config.agents)
+    cost_cols = [names.index("cost_spent"), names.index("cost_left")]
+    cost_cols += [i for i, n in enumerate(names) if n.endswith(".last_cost")]
+    bat = batched(env, len(env.tasks))
+    rows = np.arange(len(env.tasks))
+    bat.reset_envs(rows, rows, np.zeros(len(rows)))
+    exact = batched(toy, len(toy.tasks))
+    exact.reset_envs(rows, rows, np.zeros(len(rows)))
+    seen, seen_exact = set(), set()
+    for action in (1, 2):  # spawn the first two agents everywhere (never masked at the start)
+        bat.step(np.full(len(rows), action))
+        exact.step(np.full(len(rows), action))
+        seen |= set(np.round(bat.observe()["features"][:, cost_cols], 6).ravel().tolist())
+        seen_exact |= set(np.round(exact.observe()["features"][:, cost_cols], 6).ravel().tolist())
+    assert seen <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert len(seen_exact) > len(seen)  # the exact costs tell runs apart that the bins do not
+    for row in bat.observe()["tokens"]:  # the history text shows the binned cost in units (12 * 0.25 = 3)
+        last = row[-F.HIST_WIDTH:]
+        entry = bytes((last[last > 0] - F.BYTE_OFFSET).astype(np.uint8)).decode()
+        assert float(entry.split()[2]) in (0.0, 3.0, 6.0, 9.0, 12.0), entry

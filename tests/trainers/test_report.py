@@ -11,6 +11,7 @@ from trainers.report import (
     build_report,
     hull_area,
     pool_reports,
+    render_markdown,
     summarize,
     upper_hull,
     write_report,
@@ -111,6 +112,7 @@ def test_pooled_folds_equal_one_report_over_all_their_tasks() -> None:
     assert pooled["targets"] == pytest.approx(whole["targets"])
     assert pooled["meta"]["num_tasks"] == 5 and pooled["meta"]["pooled_from"] == 2
     assert pooled["policies"]["best_cascade"]["sequences"] == ["x", "y"]
+    assert render_markdown(pooled).splitlines()[2].startswith("2 checkpoints pooled, one per held-out fold")
 
 
 def test_pooling_refuses_reports_that_do_not_match() -> None:
