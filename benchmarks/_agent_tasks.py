@@ -42,4 +42,6 @@ def fixture_tasks(names: list[str] | None = None) -> tuple[list, str]:
 
     repo = build_fixture_repo()
     names = names or [n for n in BUGS if n != "hang"]
-    return [make_bug_task(repo, n) for n in names], "fixture:calc hand-made bugs (tests/envs/agents/agent_bugs.py)"
+    return [
+        make_bug_task(repo, n) for n in names
+    ], "fixture:calc hand-made bugs (tests/envs/agents/agent_bugs.py)"

@@ -44,8 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--candidates", type=int, default=60)
     parser.add_argument("--verify", type=int, default=4, help="candidates re-checked with a plain pytest run")
-    parser.add_argument("--verify-fresh", action="store_true",
-                        help="also rerun the whole batch with fresh-import children only and compare every status")
+    parser.add_argument(
+        "--verify-fresh",
+        action="store_true",
+        help="also rerun the whole batch with fresh-import children only and compare every status",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)  # host-execution warning of the local sandbox
     task, source = pick_task()
@@ -56,15 +59,24 @@ def main() -> None:
         session.write(f"{SCRATCH}/worker.py", WORKER_SOURCE)
         base = session.worker({"mode": "run", "f2p": f2p, "p2p": p2p, "coverage": True}, 600)
         failed = {t for t, s in base["status"].items() if s not in ("PASSED", "XFAIL")}
-        sites = [(s.file, s.line) for s in localize(base["failures"], sb.repo_dir, base["coverage"], failed,
-                                                     read=session.read)]
+        sites = [
+            (s.file, s.line)
+            for s in localize(base["failures"], sb.repo_dir, base["coverage"], failed, read=session.read)
+        ]
         # then every line of the files involved, so the batch is as large as an agent's
         for path in dict.fromkeys(f for f, _ in sites):
             sites += [(path, n) for n in range(1, session.read(path).count("\n") + 2)]
         cands = mutate_sites(session.read, sites, FAMILIES)[: args.candidates]
-        job = {"mode": "validate", "f2p": f2p, "p2p": p2p, "stop_on_fix": False, "p2p_mode": "improved",
-               "baseline": {"f2p": sum(t not in failed for t in f2p), "p2p": sum(t not in failed for t in p2p)},
-               "timeout_s": 30, "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(cands)]}
+        job = {
+            "mode": "validate",
+            "f2p": f2p,
+            "p2p": p2p,
+            "stop_on_fix": False,
+            "p2p_mode": "improved",
+            "baseline": {"f2p": sum(t not in failed for t in f2p), "p2p": sum(t not in failed for t in p2p)},
+            "timeout_s": 30,
+            "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(cands)],
+        }
         session.write(f"{SCRATCH}/job.json", json.dumps(job))
         start = time.perf_counter()
         out = session.worker(job, 1200)
@@ -73,15 +85,23 @@ def main() -> None:
         same_as_fresh = ""
         if args.verify_fresh:  # the whole batch again with fresh-import children only (the old validator)
             slow = session.worker({**job, "fast": False}, 2400)
-            same = sum(a["status"] == b["status"] and a["fixed"] == b["fixed"]
-                       for a, b in zip(results, slow["results"], strict=True))
-            same_as_fresh = (f"{same}/{len(results)} identical statuses; fresh-only worker "
-                             f"{len(results) / slow['cpu_s']:.3f} validations/CPU-s")
+            same = sum(
+                a["status"] == b["status"] and a["fixed"] == b["fixed"]
+                for a, b in zip(results, slow["results"], strict=True)
+            )
+            same_as_fresh = (
+                f"{same}/{len(results)} identical statuses; fresh-only worker "
+                f"{len(results) / slow['cpu_s']:.3f} validations/CPU-s"
+            )
         session.run(f"rm -rf {SCRATCH}", 30)
         agree, checked = 0, 0
         step = max(1, len(results) // max(1, args.verify))
-        sample = results[::step][: args.verify]  # plus a fresh-import one and one that ran P2P, when there are
-        sample += [e for e in results if e.get("path") != "fast"][:1] + [e for e in results if e["p2p_passed"] is not None][:1]
+        sample = results[::step][
+            : args.verify
+        ]  # plus a fresh-import one and one that ran P2P, when there are
+        sample += [e for e in results if e.get("path") != "fast"][:1] + [
+            e for e in results if e["p2p_passed"] is not None
+        ][:1]
         for entry in {e["id"]: e for e in sample}.values():
             cand = cands[int(entry["id"])]
             sb.reset()
@@ -95,23 +115,39 @@ def main() -> None:
     rate = len(results) / out["cpu_s"]  # per core: the worker is one process (plus one child at a time)
     improved = sum(e["p2p_passed"] is not None for e in results)
     fresh = Counter(e.get("fresh_reason", "").split(": ", 1)[-1] for e in results if e.get("path") != "fast")
-    write_result("agent_validations_per_s", rate, "validations/s/core", 5.0, True, {
-        "tasks": source, "instance_id": task.instance_id, "repo": task.repo,
-        "candidates": len(results), "command_s": round(seconds, 3), "worker_wall_s": round(out["wall_s"], 3),
-        "worker_cpu_s": round(out["cpu_s"], 3), "validations_per_wall_s": round(wall_rate, 3),
-        "f2p_tests": len(f2p), "p2p_tests": len(p2p), "candidates_with_p2p_run": improved,
-        "fixed": sum(e["fixed"] for e in results),
-        "fast_path": out.get("fast_path"), "candidates_fast": sum(e.get("path") == "fast" for e in results),
-        "candidates_fresh": sum(fresh.values()), "fresh_reasons": dict(fresh.most_common()),
-        "verified_against_plain_pytest": f"{agree}/{checked} identical verdicts",
-        **({"verified_against_fresh_imports": same_as_fresh} if same_as_fresh else {}),
-        "measure": "one sandbox command: the worker collects the tests once in a warm session and forks one child "
-                   "per candidate that swaps in the changed functions' code (a fresh-import child when it cannot; "
-                   "F2P; P2P when F2P improves); "
-                   "candidates = every family at the top-ranked lines; value = candidates / CPU seconds of the worker and "
-                   "its children (one process at a time = one core); validations_per_wall_s = candidates / wall "
-                   "seconds of the whole command (start-up included) on a shared, loaded machine",
-    })
+    write_result(
+        "agent_validations_per_s",
+        rate,
+        "validations/s/core",
+        5.0,
+        True,
+        {
+            "tasks": source,
+            "instance_id": task.instance_id,
+            "repo": task.repo,
+            "candidates": len(results),
+            "command_s": round(seconds, 3),
+            "worker_wall_s": round(out["wall_s"], 3),
+            "worker_cpu_s": round(out["cpu_s"], 3),
+            "validations_per_wall_s": round(wall_rate, 3),
+            "f2p_tests": len(f2p),
+            "p2p_tests": len(p2p),
+            "candidates_with_p2p_run": improved,
+            "fixed": sum(e["fixed"] for e in results),
+            "fast_path": out.get("fast_path"),
+            "candidates_fast": sum(e.get("path") == "fast" for e in results),
+            "candidates_fresh": sum(fresh.values()),
+            "fresh_reasons": dict(fresh.most_common()),
+            "verified_against_plain_pytest": f"{agree}/{checked} identical verdicts",
+            **({"verified_against_fresh_imports": same_as_fresh} if same_as_fresh else {}),
+            "measure": "one sandbox command: the worker collects the tests once in a warm session and forks one child "
+            "per candidate that swaps in the changed functions' code (a fresh-import child when it cannot; "
+            "F2P; P2P when F2P improves); "
+            "candidates = every family at the top-ranked lines; value = candidates / CPU seconds of the worker and "
+            "its children (one process at a time = one core); validations_per_wall_s = candidates / wall "
+            "seconds of the whole command (start-up included) on a shared, loaded machine",
+        },
+    )
 
 
 if __name__ == "__main__":

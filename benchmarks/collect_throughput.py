@@ -37,14 +37,28 @@ def main() -> None:
     start = time.perf_counter()
     counts = collect([task], AGENTS, store, workers=2, seeds=SEEDS, depth=0, progress=False)
     wall = time.perf_counter() - start
-    agent_s = sum(o.result.cost.sandbox_s + o.evaluation.duration_s for _, o in store.iter_task(task.instance_id))
-    write_result("collect_runs_per_min_2_workers", counts.ran / wall * 60, "runs/min", 8.0, True, {
-        "task": task.instance_id, "test_run_s": task.test_run_s, "agents": AGENTS, "seeds": SEEDS,
-        "runs": counts.ran, "failed": counts.failed, "wall_s": round(wall, 2),
-        "sandbox_s_per_run": round(agent_s / max(counts.ran, 1), 2),
-        "parallel_efficiency": round(agent_s / (2 * wall), 3),
-        "measure": "collect(workers=2) from a fresh store, including worker start-up; a run = agent + hidden evaluation",
-    })
+    agent_s = sum(
+        o.result.cost.sandbox_s + o.evaluation.duration_s for _, o in store.iter_task(task.instance_id)
+    )
+    write_result(
+        "collect_runs_per_min_2_workers",
+        counts.ran / wall * 60,
+        "runs/min",
+        8.0,
+        True,
+        {
+            "task": task.instance_id,
+            "test_run_s": task.test_run_s,
+            "agents": AGENTS,
+            "seeds": SEEDS,
+            "runs": counts.ran,
+            "failed": counts.failed,
+            "wall_s": round(wall, 2),
+            "sandbox_s_per_run": round(agent_s / max(counts.ran, 1), 2),
+            "parallel_efficiency": round(agent_s / (2 * wall), 3),
+            "measure": "collect(workers=2) from a fresh store, including worker start-up; a run = agent + hidden evaluation",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,12 @@ from trainers.report import pool_reports, write_report  # noqa: E402
 from trainers.train import run_training  # noqa: E402
 
 FIGURES = (
-    "hrm_score", "best_other_score", "hrm_hull", "best_cascade_hull", "resolve_vs_oracle", "cost_vs_spawn_all",
+    "hrm_score",
+    "best_other_score",
+    "hrm_hull",
+    "best_cascade_hull",
+    "resolve_vs_oracle",
+    "cost_vs_spawn_all",
     "sweep_resolve_vs_oracle",
 )
 
@@ -87,11 +92,18 @@ def cross_fit(config_path: str, overrides: list[str], seed: int, folds: int, wor
     for k in range(folds):
         split = [f"env.split_seed={seed}", f"env.folds={folds}", f"env.fold={k}"]
         reports.append(fold(config_path, [*overrides, *split], work / f"fold{k}"))
-        print(f"  fold {k}/{folds}: {reports[-1]['meta']['num_tasks']} held-out tasks, "
-              f"score {reports[-1]['policies']['hrm']['score']:.3f}", flush=True)
+        print(
+            f"  fold {k}/{folds}: {reports[-1]['meta']['num_tasks']} held-out tasks, "
+            f"score {reports[-1]['policies']['hrm']['score']:.3f}",
+            flush=True,
+        )
     pooled = pool_reports(reports)
     write_report(pooled, out)
-    return {**figures(pooled, seed), "folds": [figures(r, seed) for r in reports], "report": str(out / "report.json")}
+    return {
+        **figures(pooled, seed),
+        "folds": [figures(r, seed) for r in reports],
+        "report": str(out / "report.json"),
+    }
 
 
 def summary(folds: list[dict]) -> dict[str, float | int]:
@@ -112,11 +124,22 @@ def plot(results: dict[str, dict], path: Path) -> None:
     for i, name in enumerate(names):
         folds = results[name]["folds"]
         for f in folds:  # one line per fold joins the policy to the cascade it is compared with
-            ax.plot([i - 0.1, i + 0.1], [f["hrm_hull"], f["best_cascade_hull"]], color="0.7", lw=0.8, zorder=0)
-        ax.scatter([i - 0.1] * len(folds), [f["hrm_hull"] for f in folds], color="C0",
-                   label="hrm" if i == 0 else None)
-        ax.scatter([i + 0.1] * len(folds), [f["best_cascade_hull"] for f in folds], color="C1", marker="x",
-                   label="best_cascade" if i == 0 else None)
+            ax.plot(
+                [i - 0.1, i + 0.1], [f["hrm_hull"], f["best_cascade_hull"]], color="0.7", lw=0.8, zorder=0
+            )
+        ax.scatter(
+            [i - 0.1] * len(folds),
+            [f["hrm_hull"] for f in folds],
+            color="C0",
+            label="hrm" if i == 0 else None,
+        )
+        ax.scatter(
+            [i + 0.1] * len(folds),
+            [f["best_cascade_hull"] for f in folds],
+            color="C1",
+            marker="x",
+            label="best_cascade" if i == 0 else None,
+        )
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("held-out area under the cost-quality hull")
     ax.set_title("one point per split seed (lines join a fold's pair)")
@@ -128,25 +151,40 @@ def plot(results: dict[str, dict], path: Path) -> None:
 
 def latest_quickstart_config() -> Path | None:
     """The config of the newest full quickstart run under the data dir (what ``make bench`` uses)."""
-    runs = sorted((data_dir() / "quickstart" / "full").glob("run-*/config.yaml"), key=lambda p: p.stat().st_mtime)
+    runs = sorted(
+        (data_dir() / "quickstart" / "full").glob("run-*/config.yaml"), key=lambda p: p.stat().st_mtime
+    )
     return runs[-1] if runs else None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", nargs="?", default=None,
-                        help="a train config YAML (default: the newest `make quickstart` run's)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="a train config YAML (default: the newest `make quickstart` run's)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variant", action="append", default=None, help="NAME=key=value,... (repeatable)")
-    parser.add_argument("--folds", type=int, default=0,
-                        help="K >= 2: cross-fit K folds per seed and pool them (default: one split per seed)")
-    parser.add_argument("--out", default=None,
-                        help="directory for the plot, pooled reports and training runs (default: a temp dir)")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="K >= 2: cross-fit K folds per seed and pool them (default: one split per seed)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="directory for the plot, pooled reports and training runs (default: a temp dir)",
+    )
     args = parser.parse_args()
     if args.config is None:
         found = latest_quickstart_config()
         if found is None:
-            print(f"heldout_folds: no quickstart run under {data_dir()}; run `make quickstart` first (skipped)")
+            print(
+                f"heldout_folds: no quickstart run under {data_dir()}; run `make quickstart` first (skipped)"
+            )
             return 0
         args.config = str(found)
     if args.folds == 1 or args.folds < 0:
@@ -159,21 +197,31 @@ def main() -> int:
         for seed in args.seeds:
             work = out / "runs" / name / f"seed{seed}"  # the checkpoints stay, for a closer look
             if args.folds:
-                folds.append(cross_fit(args.config, overrides, seed, args.folds, work, out / f"{name}-seed{seed}"))
+                folds.append(
+                    cross_fit(args.config, overrides, seed, args.folds, work, out / f"{name}-seed{seed}")
+                )
             else:
                 folds.append(figures(fold(args.config, [*overrides, f"env.split_seed={seed}"], work), seed))
             f = folds[-1]
-            print(f"{name} seed {seed}: held-out {f['heldout_tasks']} tasks, score {f['hrm_score']:.3f} "
-                  f"(best other {f['best_other_score']:.3f}), hull {f['hrm_hull']:.3f} "
-                  f"(best_cascade {f['best_cascade_hull']:.3f})", flush=True)
+            print(
+                f"{name} seed {seed}: held-out {f['heldout_tasks']} tasks, score {f['hrm_score']:.3f} "
+                f"(best other {f['best_other_score']:.3f}), hull {f['hrm_hull']:.3f} "
+                f"(best_cascade {f['best_cascade_hull']:.3f})",
+                flush=True,
+            )
         results[name] = {"overrides": overrides, "folds": folds, **summary(folds)}
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "heldout_folds.png")
-    print(f"{'variant':16} {'score':>7} {'other':>7} {'hull':>7} {'cascade':>7} {'res/or':>7} {'cost/sa':>7} "
-          f"{'sweep':>7}  hull>bc")
+    print(
+        f"{'variant':16} {'score':>7} {'other':>7} {'hull':>7} {'cascade':>7} {'res/or':>7} {'cost/sa':>7} "
+        f"{'sweep':>7}  hull>bc"
+    )
     for name, r in results.items():
-        print(f"{name:16} " + " ".join(f"{r['mean_' + k]:7.3f}" for k in FIGURES)
-              + f"  {r['folds_hull_beats_best_cascade']}/{len(r['folds'])}")
+        print(
+            f"{name:16} "
+            + " ".join(f"{r['mean_' + k]:7.3f}" for k in FIGURES)
+            + f"  {r['folds_hull_beats_best_cascade']}/{len(r['folds'])}"
+        )
     first = results[next(iter(results))]
     tasks = Path(load_config(TrainConfig, args.config).env["tasks"]).stem
     kind = f"heldout_cv{args.folds}" if args.folds else "heldout_folds"
@@ -183,7 +231,13 @@ def main() -> int:
         "ratio of mean held-out hull areas (first variant)",
         goal=1.0,
         higher_is_better=True,
-        meta={"config": args.config, "seeds": args.seeds, "folds": args.folds, "variants": results, "plot": str(out / "heldout_folds.png")},
+        meta={
+            "config": args.config,
+            "seeds": args.seeds,
+            "folds": args.folds,
+            "variants": results,
+            "plot": str(out / "heldout_folds.png"),
+        },
     )
     return 0
 

@@ -350,11 +350,23 @@ def _ratios(speed: dict, batch: int) -> dict:
 def _write_speed(speed: dict) -> None:
     if speed["best_ours_samples_per_s"] is not None:
         write_result(
-            "hrm_27m_gpu_samples_per_s", speed["best_ours_samples_per_s"], "samples/s", GPU_GOAL, True, speed, RESULTS
+            "hrm_27m_gpu_samples_per_s",
+            speed["best_ours_samples_per_s"],
+            "samples/s",
+            GPU_GOAL,
+            True,
+            speed,
+            RESULTS,
         )
     if speed["ratio_best_vs_best"] is not None:
         write_result(
-            "hrm_27m_gpu_vs_reference_ratio", speed["ratio_best_vs_best"], "x", RATIO_GOAL, True, speed, RESULTS
+            "hrm_27m_gpu_vs_reference_ratio",
+            speed["ratio_best_vs_best"],
+            "x",
+            RATIO_GOAL,
+            True,
+            speed,
+            RESULTS,
         )
 
 

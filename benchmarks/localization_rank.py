@@ -91,9 +91,17 @@ def observe(sandbox: Any, task: Any) -> dict[str, Any]:
             texts[path] = sandbox.read_file(path)
         except Exception:  # a file the bug removed: localize() cannot read it either
             continue
-    return {"id": task.instance_id, "kinds": list(task.modifier_kinds), "patch": task.patch,
-            "repo_dir": sandbox.repo_dir, "failures": base["failures"], "coverage": base["coverage"],
-            "failed": sorted(base["failed"]), "texts": texts, "seconds": base["seconds"]}
+    return {
+        "id": task.instance_id,
+        "kinds": list(task.modifier_kinds),
+        "patch": task.patch,
+        "repo_dir": sandbox.repo_dir,
+        "failures": base["failures"],
+        "coverage": base["coverage"],
+        "failed": sorted(base["failed"]),
+        "texts": texts,
+        "seconds": base["seconds"],
+    }
 
 
 def rank_of(obs: dict[str, Any], locate: Callable[..., list]) -> int | None:
@@ -116,8 +124,11 @@ def summary(ranks: list[int | None]) -> dict[str, Any]:
     if not ranks:
         return {"n": 0}
     median = statistics.median_low([r if r is not None else UNRANKED for r in ranks])
-    out: dict[str, Any] = {"n": len(ranks), "median_rank": None if median == UNRANKED else median,
-                           "missing": sum(r is None for r in ranks)}
+    out: dict[str, Any] = {
+        "n": len(ranks),
+        "median_rank": None if median == UNRANKED else median,
+        "missing": sum(r is None for r in ranks),
+    }
     for top in TOPS:
         out[f"top{top}"] = round(sum(r is not None and r <= top for r in ranks) / len(ranks), 3)
     return out
@@ -129,8 +140,12 @@ def evaluate(observations: list[dict[str, Any]], locate: Callable[..., list]) ->
     for obs in observations:
         kinds.setdefault(obs["kinds"][0], []).append(per_task[obs["id"]])
     invertible = [per_task[o["id"]] for o in observations if o["kinds"][0] in INVERTIBLE]
-    return {"all": summary(list(per_task.values())), "invertible": summary(invertible),
-            "per_kind": {k: summary(v) for k, v in sorted(kinds.items())}, "per_task": per_task}
+    return {
+        "all": summary(list(per_task.values())),
+        "invertible": summary(invertible),
+        "per_kind": {k: summary(v) for k, v in sorted(kinds.items())},
+        "per_task": per_task,
+    }
 
 
 def _load_localize(path: str) -> Callable[..., list]:
@@ -142,7 +157,9 @@ def _load_localize(path: str) -> Callable[..., list]:
     return module.localize
 
 
-def collect(tasks_file: str | None, repos_dir: str | None, limit: int | None) -> tuple[list[dict[str, Any]], str]:
+def collect(
+    tasks_file: str | None, repos_dir: str | None, limit: int | None
+) -> tuple[list[dict[str, Any]], str]:
     from envs.sandbox import Sandbox, SandboxConfig
 
     found = tinydb_tasks(Path(tasks_file) if tasks_file else None)
@@ -176,12 +193,22 @@ def main() -> None:
     if args.save_obs:
         Path(args.save_obs).write_text(json.dumps({"source": source, "observations": observations}))
     current = evaluate(observations, localize)
-    meta: dict[str, Any] = {"source": source, "tasks": len(observations), "target": "first code line of the bug patch",
-                            "current": current}
+    meta: dict[str, Any] = {
+        "source": source,
+        "tasks": len(observations),
+        "target": "first code line of the bug patch",
+        "current": current,
+    }
     if args.baseline:
         meta["baseline"] = {"file": args.baseline, **evaluate(observations, _load_localize(args.baseline))}
-    write_result("localization_rank", current["invertible"].get("top12", 0.0), "share of invertible-kind bugs "
-                 "ranked in the top 12", GOAL_TOP12, True, meta)
+    write_result(
+        "localization_rank",
+        current["invertible"].get("top12", 0.0),
+        "share of invertible-kind bugs ranked in the top 12",
+        GOAL_TOP12,
+        True,
+        meta,
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ SECONDS = 3.0
 
 
 def batched_rate(env: SpawnEnv, tokens: bool) -> float:
-    bat = BatchedReplayEnv(env.tasks, env.tables(), ReplaySpec.from_config(env.config), NUM_ENVS, seed=0,
-                           with_tokens=tokens)
+    bat = BatchedReplayEnv(
+        env.tasks, env.tables(), ReplaySpec.from_config(env.config), NUM_ENVS, seed=0, with_tokens=tokens
+    )
     obs = bat.reset(seed=0)
     rng = np.random.default_rng(0)
     steps, start = 0, time.perf_counter()
@@ -59,7 +60,9 @@ def single_rate(env: SpawnEnv) -> float:
 def vector_rate(config: EnvConfig, tasks, store_path: str, n: int = 8) -> float:
     import gymnasium as gym
 
-    vec = gym.vector.SyncVectorEnv([lambda: SpawnEnv(config, tasks=tasks, store=store_path) for _ in range(n)])
+    vec = gym.vector.SyncVectorEnv(
+        [lambda: SpawnEnv(config, tasks=tasks, store=store_path) for _ in range(n)]
+    )
     obs, _ = vec.reset(seed=0)
     rng = np.random.default_rng(0)
     steps, start = 0, time.perf_counter()

@@ -49,7 +49,13 @@ def results_table() -> Table:
             continue
         value = result["value"]
         shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
-        table.add_row(result.get("name", path.stem), shown, str(result.get("unit", "")), str(result.get("goal")), meets(result))
+        table.add_row(
+            result.get("name", path.stem),
+            shown,
+            str(result.get("unit", "")),
+            str(result.get("goal")),
+            meets(result),
+        )
     return table
 
 

@@ -141,8 +141,11 @@ def register_profile(env: RepoEnv) -> Any:
     cls_name = "Local_" + "".join(c if c.isalnum() else "_" for c in env.name)
     cls = dataclasses.make_dataclass(
         cls_name,
-        [("owner", str, field(default=owner)), ("repo", str, field(default=repo or owner)),
-         ("commit", str, field(default=env.base_commit or "0" * 40))],
+        [
+            ("owner", str, field(default=owner)),
+            ("repo", str, field(default=repo or owner)),
+            ("commit", str, field(default=env.base_commit or "0" * 40)),
+        ],
         bases=(PythonProfile,),
         namespace={"clone": clone, "_mirror_exists": _mirror_exists, "_is_test_path": _is_test_path},
     )
@@ -228,7 +231,9 @@ def kind_candidates(env: RepoEnv, kind: str, seed: int, variants: int) -> list[C
             patch = patch_for(ent, rewrite, str(env.checkout)) if rewrite else None
             if patch and patch_key(patch) not in found:
                 file = name.split("::", 1)[0]
-                found[patch_key(patch)] = Candidate(patch_key(patch), [kind], name, file, patch, entities=[name])
+                found[patch_key(patch)] = Candidate(
+                    patch_key(patch), [kind], name, file, patch, entities=[name]
+                )
         if len(found) == before:
             break  # this modifier has nothing new to offer
     return list(found.values())
@@ -271,7 +276,9 @@ def invertible(cand: Candidate) -> bool:
     return all(kind in INVERTIBLE_KINDS for kind in cand.kinds)
 
 
-def combined_candidates(singles: list[Candidate], count: int, seed: int, stream: str = "combined") -> list[Candidate]:
+def combined_candidates(
+    singles: list[Candidate], count: int, seed: int, stream: str = "combined"
+) -> list[Candidate]:
     """Up to ``count * COMBINED_TRIES_PER_TASK`` combinations of 2-3 valid bugs in distinct functions of one
     file (``combine_file``) or one package folder (``combine_module``), in an order seeded by (seed, stream)."""
     rng = random.Random(_seed_for(seed, stream))
@@ -283,8 +290,7 @@ def combined_candidates(singles: list[Candidate], count: int, seed: int, stream:
         by_dir[str(Path(cand.file).parent)][cand.entity].append(cand)
     scopes += [("combine_file", ents) for _, ents in sorted(by_file.items()) if len(ents) >= 2]
     multi_file_dirs = [
-        ents for _, ents in sorted(by_dir.items())
-        if len({e.split("::", 1)[0] for e in ents}) >= 2
+        ents for _, ents in sorted(by_dir.items()) if len({e.split("::", 1)[0] for e in ents}) >= 2
     ]
     scopes += [("combine_module", ents) for ents in multi_file_dirs]
     out: list[Candidate] = []
@@ -303,10 +309,17 @@ def combined_candidates(singles: list[Candidate], count: int, seed: int, stream:
         if key in seen:
             continue
         seen.add(key)
-        out.append(Candidate(
-            key, [c.kinds[0] for c in picked], picked[0].entity, picked[0].file,
-            parts=[c.patch for c in picked], entities=[c.entity for c in picked], combine=kind,
-        ))
+        out.append(
+            Candidate(
+                key,
+                [c.kinds[0] for c in picked],
+                picked[0].entity,
+                picked[0].file,
+                parts=[c.patch for c in picked],
+                entities=[c.entity for c in picked],
+                combine=kind,
+            )
+        )
     return out
 
 
@@ -322,8 +335,9 @@ def _init_worker(env_data: dict[str, Any], base_passed: list[str], work_root: st
     from envs.sandbox import Sandbox, SandboxConfig
 
     env = RepoEnv(**env_data)
-    config = SandboxConfig(test_timeout_s=timeout_s, command_timeout_s=max(60.0, timeout_s),
-                           repos_dir=str(Path(env.root).parent))
+    config = SandboxConfig(
+        test_timeout_s=timeout_s, command_timeout_s=max(60.0, timeout_s), repos_dir=str(Path(env.root).parent)
+    )
     sandbox = Sandbox(config)
     with warnings.catch_warnings():
         # The host-execution warning is printed once by the parent (build_tasks), not once per worker.
@@ -348,7 +362,9 @@ def validate_candidate(cand: Candidate) -> dict[str, Any]:
         for part in cand.parts or [cand.patch]:
             sandbox.apply_patch(part)
         patch = sandbox.diff() if cand.parts else cand.patch
-        suite = pytest_command(sandbox.python, [*sandbox.test_paths, *SUMMARY_ARGS], sandbox.test_env, timeout_s)
+        suite = pytest_command(
+            sandbox.python, [*sandbox.test_paths, *SUMMARY_ARGS], sandbox.test_env, timeout_s
+        )
         result = sandbox.run(f"( cd {shlex.quote(sandbox.repo_dir)} && {suite} )", timeout_s=timeout_s + 10)
     except PatchApplyError as exc:
         record["reason"] = f"does not apply: {str(exc)[:300]}"
@@ -361,8 +377,11 @@ def validate_candidate(cand: Candidate) -> dict[str, Any]:
     f2p = sorted(t for t in base if not report.passed(t))
     p2p = sorted(t for t in base if report.passed(t))
     record.update(
-        duration_s=round(report.duration_s, 3), timed_out=report.timed_out,
-        n_f2p=len(f2p), n_p2p=len(p2p), validated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        duration_s=round(report.duration_s, 3),
+        timed_out=report.timed_out,
+        n_f2p=len(f2p),
+        n_p2p=len(p2p),
+        validated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if report.timed_out:
         record["reason"] = "test run timed out"
@@ -372,8 +391,13 @@ def validate_candidate(cand: Candidate) -> dict[str, Any]:
         record["reason"] = "no test keeps passing"
     else:
         messages = failure_messages(result.output)
-        record.update(valid=True, patch=patch, FAIL_TO_PASS=f2p, PASS_TO_PASS=p2p,
-                      messages={t: messages.get(t, "") for t in f2p[:MAX_MESSAGES]})
+        record.update(
+            valid=True,
+            patch=patch,
+            FAIL_TO_PASS=f2p,
+            PASS_TO_PASS=p2p,
+            messages={t: messages.get(t, "") for t in f2p[:MAX_MESSAGES]},
+        )
     return record
 
 
@@ -412,7 +436,9 @@ class Sidecar:
         self._file.close()
 
 
-def _selected(cands: list[Candidate], records: dict[str, dict[str, Any]], limit: int | None) -> list[Candidate] | None:
+def _selected(
+    cands: list[Candidate], records: dict[str, dict[str, Any]], limit: int | None
+) -> list[Candidate] | None:
     """The first ``limit`` valid candidates in order, or None while an earlier one is still unknown."""
     chosen = []
     for cand in cands:
@@ -427,7 +453,12 @@ def _selected(cands: list[Candidate], records: dict[str, dict[str, Any]], limit:
 
 
 def run_validation(
-    cands: list[Candidate], limit: int | None, sidecar: Sidecar, pool_args: tuple, workers: int, title: str,
+    cands: list[Candidate],
+    limit: int | None,
+    sidecar: Sidecar,
+    pool_args: tuple,
+    workers: int,
+    title: str,
     report: BuildReport,
 ) -> list[Candidate]:
     """Validate in parallel until the first ``limit`` valid candidates (in order) are known."""
@@ -464,8 +495,13 @@ class _progress:
         if sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), transient=False)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self._bar.start()
             self._task = self._bar.add_task(self.title, total=self.total)
         else:
@@ -508,7 +544,12 @@ def _task(env: RepoEnv, cand: Candidate, rec: dict[str, Any], total_tests: int) 
 
 
 def _combine(
-    singles: list[Candidate], count: int, seed: int, sidecar: Sidecar, pool_args: tuple, workers: int,
+    singles: list[Candidate],
+    count: int,
+    seed: int,
+    sidecar: Sidecar,
+    pool_args: tuple,
+    workers: int,
     report: BuildReport,
 ) -> tuple[list[Candidate], list[Candidate]]:
     """(candidates tried, combined bugs kept): first up to half of ``count`` (rounded up) made only of
@@ -518,12 +559,16 @@ def _combine(
         return [], []
     want_inv = (count + 1) // 2
     inv = combined_candidates([c for c in singles if invertible(c)], want_inv, seed, "combined-invertible")
-    kept_inv = run_validation(inv, want_inv, sidecar, pool_args, workers, "combined bugs (invertible)", report)
+    kept_inv = run_validation(
+        inv, want_inv, sidecar, pool_args, workers, "combined bugs (invertible)", report
+    )
     report.combined_invertible = len(kept_inv)
     left = count - len(kept_inv)
     tried = {c.key for c in inv}
     rest = [c for c in combined_candidates(singles, left, seed) if c.key not in tried] if left else []
-    kept_rest = run_validation(rest, left, sidecar, pool_args, workers, "combined bugs", report) if left else []
+    kept_rest = (
+        run_validation(rest, left, sidecar, pool_args, workers, "combined bugs", report) if left else []
+    )
     combos = inv + rest
     for cand in combos:
         report.candidates[cand.label] = report.candidates.get(cand.label, 0) + 1
@@ -556,12 +601,15 @@ def build_tasks(
     start = time.perf_counter()
     out = Path(out)
     env = source if isinstance(source, RepoEnv) else prepare_repo(source)
-    report = BuildReport(source=env.source, repo=env.name, out=str(out), seed=seed, workers=workers,
-                         test_run_s=env.test_run_s)
+    report = BuildReport(
+        source=env.source, repo=env.name, out=str(out), seed=seed, workers=workers, test_run_s=env.test_run_s
+    )
     report.prepare_s = round(time.perf_counter() - start, 2)
 
-    print(f"validating with {workers} local sandbox(es): the repository's code and tests run on this host",
-          file=sys.stderr)
+    print(
+        f"validating with {workers} local sandbox(es): the repository's code and tests run on this host",
+        file=sys.stderr,
+    )
     mark = time.perf_counter()
     singles, report.entities = generate_candidates(env, seed, variants, workers)
     report.generate_s = round(time.perf_counter() - mark, 2)
@@ -569,7 +617,9 @@ def build_tasks(
 
     clean = baseline(env)
     base_passed = sorted(t for t in clean.status if clean.passed(t))
-    timeout_s = max(60.0, 10 * env.test_run_s)  # generous: a loaded machine must not turn slow runs into rejects
+    timeout_s = max(
+        60.0, 10 * env.test_run_s
+    )  # generous: a loaded machine must not turn slow runs into rejects
     sidecar = Sidecar(out.with_name(out.name + ".validation.jsonl"), env.base_commit)
     work_root = tempfile.mkdtemp(prefix="work-", dir=env.root)
     pool_args = (asdict(env), base_passed, work_root, timeout_s)
@@ -611,8 +661,14 @@ def iter_kinds() -> Iterator[str]:
 def cli_build(args: argparse.Namespace) -> int:
     """``hrm-spawn tasks build --repo SOURCE --out FILE [--max-bugs N] [--combined N] [--seed S] [--workers W]``."""
     try:
-        report = build_tasks(args.repo, args.out, max_bugs=args.max_bugs, combined=args.combined,
-                             seed=args.seed, workers=args.workers)
+        report = build_tasks(
+            args.repo,
+            args.out,
+            max_bugs=args.max_bugs,
+            combined=args.combined,
+            seed=args.seed,
+            workers=args.workers,
+        )
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"hrm-spawn tasks build: {exc}", file=sys.stderr)
         return 2

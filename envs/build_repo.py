@@ -24,16 +24,31 @@ from envs.repos import REPO_NAME_RE, RepoEnv
 from envs.results import TestReport
 from envs.testlog import parse_report, pytest_command, test_env
 
-PYPI_RE = re.compile(r"^pypi:(?P<name>[A-Za-z0-9][A-Za-z0-9._\-]*)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_\-]*)$")
+PYPI_RE = re.compile(
+    r"^pypi:(?P<name>[A-Za-z0-9][A-Za-z0-9._\-]*)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_\-]*)$"
+)
 GIT_RE = re.compile(r"^(https?://|ssh://|git://|file://|git@)\S+$")
 # Fixed identity and date: the base commit depends on the files only.
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "hrm-spawn", "GIT_AUTHOR_EMAIL": "hrm-spawn@localhost",
-    "GIT_COMMITTER_NAME": "hrm-spawn", "GIT_COMMITTER_EMAIL": "hrm-spawn@localhost",
-    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+    "GIT_AUTHOR_NAME": "hrm-spawn",
+    "GIT_AUTHOR_EMAIL": "hrm-spawn@localhost",
+    "GIT_COMMITTER_NAME": "hrm-spawn",
+    "GIT_COMMITTER_EMAIL": "hrm-spawn@localhost",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
 }
 COPY_IGNORE = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.pyc", ".venv", "venv", ".tox", ".nox", ".pytest_cache", "*.egg-info", "build", "dist"
+    ".git",
+    "__pycache__",
+    "*.pyc",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".pytest_cache",
+    "*.egg-info",
+    "build",
+    "dist",
 )
 # Test extras/groups often carry linters, type checkers and doc builders; tests do not need them.
 DEV_TOOL_RE = re.compile(
@@ -67,8 +82,13 @@ def prepare_repo(source: str, name: str | None = None, root: Path | None = None)
     _fetch(kind, detail, source, checkout)
     base_commit = commit_all(checkout)
     env = RepoEnv(
-        name=name, source=source, root=str(repo_root), python=str(repo_root / "venv" / "bin" / "python"),
-        base_commit=base_commit, pythonpath=detect_pythonpath(checkout), test_paths=detect_test_paths(checkout),
+        name=name,
+        source=source,
+        root=str(repo_root),
+        python=str(repo_root / "venv" / "bin" / "python"),
+        base_commit=base_commit,
+        pythonpath=detect_pythonpath(checkout),
+        test_paths=detect_test_paths(checkout),
     )
     make_venv(repo_root / "venv", checkout)
     report, _ = run_suite(env, env.checkout, timeout_s=BASELINE_TIMEOUT_S)
@@ -91,7 +111,9 @@ def baseline(env: RepoEnv) -> TestReport:
         return TestReport.from_dict(json.loads(path.read_text()))
     report, _ = run_suite(env, env.checkout, timeout_s=BASELINE_TIMEOUT_S)
     if not report.status:
-        raise RepoBuildError(f"{env.name}: the test suite reports no tests at the base commit:\n{report.log_tail}")
+        raise RepoBuildError(
+            f"{env.name}: the test suite reports no tests at the base commit:\n{report.log_tail}"
+        )
     path.write_text(json.dumps(report.to_dict(), indent=1))
     return report
 
@@ -146,8 +168,22 @@ def _fetch(kind: str, detail: Any, source: str, checkout: Path) -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="hrm-sdist-") as tmp:
             spec = f"{detail[0]}=={detail[1]}"
-            _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                  "--dest", tmp, spec], f"pip download {spec}")
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "--dest",
+                    tmp,
+                    spec,
+                ],
+                f"pip download {spec}",
+            )
             archives = sorted(Path(tmp).iterdir())
             if not archives:
                 raise RepoBuildError(f"{source}: pip download produced no sdist")
@@ -180,8 +216,11 @@ def commit_all(checkout: Path) -> str:
     exclude.parent.mkdir(parents=True, exist_ok=True)
     exclude.write_text("__pycache__/\n*.pyc\n.pytest_cache/\n")
     _run([*git, "add", "--all", "--force", "."], "git add")
-    _run([*git, "-c", "commit.gpgsign=false", "commit", "--quiet", "--allow-empty", "-m", "base"], "git commit",
-         env=GIT_ENV)
+    _run(
+        [*git, "-c", "commit.gpgsign=false", "commit", "--quiet", "--allow-empty", "-m", "base"],
+        "git commit",
+        env=GIT_ENV,
+    )
     return _run([*git, "rev-parse", "HEAD"], "git rev-parse").strip()
 
 
@@ -198,7 +237,9 @@ def detect_test_paths(checkout: Path) -> list[str]:
     for rel in ("tests", "test", "src/tests", "testing"):
         if (checkout / rel).is_dir():
             return [rel]
-    files = sorted(p.name for p in checkout.glob("test_*.py")) + sorted(p.name for p in checkout.glob("*_test.py"))
+    files = sorted(p.name for p in checkout.glob("test_*.py")) + sorted(
+        p.name for p in checkout.glob("*_test.py")
+    )
     return files or ["."]
 
 
@@ -213,16 +254,33 @@ def make_venv(venv: Path, checkout: Path) -> None:
         wanted.insert(0, f"{checkout}[{','.join(extras)}]" if extras else str(checkout))
     pins = _resolve(python, wanted, checkout)
     if pins:
-        _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", *pins],
-             "pip install test dependencies")
+        _run(
+            [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps", *pins],
+            "pip install test dependencies",
+        )
 
 
 def _resolve(python: str, wanted: list[str], checkout: Path) -> list[str]:
     """Pinned requirements pip would install for ``wanted``, minus the project and dev tools."""
     with tempfile.TemporaryDirectory(prefix="hrm-resolve-") as tmp:
         report_path = Path(tmp) / "report.json"
-        _run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--dry-run", "--ignore-installed",
-              "--report", str(report_path), *wanted], "pip resolve dependencies")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                python,
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report_path),
+                *wanted,
+            ],
+            "pip resolve dependencies",
+        )
         report = json.loads(report_path.read_text())
     pins = []
     for item in report.get("install", []):
@@ -251,7 +309,9 @@ def dev_test_requirements(checkout: Path) -> list[str]:
     reqs: list[str] = []
     for group in TEST_GROUPS:
         reqs += [r for r in _group(groups, group, set()) if isinstance(r, str)]
-    for path in sorted(checkout.glob("requirements*test*.txt")) + sorted(checkout.glob("test*requirements*.txt")):
+    for path in sorted(checkout.glob("requirements*test*.txt")) + sorted(
+        checkout.glob("test*requirements*.txt")
+    ):
         reqs += [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
     kept = []
     for req in reqs:
@@ -286,10 +346,13 @@ def _pyproject(checkout: Path) -> dict[str, Any]:
         raise RepoBuildError(f"{path}: not valid TOML: {exc}") from exc
 
 
-def suite_command(env: RepoEnv, workdir: Path, extra: list[str] | None = None, timeout_s: float | None = None) -> str:
+def suite_command(
+    env: RepoEnv, workdir: Path, extra: list[str] | None = None, timeout_s: float | None = None
+) -> str:
     """The framed full-suite pytest command for a copy of the checkout at ``workdir``."""
-    return pytest_command(env.python, [*env.test_paths, *(extra or [])], test_env(env.pythonpath, str(workdir)),
-                          timeout_s)
+    return pytest_command(
+        env.python, [*env.test_paths, *(extra or [])], test_env(env.pythonpath, str(workdir)), timeout_s
+    )
 
 
 def run_suite(
@@ -299,8 +362,14 @@ def run_suite(
     command = suite_command(env, workdir, extra, timeout_s)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(["bash", "-c", command], cwd=workdir, capture_output=True, text=True,
-                              errors="replace", timeout=timeout_s + 10)
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout_s + 10,
+        )
         output, timed_out = proc.stdout + proc.stderr, proc.returncode in (124, 137)
     except subprocess.TimeoutExpired as exc:
         output, timed_out = _text(exc.stdout) + _text(exc.stderr), True
@@ -318,9 +387,13 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str]
 
     full_env = {**os.environ, **(env or {})}
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=full_env)
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=full_env
+        )
     except subprocess.TimeoutExpired as exc:
         raise RepoBuildError(f"{what}: timed out after {PIP_TIMEOUT_S} s") from exc
     if proc.returncode != 0:
-        raise RepoBuildError(f"{what} failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-2000:]}")
+        raise RepoBuildError(
+            f"{what} failed (exit {proc.returncode}):\n{(proc.stderr or proc.stdout)[-2000:]}"
+        )
     return proc.stdout

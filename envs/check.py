@@ -75,7 +75,9 @@ def _check_rollout(env: gym.Env, steps: int, seed: int) -> str:
     for _ in range(steps):
         mask = np.asarray(env.unwrapped.action_masks(), dtype=bool)
         if not np.array_equal(mask, obs["action_mask"].astype(bool)):
-            raise AssertionError(f"action_masks() {mask.astype(int)} != obs['action_mask'] {obs['action_mask']}")
+            raise AssertionError(
+                f"action_masks() {mask.astype(int)} != obs['action_mask'] {obs['action_mask']}"
+            )
         if "action_mask" in info and not np.array_equal(mask, np.asarray(info["action_mask"], dtype=bool)):
             raise AssertionError("info['action_mask'] disagrees with action_masks()")
         if not mask.any():
@@ -119,7 +121,9 @@ def run_checks(factory: Callable[[], gym.Env], steps: int = 200, seed: int = 0) 
             results.append(CheckResult(name, True, detail or ""))
         except Exception as exc:
             tb = traceback.extract_tb(exc.__traceback__)[-1]
-            results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({tb.filename}:{tb.lineno})"))
+            results.append(
+                CheckResult(name, False, f"{type(exc).__name__}: {exc} ({tb.filename}:{tb.lineno})")
+            )
         finally:
             env.close()
     return results

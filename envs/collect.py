@@ -67,7 +67,9 @@ class AgentSlot:
         return self.agent
 
 
-def resolve_agents(names: Sequence[str], budget: BudgetOverrides | None = None, build: bool = True) -> list[AgentSlot]:
+def resolve_agents(
+    names: Sequence[str], budget: BudgetOverrides | None = None, build: bool = True
+) -> list[AgentSlot]:
     """Agent names (``name`` or ``name@version``) -> slots. ``name@version`` needs no agent code (replay)."""
     if not names:
         raise ValueError("agents: the list is empty; give at least one agent name")
@@ -195,15 +197,21 @@ def collect(
     from envs.sandbox import SandboxConfig
 
     if workers < 1 or seeds < 1 or depth < 0 or delegate_seeds < 1:
-        raise ValueError(f"collect: workers, seeds, delegate_seeds must be >= 1 and depth >= 0 "
-                         f"(got {workers}, {seeds}, {delegate_seeds}, {depth})")
+        raise ValueError(
+            f"collect: workers, seeds, delegate_seeds must be >= 1 and depth >= 0 "
+            f"(got {workers}, {seeds}, {delegate_seeds}, {depth})"
+        )
     store = store if isinstance(store, OutcomeStore) else OutcomeStore(store)
     slots = [a if isinstance(a, AgentSlot) else None for a in agents]
     if any(s is None for s in slots):
         slots = resolve_agents([str(a) for a in agents], budget)
     sandbox_config = sandbox_config or SandboxConfig()
     counts = CollectCounts()
-    init = (str(store.path), sandbox_config.model_dump(), [(s.name, s.version, s.budget.to_dict()) for s in slots])
+    init = (
+        str(store.path),
+        sandbox_config.model_dump(),
+        [(s.name, s.version, s.budget.to_dict()) for s in slots],
+    )
     by_id = {t.instance_id: t for t in tasks}
     # round 0: spawns on the clean repository
     frontier = [(t.instance_id, s.name, seed, "") for t in tasks for s in slots for seed in range(seeds)]
@@ -310,12 +318,17 @@ def cli_collect(args: argparse.Namespace) -> int:
         return 2
     store_path = config.store_path()
     counts = collect(
-        tasks, config.agents, OutcomeStore(store_path), workers=int(getattr(args, "workers", None) or os.cpu_count() or 1),
-        seeds=config.seeds_per_agent, depth=config.collect_depth, sandbox_config=config.sandbox,
-        budget=config.budget, delegate_seeds=config.delegate_seeds,
+        tasks,
+        config.agents,
+        OutcomeStore(store_path),
+        workers=int(getattr(args, "workers", None) or os.cpu_count() or 1),
+        seeds=config.seeds_per_agent,
+        depth=config.collect_depth,
+        sandbox_config=config.sandbox,
+        budget=config.budget,
+        delegate_seeds=config.delegate_seeds,
     )
     print(json.dumps({"store": str(store_path), "tasks": len(tasks), **counts.to_dict()}))
     for error in counts.errors[:5]:
         print(f"failed: {error}", file=sys.stderr)
     return 1 if counts.failed else 0
-

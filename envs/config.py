@@ -83,7 +83,9 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def build_config(model: type[M], data: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> M:
+def build_config(
+    model: type[M], data: dict[str, Any], overrides: list[str] | None = None, source: str = "config"
+) -> M:
     data = dict(data)
     for override in overrides or []:
         apply_override(data, override)

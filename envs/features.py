@@ -30,7 +30,15 @@ from envs.problem import FAILURE_KINDS, failure_kind_shares
 from policies.tokenizer import BYTE_OFFSET, ByteTokenizer
 
 HIST_WIDTH = 24  # tokens per history entry
-GLOBAL_FEATURES = ("lambda", "step", "cost_spent", "cost_left", "best_visible", "has_candidate", "lambda_budget")
+GLOBAL_FEATURES = (
+    "lambda",
+    "step",
+    "cost_spent",
+    "cost_left",
+    "best_visible",
+    "has_candidate",
+    "lambda_budget",
+)
 TASK_FEATURES = ("one_failing", "few_failing", "many_failing") + tuple(f"fails.{k}" for k in FAILURE_KINDS)
 AGENT_FEATURES = ("spawns", "delegations", "last_visible", "last_cost")
 FEW_FAILING, MANY_FAILING = 0.05, 0.25  # shares of the task's tests
@@ -82,11 +90,15 @@ def history_entry(delegate: bool, agent: str, visible: float, cost: float, statu
     return out
 
 
-def static_tokens(problem_statement: str | None, failing_tests: Sequence[str], seq_len: int, max_steps: int) -> np.ndarray:
+def static_tokens(
+    problem_statement: str | None, failing_tests: Sequence[str], seq_len: int, max_steps: int
+) -> np.ndarray:
     """The full-length token row with the history region empty (zeros)."""
     head = seq_len - history_slots(seq_len, max_steps) * HIST_WIDTH
     if head < 2:
-        raise ValueError(f"seq_len {seq_len} is too short for {max_steps} history entries of {HIST_WIDTH} tokens")
+        raise ValueError(
+            f"seq_len {seq_len} is too short for {max_steps} history entries of {HIST_WIDTH} tokens"
+        )
     tests = "failing tests:\n" + "\n".join(failing_tests)
     out = np.zeros(seq_len, dtype=np.int64)
     out[:head] = ByteTokenizer(head).encode_segments([problem_statement or "(no problem statement)", tests])
@@ -108,7 +120,13 @@ def push_history(tokens: np.ndarray, entry: np.ndarray, slots: int) -> None:
 
 
 def global_features(
-    lam: float, step: int, max_steps: int, cost: float, max_cost: float, best_visible: float | None, cost_bin: float = 0.0
+    lam: float,
+    step: int,
+    max_steps: int,
+    cost: float,
+    max_cost: float,
+    best_visible: float | None,
+    cost_bin: float = 0.0,
 ) -> list[float]:
     spent = float(cost_share(cost, max_cost, cost_bin))
     return [

@@ -37,8 +37,20 @@ class OracleResult:
         return self.score - lam * self.cost
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("instance_id", "actions", "action_names", "cost", "steps", "score",
-                                              "pass_rate", "resolved", "states")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "instance_id",
+                "actions",
+                "action_names",
+                "cost",
+                "steps",
+                "score",
+                "pass_rate",
+                "resolved",
+                "states",
+            )
+        }
 
 
 class OracleError(RuntimeError):
@@ -94,7 +106,9 @@ def _moves(table: TaskTable, spec: ReplaySpec, state: _State):
             yield 1 + K + k, key, table.outcomes[key]
 
 
-def _advance(state: _State, action: int, key: tuple[int, int, str], job: JobOutcome, table: TaskTable, K: int) -> _State:
+def _advance(
+    state: _State, action: int, key: tuple[int, int, str], job: JobOutcome, table: TaskTable, K: int
+) -> _State:
     spawns, delegs = state.spawns, state.delegs
     k = key[0]
     if action <= K:
@@ -128,8 +142,17 @@ def _answer(table: TaskTable, spec: ReplaySpec, seen: dict) -> OracleResult:
         actions.append(0)
     job = _best_job(table, goal)
     names = [_name(a, spec.agents) for a in actions]
-    return OracleResult(table.instance_id, actions, names, cost, steps, top,
-                        job.pass_rate if job else 0.0, bool(job.resolved) if job else False, len(seen))
+    return OracleResult(
+        table.instance_id,
+        actions,
+        names,
+        cost,
+        steps,
+        top,
+        job.pass_rate if job else 0.0,
+        bool(job.resolved) if job else False,
+        len(seen),
+    )
 
 
 def _name(action: int, agents: list[str]) -> str:

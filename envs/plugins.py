@@ -19,7 +19,9 @@ def load_object(path: str, what: str, error: type[Exception] = LookupError) -> A
     if not module_name or not attr:
         raise error(f"{what} {path!r} is not of the form 'module:Class'")
     try:
-        obj: Any = _load_file(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
+        obj: Any = (
+            _load_file(module_name) if module_name.endswith(".py") else importlib.import_module(module_name)
+        )
     except (ImportError, FileNotFoundError) as exc:
         raise error(f"{what} {path!r}: cannot import module {module_name!r}: {exc}") from exc
     for part in attr.split("."):

@@ -32,7 +32,9 @@ def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
-def problem_statement(fail_to_pass: list[str], messages: dict[str, str], total_tests: int | None = None) -> str:
+def problem_statement(
+    fail_to_pass: list[str], messages: dict[str, str], total_tests: int | None = None
+) -> str:
     """A plain-text issue: how many tests fail, a few of them with their failure lines, the ask."""
     if not fail_to_pass:
         raise ValueError("a problem statement needs at least one failing test")
@@ -41,7 +43,9 @@ def problem_statement(fail_to_pass: list[str], messages: dict[str, str], total_t
     noun = "test fails" if count == 1 else "tests fail"
     lines = [f"{count}{of_total} {noun} after a recent change to the library code.", ""]
     shown = fail_to_pass[:MAX_TESTS_SHOWN]
-    lines.append("Failing tests:" if len(shown) == count else f"Failing tests ({len(shown)} of {count} shown):")
+    lines.append(
+        "Failing tests:" if len(shown) == count else f"Failing tests ({len(shown)} of {count} shown):"
+    )
     for test_id in shown:
         message = _short(messages.get(test_id, ""))
         lines.append(f"- {test_id}" + (f": {message}" if message else ""))
@@ -59,8 +63,17 @@ def problem_statement(fail_to_pass: list[str], messages: dict[str, str], total_t
 # Failure kinds a policy may see: coarse classes of the exceptions in the statement's failure lines.
 # They carry over between tasks (an UnboundLocalError points at reordered statements, a NameError at
 # removed code) where the statement's words would only identify the task.
-FAILURE_KINDS = ("AssertionError", "TypeError", "ValueError", "AttributeError", "NameError",
-                 "UnboundLocalError", "LookupError", "RuntimeError", "OtherError")
+FAILURE_KINDS = (
+    "AssertionError",
+    "TypeError",
+    "ValueError",
+    "AttributeError",
+    "NameError",
+    "UnboundLocalError",
+    "LookupError",
+    "RuntimeError",
+    "OtherError",
+)
 _LOOKUP = {"KeyError", "IndexError", "LookupError", "StopIteration"}
 _EXCEPTION_RE = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Iteration))\b")
 

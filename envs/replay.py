@@ -100,9 +100,20 @@ class ReplaySpec:
     @classmethod
     def from_config(cls, config) -> ReplaySpec:  # EnvConfig; not imported to keep the modules apart
         lam = config.lam if isinstance(config.lam, float) else tuple(config.lam)
-        return cls([a.partition("@")[0] for a in config.agents], config.seeds_per_agent, config.delegate_seeds,
-                   config.max_steps, config.max_cost, config.reward, lam, config.seq_len, config.submit_on_truncate,
-                   config.task_text, config.task_features, config.cost_bin)
+        return cls(
+            [a.partition("@")[0] for a in config.agents],
+            config.seeds_per_agent,
+            config.delegate_seeds,
+            config.max_steps,
+            config.max_cost,
+            config.reward,
+            lam,
+            config.seq_len,
+            config.submit_on_truncate,
+            config.task_text,
+            config.task_features,
+            config.cost_bin,
+        )
 
 
 class BatchedReplayEnv:
@@ -112,8 +123,15 @@ class BatchedReplayEnv:
     ``resolved``, ``cost``, ``steps``, ``ret``, ``task``); those envs are already reset in ``obs``.
     """
 
-    def __init__(self, tasks: Sequence[TaskInstance], tables: Sequence[TaskTable], spec: ReplaySpec,
-                 num_envs: int = 1024, seed: int | None = None, with_tokens: bool = True):
+    def __init__(
+        self,
+        tasks: Sequence[TaskInstance],
+        tables: Sequence[TaskTable],
+        spec: ReplaySpec,
+        num_envs: int = 1024,
+        seed: int | None = None,
+        with_tokens: bool = True,
+    ):
         if len(tasks) != len(tables) or not tasks:
             raise ValueError("BatchedReplayEnv: needs one table per task and at least one task")
         self.spec, self.num_envs, self.with_tokens = spec, num_envs, with_tokens
@@ -152,7 +170,9 @@ class BatchedReplayEnv:
         self.dl = {name: np.zeros(shape_d, dt) for name, dt in _JOB_FIELDS}
         self.sp_hist = np.zeros((*shape_s, W), np.int64)
         self.dl_hist = np.zeros((*shape_d, W), np.int64)
-        self.static = np.stack([F.task_tokens(t, spec.seq_len, spec.max_steps, spec.task_text) for t in tasks])
+        self.static = np.stack(
+            [F.task_tokens(t, spec.seq_len, spec.max_steps, spec.task_text) for t in tasks]
+        )
         self.task_feats = np.stack([F.task_features(t, spec.task_features) for t in tasks])
         for ti, (table, names) in enumerate(zip(tables, cands, strict=True)):
             cidx = {sha: c for c, sha in enumerate(names)}
@@ -171,8 +191,12 @@ class BatchedReplayEnv:
                 where["cost"][idx] = job.cost
                 where["pass"][idx] = job.pass_rate
                 where["res"][idx] = job.resolved
-                shown = float(F.cost_share(job.cost, self.spec.max_cost, self.spec.cost_bin)) * self.spec.max_cost
-                hist[idx] = F.history_entry(start != CLEAN, self.spec.agents[k], job.visible, shown, job.status)
+                shown = (
+                    float(F.cost_share(job.cost, self.spec.max_cost, self.spec.cost_bin)) * self.spec.max_cost
+                )
+                hist[idx] = F.history_entry(
+                    start != CLEAN, self.spec.agents[k], job.visible, shown, job.status
+                )
 
     # -- episodes ----------------------------------------------------------------------------------
     def _sample_lam(self, count: int) -> np.ndarray:
@@ -181,14 +205,24 @@ class BatchedReplayEnv:
             return self.rng.uniform(lam[0], lam[1], count)
         return np.full(count, float(lam))
 
-    def reset_envs(self, idx: np.ndarray, task: np.ndarray | None = None, lam: np.ndarray | None = None) -> None:
+    def reset_envs(
+        self, idx: np.ndarray, task: np.ndarray | None = None, lam: np.ndarray | None = None
+    ) -> None:
         idx = np.asarray(idx, np.int64)
         if idx.size == 0:
             return
         self.t[idx] = self.rng.integers(len(self.task_ids), size=idx.size) if task is None else task
         self.lam[idx] = self._sample_lam(idx.size) if lam is None else lam
-        for arr in (self.step_no, self.cost, self.ret, self.spawns, self.delegs, self.deleg_total,
-                    self.last_vis, self.last_cost):
+        for arr in (
+            self.step_no,
+            self.cost,
+            self.ret,
+            self.spawns,
+            self.delegs,
+            self.deleg_total,
+            self.last_vis,
+            self.last_cost,
+        ):
             arr[idx] = 0
         self.best[idx] = -1
         self.best_vis[idx] = -1.0
@@ -228,11 +262,25 @@ class BatchedReplayEnv:
         sp = self.spec
         has = self.best >= 0
         spent = F.cost_share(self.cost, sp.max_cost, sp.cost_bin)
-        cols = [self.lam, self.step_no / sp.max_steps, spent, np.maximum(0.0, 1.0 - spent),
-                np.where(has, np.maximum(self.best_vis, 0.0), 0.0), has.astype(float), self.lam * sp.max_cost]
+        cols = [
+            self.lam,
+            self.step_no / sp.max_steps,
+            spent,
+            np.maximum(0.0, 1.0 - spent),
+            np.where(has, np.maximum(self.best_vis, 0.0), 0.0),
+            has.astype(float),
+            self.lam * sp.max_cost,
+        ]
         glob = np.stack(cols, axis=1)
-        per = np.stack([self.spawns / self.S, self.deleg_total / sp.max_steps, self.last_vis,
-                        F.cost_share(self.last_cost, sp.max_cost, sp.cost_bin)], axis=2).reshape(self.num_envs, -1)
+        per = np.stack(
+            [
+                self.spawns / self.S,
+                self.deleg_total / sp.max_steps,
+                self.last_vis,
+                F.cost_share(self.last_cost, sp.max_cost, sp.cost_bin),
+            ],
+            axis=2,
+        ).reshape(self.num_envs, -1)
         return np.concatenate([glob, self.task_feats[self.t], per], axis=1).astype(np.float32)
 
     def observe(self) -> dict[str, np.ndarray]:
@@ -244,12 +292,21 @@ class BatchedReplayEnv:
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions, np.int64)
         mask = self.action_masks()
-        if actions.shape != (self.num_envs,) or not mask[self._rows, np.clip(actions, 0, self.num_actions - 1)].all() \
-                or (actions < 0).any() or (actions >= self.num_actions).any():
-            bad = np.flatnonzero((actions < 0) | (actions >= self.num_actions)
-                                 | ~mask[self._rows, np.clip(actions, 0, self.num_actions - 1)])
-            raise ValueError(f"BatchedReplayEnv.step: masked or invalid actions at envs {bad[:10].tolist()} "
-                             f"(actions {actions[bad[:10]].tolist()})")
+        if (
+            actions.shape != (self.num_envs,)
+            or not mask[self._rows, np.clip(actions, 0, self.num_actions - 1)].all()
+            or (actions < 0).any()
+            or (actions >= self.num_actions).any()
+        ):
+            bad = np.flatnonzero(
+                (actions < 0)
+                | (actions >= self.num_actions)
+                | ~mask[self._rows, np.clip(actions, 0, self.num_actions - 1)]
+            )
+            raise ValueError(
+                f"BatchedReplayEnv.step: masked or invalid actions at envs {bad[:10].tolist()} "
+                f"(actions {actions[bad[:10]].tolist()})"
+            )
         K, rows, t = self.K, self._rows, self.t
         halt = actions == 0
         is_sp = (actions >= 1) & (actions <= K)
@@ -260,7 +317,9 @@ class BatchedReplayEnv:
         d_seed = np.minimum(self.delegs[rows, bc, k], self.D - 1)
         cand = np.where(is_sp, self.sp["cand"][t, k, s_seed], self.dl["cand"][t, bc, k, d_seed])
         vis = np.where(is_sp, self.sp["vis"][t, k, s_seed], self.dl["vis"][t, bc, k, d_seed])
-        cost = np.where(act, np.where(is_sp, self.sp["cost"][t, k, s_seed], self.dl["cost"][t, bc, k, d_seed]), 0.0)
+        cost = np.where(
+            act, np.where(is_sp, self.sp["cost"][t, k, s_seed], self.dl["cost"][t, bc, k, d_seed]), 0.0
+        )
         hidden_pass = np.where(is_sp, self.sp["pass"][t, k, s_seed], self.dl["pass"][t, bc, k, d_seed])
         hidden_res = np.where(is_sp, self.sp["res"][t, k, s_seed], self.dl["res"][t, bc, k, d_seed])
         reward = -self.lam * cost
@@ -281,8 +340,11 @@ class BatchedReplayEnv:
         self.best_pass = np.where(better, hidden_pass, self.best_pass)
         self.best_res = np.where(better, hidden_res, self.best_res)
         if self.with_tokens and a_rows.size:
-            entries = np.where(a_sp[:, None], self.sp_hist[t[a_rows], a_k, s_seed[a_rows]],
-                               self.dl_hist[t[a_rows], bc[a_rows], a_k, d_seed[a_rows]])
+            entries = np.where(
+                a_sp[:, None],
+                self.sp_hist[t[a_rows], a_k, s_seed[a_rows]],
+                self.dl_hist[t[a_rows], bc[a_rows], a_k, d_seed[a_rows]],
+            )
             sub = self.tokens[a_rows]
             F.push_history(sub, entries, self.slots)
             self.tokens[a_rows] = sub
@@ -293,9 +355,12 @@ class BatchedReplayEnv:
         reward = reward + np.where(pays, score, 0.0)
         self.ret += reward
         final = {
-            "done": done, "task": t.copy(), "pass_rate": np.where(done, self.best_pass, 0.0),
+            "done": done,
+            "task": t.copy(),
+            "pass_rate": np.where(done, self.best_pass, 0.0),
             "resolved": done & self.best_res,
-            "cost": np.where(done, self.cost, 0.0), "steps": np.where(done, self.step_no, 0),
+            "cost": np.where(done, self.cost, 0.0),
+            "steps": np.where(done, self.step_no, 0),
             "ret": np.where(done, self.ret, 0.0),
         }
         self.reset_envs(np.flatnonzero(done))
@@ -303,5 +368,11 @@ class BatchedReplayEnv:
 
 
 # per job: in the store, candidate index (-1: no change), visible pass-rate, cost, hidden pass-rate, resolved
-_JOB_FIELDS = (("ok", bool), ("cand", np.int64), ("vis", np.float64), ("cost", np.float64), ("pass", np.float64),
-               ("res", bool))
+_JOB_FIELDS = (
+    ("ok", bool),
+    ("cand", np.int64),
+    ("vis", np.float64),
+    ("cost", np.float64),
+    ("pass", np.float64),
+    ("res", bool),
+)

@@ -23,7 +23,9 @@ class TestReport:
 
     __test__ = False  # not a pytest class
 
-    status: dict[str, str] = field(default_factory=dict)  # test id -> PASSED / FAILED / ERROR / SKIPPED / XFAIL
+    status: dict[str, str] = field(
+        default_factory=dict
+    )  # test id -> PASSED / FAILED / ERROR / SKIPPED / XFAIL
     duration_s: float = 0.0
     timed_out: bool = False
     log_tail: str = ""  # the end of the raw output, for failure messages and tokens

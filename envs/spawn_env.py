@@ -103,7 +103,9 @@ class EnvConfig(StrictModel):
         return stores_dir() / "outcomes.sqlite"
 
 
-def load_env_config(config: EnvConfig | dict | str | Path | None = None, overrides: list[str] | None = None) -> EnvConfig:
+def load_env_config(
+    config: EnvConfig | dict | str | Path | None = None, overrides: list[str] | None = None
+) -> EnvConfig:
     if isinstance(config, EnvConfig):
         return build_config(EnvConfig, config.model_dump(), overrides) if overrides else config
     if config is None:
@@ -120,8 +122,11 @@ def load_env_tasks(config: EnvConfig) -> list[TaskInstance]:
         raise ConfigError("env config: 'tasks' is not set (a task file, e.g. tasks=path/to/tasks.jsonl)")
     loaded = load_tasks(config.tasks)
     if loaded.problems:
-        warnings.warn(f"{config.tasks}: {len(loaded.problems)} invalid task records skipped "
-                      f"(first: {loaded.problems[0]})", stacklevel=2)
+        warnings.warn(
+            f"{config.tasks}: {len(loaded.problems)} invalid task records skipped "
+            f"(first: {loaded.problems[0]})",
+            stacklevel=2,
+        )
     try:
         tasks = select_split(
             loaded.tasks, config.split, config.heldout_fraction, config.split_seed, config.folds, config.fold
@@ -168,9 +173,16 @@ class ReplayMissError(LookupError):
 class SpawnEnv(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, config: EnvConfig | dict | str | Path | None = None, overrides: list[str] | None = None, *,
-                 tasks: list[TaskInstance] | None = None, store: OutcomeStore | str | Path | None = None,
-                 slots: list[AgentSlot] | None = None, render_mode: str | None = None):
+    def __init__(
+        self,
+        config: EnvConfig | dict | str | Path | None = None,
+        overrides: list[str] | None = None,
+        *,
+        tasks: list[TaskInstance] | None = None,
+        store: OutcomeStore | str | Path | None = None,
+        slots: list[AgentSlot] | None = None,
+        render_mode: str | None = None,
+    ):
         """Build from a config; ``tasks``/``store``/``slots`` given in memory skip loading them (fast)."""
         self.config = cfg = load_env_config(config, overrides)
         self.render_mode = render_mode
@@ -183,7 +195,9 @@ class SpawnEnv(gym.Env):
             self.store = store
         else:
             if cfg.mode == "replay" and not Path(store).is_file():
-                raise FileNotFoundError(f"SpawnEnv replay: outcome store {store} does not exist (run hrm-spawn collect)")
+                raise FileNotFoundError(
+                    f"SpawnEnv replay: outcome store {store} does not exist (run hrm-spawn collect)"
+                )
             self.store = OutcomeStore(store)
         self.slots = slots or resolve_agents(cfg.agents, cfg.budget, build=cfg.mode != "replay")
         self.K = len(self.slots)
@@ -193,11 +207,13 @@ class SpawnEnv(gym.Env):
             self._load_tables()
         self.n_actions = 1 + 2 * self.K
         self.action_space = MaskedDiscrete(self.n_actions, self.action_masks)
-        self.observation_space = spaces.Dict({
-            "tokens": spaces.Box(0, VOCAB_SIZE - 1, (cfg.seq_len,), np.int64),
-            "features": spaces.Box(-np.inf, np.inf, (F.num_features(self.K),), np.float32),
-            "action_mask": spaces.MultiBinary(self.n_actions),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                "tokens": spaces.Box(0, VOCAB_SIZE - 1, (cfg.seq_len,), np.int64),
+                "features": spaces.Box(-np.inf, np.inf, (F.num_features(self.K),), np.float32),
+                "action_mask": spaces.MultiBinary(self.n_actions),
+            }
+        )
         self._slots_hist = F.history_slots(cfg.seq_len, cfg.max_steps)
         self._static: dict[str, tuple[np.ndarray, list[float]]] = {}  # instance id -> tokens, task features
         self._sandbox = None
@@ -210,10 +226,12 @@ class SpawnEnv(gym.Env):
         empty = [t for t, tb in self._tables.items() if not tb.outcomes]
         if len(empty) == len(self.tasks):
             stored = sorted({f"{k.agent}@{k.agent_version}" for k in self.store.keys()})[:10]  # noqa: SIM118 (a store, not a dict)
-            raise ValueError(f"SpawnEnv replay: the store {self.store.path} has no outcomes for these tasks and "
-                             f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect); "
-                             f"it holds {stored or 'nothing'}: a collect with a budget override records "
-                             "'name@version+budget.<hash>', so pass the same budget.* overrides here")
+            raise ValueError(
+                f"SpawnEnv replay: the store {self.store.path} has no outcomes for these tasks and "
+                f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect); "
+                f"it holds {stored or 'nothing'}: a collect with a budget override records "
+                "'name@version+budget.<hash>', so pass the same budget.* overrides here"
+            )
 
     def task_table(self, instance_id: str) -> TaskTable:
         """The per-task outcome table (built from the store on first use) for fast replay."""
@@ -263,8 +281,10 @@ class SpawnEnv(gym.Env):
     def _static_obs(self, task: TaskInstance) -> tuple[np.ndarray, list[float]]:
         if task.instance_id not in self._static:
             cfg = self.config
-            self._static[task.instance_id] = (F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text),
-                                              F.task_features(task, cfg.task_features).tolist())
+            self._static[task.instance_id] = (
+                F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text),
+                F.task_features(task, cfg.task_features).tolist(),
+            )
         return self._static[task.instance_id]
 
     def _job(self, action: int) -> tuple[int, int, str, str]:
@@ -315,7 +335,8 @@ class SpawnEnv(gym.Env):
             raise MaskedActionError(
                 f"SpawnEnv.step: action {action} ({self.action_name(action)}) is masked on task "
                 f"{self.task.instance_id} at step {self.step_no}; allowed: "
-                f"{[self.action_name(int(a)) for a in np.flatnonzero(mask)]}")
+                f"{[self.action_name(int(a)) for a in np.flatnonzero(mask)]}"
+            )
         if action == 0:
             return self._finish(0.0, terminated=True, reason=None)
         k, seed, sha, patch = self._job(action)
@@ -336,9 +357,14 @@ class SpawnEnv(gym.Env):
         if job.sha and (self.best is None or job.visible > self.best.visible):
             self.best = job
         self.history.append((self.action_name(action), seed, job))
-        shown = float(F.cost_share(job.cost, self.config.max_cost, self.config.cost_bin)) * self.config.max_cost
-        F.push_history(self.tokens, F.history_entry(action > self.K, self.agent_names[k], job.visible, shown,
-                                                    job.status), self._slots_hist)
+        shown = (
+            float(F.cost_share(job.cost, self.config.max_cost, self.config.cost_bin)) * self.config.max_cost
+        )
+        F.push_history(
+            self.tokens,
+            F.history_entry(action > self.K, self.agent_names[k], job.visible, shown, job.status),
+            self._slots_hist,
+        )
         reward = -self.lam * job.cost
         if self.step_no >= self.config.max_steps:
             return self._finish(reward, terminated=False, reason="max_steps")
@@ -370,8 +396,10 @@ class SpawnEnv(gym.Env):
         if cfg.mode == "replay":
             job = self.task_table(task.instance_id).outcomes.get((k, seed, sha))
             if job is None:
-                raise ReplayMissError(f"SpawnEnv replay: no outcome for {key} in store {self.store.path} "
-                               "(collect it with hrm-spawn collect, or use mode=cached)")
+                raise ReplayMissError(
+                    f"SpawnEnv replay: no outcome for {key} in store {self.store.path} "
+                    "(collect it with hrm-spawn collect, or use mode=cached)"
+                )
             return job
         if cfg.mode == "cached":
             outcome = self.store.get_or_run(
@@ -392,17 +420,31 @@ class SpawnEnv(gym.Env):
     # -- observation -------------------------------------------------------------------------------
     def _features(self) -> np.ndarray:
         cfg = self.config
-        row = F.global_features(self.lam, self.step_no, cfg.max_steps, self.cost, cfg.max_cost,
-                                self.best.visible if self.best else None, cfg.cost_bin)
+        row = F.global_features(
+            self.lam,
+            self.step_no,
+            cfg.max_steps,
+            self.cost,
+            cfg.max_cost,
+            self.best.visible if self.best else None,
+            cfg.cost_bin,
+        )
         row += self.task_feats
         for k in range(self.K):
-            row += [self.spawns[k] / cfg.seeds_per_agent, self.deleg_total[k] / cfg.max_steps,
-                    self.last_vis[k], float(F.cost_share(self.last_cost[k], cfg.max_cost, cfg.cost_bin))]
+            row += [
+                self.spawns[k] / cfg.seeds_per_agent,
+                self.deleg_total[k] / cfg.max_steps,
+                self.last_vis[k],
+                float(F.cost_share(self.last_cost[k], cfg.max_cost, cfg.cost_bin)),
+            ]
         return np.asarray(row, dtype=np.float64).astype(np.float32)
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {"tokens": self.tokens.copy(), "features": self._features(),
-                "action_mask": self.action_masks().astype(np.int8)}
+        return {
+            "tokens": self.tokens.copy(),
+            "features": self._features(),
+            "action_mask": self.action_masks().astype(np.int8),
+        }
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -421,8 +463,10 @@ class SpawnEnv(gym.Env):
         if self.task is None:
             return None
         lines = [f"task {self.task.instance_id} λ={self.lam:.4g} step {self.step_no} cost {self.cost:.2f}"]
-        lines += [f"  {name} seed {seed}: visible {j.visible:.2f} cost {j.cost:.2f} {j.status}"
-                  for name, seed, j in self.history]
+        lines += [
+            f"  {name} seed {seed}: visible {j.visible:.2f} cost {j.cost:.2f} {j.status}"
+            for name, seed, j in self.history
+        ]
         return "\n".join(lines)
 
     def close(self) -> None:

@@ -90,7 +90,11 @@ def _free_groups(tasks: Sequence[TaskInstance], side: dict[int, str], seed: int)
 
 
 def split_tasks(
-    tasks: Sequence[TaskInstance], heldout_fraction: float = 0.25, seed: int = 0, folds: int = 0, fold: int = 0
+    tasks: Sequence[TaskInstance],
+    heldout_fraction: float = 0.25,
+    seed: int = 0,
+    folds: int = 0,
+    fold: int = 0,
 ) -> dict[str, list[TaskInstance]]:
     """``{"train": [...], "heldout": [...]}``, deterministic for (task set, fraction, seed), input order kept.
 
@@ -135,8 +139,10 @@ def assign_folds(tasks: Sequence[TaskInstance], folds: int, seed: int = 0) -> li
         raise ValueError(f"folds must be >= 2, got {folds}")
     labelled = [t.instance_id for t in tasks if t.split]
     if labelled:
-        raise ValueError(f"cross-fitting needs tasks without a 'split' label; {labelled[0]} has one "
-                         f"({len(labelled)} labelled in all)")
+        raise ValueError(
+            f"cross-fitting needs tasks without a 'split' label; {labelled[0]} has one "
+            f"({len(labelled)} labelled in all)"
+        )
     of = [0] * len(tasks)
     total = [0] * folds
     free = _free_groups(tasks, {}, seed)
@@ -153,7 +159,12 @@ def assign_folds(tasks: Sequence[TaskInstance], folds: int, seed: int = 0) -> li
 
 
 def select_split(
-    tasks: Sequence[TaskInstance], name: str, heldout_fraction: float = 0.25, seed: int = 0, folds: int = 0, fold: int = 0
+    tasks: Sequence[TaskInstance],
+    name: str,
+    heldout_fraction: float = 0.25,
+    seed: int = 0,
+    folds: int = 0,
+    fold: int = 0,
 ) -> list[TaskInstance]:
     """The tasks of one side, or all of them for ``"all"``/``None``."""
     if name in (None, "all"):
@@ -171,7 +182,10 @@ def cli_split(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     if result.problems:
-        print(f"{len(result.problems)} invalid records skipped (see `hrm-spawn tasks check {args.file}`)", file=sys.stderr)
+        print(
+            f"{len(result.problems)} invalid records skipped (see `hrm-spawn tasks check {args.file}`)",
+            file=sys.stderr,
+        )
     sides = split_tasks(result.tasks)
     for name in SPLITS:
         groups = len(group_tasks(sides[name]))

@@ -112,7 +112,9 @@ class OutcomeStore:
         if not self.readonly:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -211,11 +213,17 @@ class OutcomeStore:
 
     def keys(self, instance_id: str | None = None) -> set[OutcomeKey]:
         sql = "SELECT instance_id, agent, agent_version, seed, start_patch_sha FROM outcomes"
-        rows = self.conn.execute(sql + " WHERE instance_id=?", (instance_id,)) if instance_id else self.conn.execute(sql)
+        rows = (
+            self.conn.execute(sql + " WHERE instance_id=?", (instance_id,))
+            if instance_id
+            else self.conn.execute(sql)
+        )
         return {OutcomeKey(*row) for row in rows}
 
     def tasks(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT instance_id FROM outcomes ORDER BY instance_id")]
+        return [
+            r[0] for r in self.conn.execute("SELECT DISTINCT instance_id FROM outcomes ORDER BY instance_id")
+        ]
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
@@ -227,4 +235,6 @@ def _key_tuple(key: OutcomeKey) -> tuple:
 
 def _outcome(row: tuple) -> Outcome:
     result, evaluation, created = row
-    return Outcome(AgentResult.from_dict(json.loads(result)), Evaluation.from_dict(json.loads(evaluation)), created)
+    return Outcome(
+        AgentResult.from_dict(json.loads(result)), Evaluation.from_dict(json.loads(evaluation)), created
+    )

@@ -41,10 +41,16 @@ _ID_SNIFF_RE = re.compile(r'"instance_id"\s*:\s*"([^"\\]{1,256})"')
 
 # SWE-smith modifier kinds whose edit the repair agents' mutation families can undo (envs/agents/mutate.py).
 # Not op_break_chains: it drops an operand, which no mutation restores, like the remove_* and class_rm_* kinds.
-INVERTIBLE_KINDS = frozenset({
-    "func_pm_op_change", "func_pm_flip_operators", "func_pm_op_swap", "func_pm_op_change_const",
-    "func_pm_ctrl_invert_if", "func_pm_ctrl_shuffle",
-})
+INVERTIBLE_KINDS = frozenset(
+    {
+        "func_pm_op_change",
+        "func_pm_flip_operators",
+        "func_pm_op_swap",
+        "func_pm_op_change_const",
+        "func_pm_ctrl_invert_if",
+        "func_pm_ctrl_shuffle",
+    }
+)
 
 
 class TaskInstance(BaseModel):
@@ -252,7 +258,10 @@ def load_tasks(path: str | Path, on_error: Literal["skip", "raise"] = "skip") ->
                 problem = task
             elif task.instance_id in first_seen:
                 problem = TaskProblem(
-                    label, line, task.instance_id, "instance_id",
+                    label,
+                    line,
+                    task.instance_id,
+                    "instance_id",
                     f"duplicate instance_id (first at {first_seen[task.instance_id]}; that one is kept)",
                 )
             else:
@@ -278,7 +287,9 @@ def validate_record(record: Any, file: str, line: int, size: int | None = None) 
     instance = raw_id if isinstance(raw_id, str) else None
     size = size if size is not None else len(json.dumps(record, default=str))
     if size > MAX_RECORD_BYTES:
-        return TaskProblem(file, line, instance, None, f"record of {size} bytes, more than {MAX_RECORD_BYTES}")
+        return TaskProblem(
+            file, line, instance, None, f"record of {size} bytes, more than {MAX_RECORD_BYTES}"
+        )
     bad_text = _non_utf8_field(record)
     if bad_text:
         return TaskProblem(file, line, instance, bad_text, "not valid UTF-8 text")
@@ -346,8 +357,14 @@ def _iter_jsonl(label: str, text: str) -> Iterator[_Raw]:
         sniffed = _ID_SNIFF_RE.search(line[:4096])
         instance = sniffed.group(1) if sniffed else None
         if size > MAX_RECORD_BYTES:
-            yield label, number, TaskProblem(label, number, instance, None,
-                                             f"record of {size} bytes, more than {MAX_RECORD_BYTES}"), size
+            yield (
+                label,
+                number,
+                TaskProblem(
+                    label, number, instance, None, f"record of {size} bytes, more than {MAX_RECORD_BYTES}"
+                ),
+                size,
+            )
             continue
         try:
             record = json.loads(line)
@@ -366,8 +383,12 @@ def _iter_json(label: str, text: str) -> Iterator[_Raw]:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":  # "Extra data" means several objects: JSON lines
-                yield label, exc.lineno, TaskProblem(label, exc.lineno, None, None,
-                                                     f"invalid or truncated JSON: {exc.msg}"), None
+                yield (
+                    label,
+                    exc.lineno,
+                    TaskProblem(label, exc.lineno, None, None, f"invalid or truncated JSON: {exc.msg}"),
+                    None,
+                )
                 return
             yield from _iter_jsonl(label, text)
             return
@@ -384,8 +405,18 @@ def _iter_json(label: str, text: str) -> Iterator[_Raw]:
             record, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             sniffed = _ID_SNIFF_RE.search(text, pos, pos + 4096)
-            yield label, line, TaskProblem(label, line, sniffed.group(1) if sniffed else None, None,
-                                           f"invalid or truncated JSON: {exc.msg} (line {exc.lineno})"), None
+            yield (
+                label,
+                line,
+                TaskProblem(
+                    label,
+                    line,
+                    sniffed.group(1) if sniffed else None,
+                    None,
+                    f"invalid or truncated JSON: {exc.msg} (line {exc.lineno})",
+                ),
+                None,
+            )
             return
         yield label, line, record, None
         pos = _skip_ws(text, end)
@@ -393,7 +424,12 @@ def _iter_json(label: str, text: str) -> Iterator[_Raw]:
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
             bad = text.count("\n", 0, pos) + 1
-            yield label, bad, TaskProblem(label, bad, None, None, "truncated JSON array: expected ',' or ']'"), None
+            yield (
+                label,
+                bad,
+                TaskProblem(label, bad, None, None, "truncated JSON array: expected ',' or ']'"),
+                None,
+            )
             return
 
 
@@ -430,7 +466,9 @@ def _iter_arrow_dir(path: Path) -> Iterator[_Raw]:
             return
     files = sorted(path.rglob("*.arrow")) + sorted(path.rglob("*.parquet"))
     if not files:
-        raise TaskError(TaskProblem(str(path), 0, None, None, "directory holds no datasets arrow or parquet files"))
+        raise TaskError(
+            TaskProblem(str(path), 0, None, None, "directory holds no datasets arrow or parquet files")
+        )
     for file in files:
         rows = _parquet_rows(file) if file.suffix == ".parquet" else _arrow_rows(file)
         yield from _iter_rows(str(file), rows)

@@ -26,7 +26,9 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     tasks = sub.add_parser("tasks", help="check and build SWE-smith task files")
     tsub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="{check,build,split}")
 
-    check = tsub.add_parser("check", help="validate a task file; one line per bad record, exit 0 only if all valid")
+    check = tsub.add_parser(
+        "check", help="validate a task file; one line per bad record, exit 0 only if all valid"
+    )
     check.add_argument("file", help="JSON, JSONL, parquet file or a datasets save_to_disk directory")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first bad record")
     check.set_defaults(func=_lazy("envs.tasks:cli_check"))
@@ -37,7 +39,9 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--max-bugs", type=int, default=None, help="stop after this many validated tasks")
     build.add_argument("--combined", type=int, default=None, help="how many combined (2-3 edit) bugs to add")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--workers", type=int, default=None, help="parallel validation processes (default: cores)")
+    build.add_argument(
+        "--workers", type=int, default=None, help="parallel validation processes (default: cores)"
+    )
     build.set_defaults(func=_lazy("envs.build:cli_build"))
 
     split = tsub.add_parser("split", help="print the train/held-out split of a task file")
@@ -48,7 +52,9 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 def _add_collect(sub: argparse._SubParsersAction) -> None:
     collect = sub.add_parser("collect", help="run agents on tasks and fill the outcome store (resumable)")
     collect.add_argument("--tasks", required=True, help="task file")
-    collect.add_argument("--agents", default=None, help="comma-separated agent names (default: the config's agents)")
+    collect.add_argument(
+        "--agents", default=None, help="comma-separated agent names (default: the config's agents)"
+    )
     collect.add_argument("--store", required=True, help="SQLite outcome store path")
     collect.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
     collect.add_argument("--config", default="env/default", help="env config (sandbox, agents, seeds, depth)")

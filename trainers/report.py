@@ -148,13 +148,19 @@ def pool_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
         parts = [r["policies"][name] for r in reports]
         pooled = _pool_metrics(parts, lam)
         kinds = sorted({k for p in parts for k in p.get("by_kind", {})})
-        pooled["by_kind"] = {k: _pool_metrics([p["by_kind"][k] for p in parts if k in p["by_kind"]], lam) for k in kinds}
+        pooled["by_kind"] = {
+            k: _pool_metrics([p["by_kind"][k] for p in parts if k in p["by_kind"]], lam) for k in kinds
+        }
         if "sequence" in parts[0]:
             pooled["sequences"] = [p["sequence"] for p in parts]  # chosen per fold, on its train side
         policies[name] = pooled
     sizes = [r["meta"]["num_tasks"] for r in reports]
     meta = {
-        **{k: v for k, v in reports[0]["meta"].items() if k not in ("checkpoint", "num_tasks", "num_train_tasks")},
+        **{
+            k: v
+            for k, v in reports[0]["meta"].items()
+            if k not in ("checkpoint", "num_tasks", "num_train_tasks")
+        },
         "pooled_from": len(reports),
         "checkpoints": [r["meta"].get("checkpoint") for r in reports],
         "num_tasks": sum(sizes),
@@ -174,9 +180,14 @@ def _pool_sweep(reports: list[dict[str, Any]], sizes: list[int]) -> dict[str, li
             raise ValueError(f"pool_reports: the λ sweeps of {name!r} use different grids")
         out[name] = []
         for j, lam in enumerate(lams):
-            parts = [{**s["points"][name][j], "n": n, "mean_steps": 0.0} for s, n in zip(sweeps, sizes, strict=True)]
+            parts = [
+                {**s["points"][name][j], "n": n, "mean_steps": 0.0}
+                for s, n in zip(sweeps, sizes, strict=True)
+            ]
             m = _pool_metrics(parts, lam)
-            out[name].append({k: m[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")} | {"lam": lam})
+            out[name].append(
+                {k: m[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")} | {"lam": lam}
+            )
     return out
 
 

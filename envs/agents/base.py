@@ -51,7 +51,9 @@ class AgentSpec:
         budget = data.get("budget") or {}
         budget_keys = set(Budget.__dataclass_fields__)
         if not isinstance(budget, dict) or set(budget) - budget_keys:
-            raise ValueError(f"{where}: agent {name!r} budget must be a mapping with keys from {sorted(budget_keys)}")
+            raise ValueError(
+                f"{where}: agent {name!r} budget must be a mapping with keys from {sorted(budget_keys)}"
+            )
         kwargs = data.get("kwargs") or {}
         if not isinstance(kwargs, dict):
             raise ValueError(f"{where}: agent {name!r} kwargs must be a mapping")

@@ -68,15 +68,20 @@ class LLMAgent:
             try:
                 from openai import OpenAI
             except ImportError as exc:
-                raise RuntimeError("the llm agent needs the openai client: pip install 'hrm-spawn[llm]'") from exc
+                raise RuntimeError(
+                    "the llm agent needs the openai client: pip install 'hrm-spawn[llm]'"
+                ) from exc
             cfg = self.config
             # local endpoints often need no key; the client insists on one, so send a placeholder
             key = os.environ.get(cfg.api_key_env) or "not-set"
-            self._client = OpenAI(base_url=cfg.base_url, api_key=key, timeout=cfg.request_timeout_s,
-                                  max_retries=cfg.max_retries)
+            self._client = OpenAI(
+                base_url=cfg.base_url, api_key=key, timeout=cfg.request_timeout_s, max_retries=cfg.max_retries
+            )
         return self._client
 
-    def run(self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int) -> AgentResult:
+    def run(
+        self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int
+    ) -> AgentResult:
         run = _Run(self, sandbox, task, budget, seed)
         try:
             run.enter()
@@ -93,7 +98,13 @@ class _Run:
 
     def __init__(self, agent: LLMAgent, sandbox: Sandbox, task: TaskInstance, budget: Budget, seed: int):
         self.agent, self.cfg, self.sandbox, self.task, self.budget, self.seed = (
-            agent, agent.config, sandbox, task, budget, seed)
+            agent,
+            agent.config,
+            sandbox,
+            task,
+            budget,
+            seed,
+        )
         self.cost = Cost()
         self.turns = 0
         self.status = "budget_exhausted"
@@ -111,7 +122,9 @@ class _Run:
         if not repo_dir:
             return
         exports = "".join(f" && export {k}={shlex.quote(v)}" for k, v in env.items())
-        result = self.sandbox.run(f"cd {shlex.quote(repo_dir)}{exports}", timeout_s=self.cfg.command_timeout_s)
+        result = self.sandbox.run(
+            f"cd {shlex.quote(repo_dir)}{exports}", timeout_s=self.cfg.command_timeout_s
+        )
         self.cost.sandbox_s += float(getattr(result, "duration_s", 0.0) or 0.0)
         if result.exit_code != 0:
             raise RuntimeError(f"cannot enter the repository {repo_dir}: {result.output.strip()[-300:]}")
@@ -132,14 +145,22 @@ class _Run:
                 return
             if command is None:
                 self.trajectory.append(f"turn {self.turns}: no command")
-                self.messages.append({"role": "user", "content": "No command found. Reply with one ```bash block, "
-                                                                 "or a line SUBMIT when you are done."})
+                self.messages.append(
+                    {
+                        "role": "user",
+                        "content": "No command found. Reply with one ```bash block, "
+                        "or a line SUBMIT when you are done.",
+                    }
+                )
 
     def ask(self) -> str:
         cfg = self.cfg
         response = self.agent.client().chat.completions.create(
-            model=cfg.model, messages=self.messages, temperature=cfg.temperature,
-            max_tokens=cfg.max_reply_tokens, seed=self.seed,
+            model=cfg.model,
+            messages=self.messages,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_reply_tokens,
+            seed=self.seed,
         )
         self.turns += 1
         usage = getattr(response, "usage", None)
@@ -175,8 +196,14 @@ class _Run:
             if self.status != "error":
                 self.status, self.reason = "error", f"cannot read the candidate diff: {exc}"
         return AgentResult(
-            patch=patch, status=self.status, cost=self.cost, reason=self.reason, trajectory=self.trajectory,
-            agent=self.agent.name, version=self.agent.version, seed=self.seed,
+            patch=patch,
+            status=self.status,
+            cost=self.cost,
+            reason=self.reason,
+            trajectory=self.trajectory,
+            agent=self.agent.name,
+            version=self.agent.version,
+            seed=self.seed,
         )
 
 
@@ -205,7 +232,9 @@ def format_observation(result: Any, limit: int, timeout_s: float) -> str:
     if len(output) > limit:  # keep both ends: the command's start and the error at the bottom
         half = limit // 2
         output = f"{output[:half]}\n... [{len(output) - limit} characters cut] ...\n{output[-half:]}"
-    head = f"timed out: stopped after {timeout_s:g} s" if result.timed_out else f"exit code: {result.exit_code}"
+    head = (
+        f"timed out: stopped after {timeout_s:g} s" if result.timed_out else f"exit code: {result.exit_code}"
+    )
     return f"{head}\n{output}"
 
 

@@ -39,9 +39,33 @@ _EDITABLE = re.compile(r"==|!=|[-+*/%<>&|^~]|\b(?:not|and|or|is|in|if|elif|while
 _CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
 # builtins that call a dunder of their argument; other builtins and pytest helpers call nothing of ours
 _DUNDER = {"len": "__len__", "str": "__str__", "repr": "__repr__", "bool": "__bool__", "hash": "__hash__"}
-_NOT_CALLEES = {"assert", "if", "while", "for", "return", "not", "and", "or", "in", "is", "print", "isinstance",
-                "type", "int", "float", "dict", "list", "set", "tuple", "sorted", "range", "enumerate", "zip",
-                "raises", "approx"}
+_NOT_CALLEES = {
+    "assert",
+    "if",
+    "while",
+    "for",
+    "return",
+    "not",
+    "and",
+    "or",
+    "in",
+    "is",
+    "print",
+    "isinstance",
+    "type",
+    "int",
+    "float",
+    "dict",
+    "list",
+    "set",
+    "tuple",
+    "sorted",
+    "range",
+    "enumerate",
+    "zip",
+    "raises",
+    "approx",
+}
 
 
 @dataclass(frozen=True)
@@ -54,8 +78,13 @@ class Site:
 def is_test_path(path: str) -> bool:
     parts = path.replace("\\", "/").split("/")
     base = parts[-1]
-    return (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
-            or "tests" in parts[:-1] or "test" in parts[:-1])
+    return (
+        base.startswith("test_")
+        or base.endswith("_test.py")
+        or base == "conftest.py"
+        or "tests" in parts[:-1]
+        or "test" in parts[:-1]
+    )
 
 
 def _relative(path: str, root: str) -> str | None:
@@ -106,9 +135,13 @@ def _index(source: str) -> _Index:
         if isinstance(node, ast.stmt):
             statements.add(node.lineno)
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             docstrings.add(body[0].lineno)
     return _Index(tuple(functions), frozenset(statements - docstrings), frozenset(f[1] for f in functions))
 
@@ -137,15 +170,18 @@ def functions_named(source: str, names: set[str]) -> list[tuple[int, int]]:
     return [(first, last) for name, first, last in _index(source).functions if name in names]
 
 
-def ochiai(coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]) -> dict[tuple[str, int], float]:
+def ochiai(
+    coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]
+) -> dict[tuple[str, int], float]:
     """Ochiai suspiciousness of each covered line; ``coverage`` is test id -> file -> lines."""
     ef, ep = _counts(coverage, failed)
     total_failed = len(failed & set(coverage)) or 1
     return {site: n / math.sqrt(total_failed * (n + ep.get(site, 0))) for site, n in ef.items()}
 
 
-def weighted_ochiai(coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]
-                    ) -> dict[tuple[str, int], float]:
+def weighted_ochiai(
+    coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]
+) -> dict[tuple[str, int], float]:
     """Ochiai with each passing test counted by its Jaccard similarity to the failing tests' lines: a
     passing test that runs what the failing ones run clears a line; one that merely shares the set-up
     (every test inserts, so every test runs the id counter) clears it much less."""
@@ -163,8 +199,9 @@ def weighted_ochiai(coverage: Mapping[str, Mapping[str, Iterable[int]]], failed:
     return {site: n / math.sqrt(total_failed * (n + ep.get(site, 0.0))) for site, n in ef.items()}
 
 
-def _counts(coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]
-            ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+def _counts(
+    coverage: Mapping[str, Mapping[str, Iterable[int]]], failed: set[str]
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """How many failing (ef) and passing (ep) tests cover each line."""
     ef: dict[tuple[str, int], int] = {}
     ep: dict[tuple[str, int], int] = {}
@@ -184,10 +221,12 @@ def failing_test_lines(text: str) -> list[str]:
     for match in _PYTEST_FRAME.finditer(text):
         end = text.find("\n", match.end()) + 1 or len(text)
         if is_test_path(match.group("path")):
-            if text[match.end():end].startswith(" in "):
+            if text[match.end() : end].startswith(" in "):
                 out.append(text[end:].split("\n", 1)[0].strip())
             else:
-                out += [ln[1:].strip() for ln in text[begin:match.start()].splitlines() if ln.startswith(">")]
+                out += [
+                    ln[1:].strip() for ln in text[begin : match.start()].splitlines() if ln.startswith(">")
+                ]
         begin = end
     return [line for line in out if line]
 
@@ -223,8 +262,15 @@ class _Ranking:
                 self._texts[path] = None
         return self._texts[path]
 
-    def widen(self, path: str, first: int, last: int, floor: float, spectrum: Mapping[tuple[str, int], float],
-              covered: set[tuple[str, int]]) -> None:
+    def widen(
+        self,
+        path: str,
+        first: int,
+        last: int,
+        floor: float,
+        spectrum: Mapping[tuple[str, int], float],
+        covered: set[tuple[str, int]],
+    ) -> None:
         """Statement lines of ``first..last`` get ``floor``, raised by their spectrum score towards (never to)
         a traceback frame's."""
         text = self.text(path)
@@ -237,8 +283,10 @@ class _Ranking:
         """Best first. A ``def`` line (run on every call, nothing to mutate but defaults) drops to half; equal
         scores: the line more failing tests ran first, then one with an operator or a constant (what the
         mutation families edit), then source order."""
-        scores = {site: score * (DEF_DAMPING if site[1] in self._defs(site[0]) else 1.0)
-                  for site, score in self.scores.items()}
+        scores = {
+            site: score * (DEF_DAMPING if site[1] in self._defs(site[0]) else 1.0)
+            for site, score in self.scores.items()
+        }
 
         def key(item: tuple[tuple[str, int], float]) -> tuple:
             (path, line), score = item
@@ -298,8 +346,12 @@ def localize(
     return rank.ranked(ef)
 
 
-def _report_only(rank: _Ranking, failures: Mapping[str, str], failed: set[str],
-                 coverage: Mapping[str, Mapping[str, Iterable[int]]]) -> set[tuple[str, int]]:
+def _report_only(
+    rank: _Ranking,
+    failures: Mapping[str, str],
+    failed: set[str],
+    coverage: Mapping[str, Mapping[str, Iterable[int]]],
+) -> set[tuple[str, int]]:
     """Lines of ``__repr__``/``__str__`` and of the functions they call by name: pytest runs them only to
     print a failed assert's values, so only failing tests cover them. Not when the failing line calls them."""
     wanted = called_names(line for text in failures.values() for line in failing_test_lines(text))
@@ -316,8 +368,14 @@ def _report_only(rank: _Ranking, failures: Mapping[str, str], failed: set[str],
     return out
 
 
-def _callees(rank: _Ranking, failures: Mapping[str, str], coverage: Mapping[str, Mapping[str, Iterable[int]]],
-             failed: set[str], spectrum: Mapping[tuple[str, int], float], covered: set[tuple[str, int]]) -> None:
+def _callees(
+    rank: _Ranking,
+    failures: Mapping[str, str],
+    coverage: Mapping[str, Mapping[str, Iterable[int]]],
+    failed: set[str],
+    spectrum: Mapping[tuple[str, int], float],
+    covered: set[tuple[str, int]],
+) -> None:
     """Functions the failing test line calls by name, in files the failing tests ran, get a floor: when a
     test's ``assert`` is its only frame, the wrong value came from one of them (Table._get_next_id)."""
     names = called_names(line for text in failures.values() for line in failing_test_lines(text))

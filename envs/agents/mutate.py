@@ -131,7 +131,9 @@ class _Collector(cst.CSTVisitor):
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, lines: set[int], families: set[str], module: cst.Module | None = None, source: str = ""):
+    def __init__(
+        self, lines: set[int], families: set[str], module: cst.Module | None = None, source: str = ""
+    ):
         super().__init__()
         self.lines = lines
         self.families = families
@@ -147,15 +149,22 @@ class _Collector(cst.CSTVisitor):
 
     def _splice(self, old: cst.CSTNode, new: cst.CSTNode) -> tuple[int, int, str] | None:
         """An expression-level edit as a text splice (statements and blocks carry indentation: no)."""
-        if self._module is None or isinstance(old, (cst.BaseStatement, cst.BaseSuite, cst.SimpleStatementLine)):
+        if self._module is None or isinstance(
+            old, (cst.BaseStatement, cst.BaseSuite, cst.SimpleStatementLine)
+        ):
             return None
         if getattr(old, "lpar", None):
             return None  # the position excludes a node's own parentheses, its code includes them
         pos = self.get_metadata(PositionProvider, old)
-        start, end = self._offset(pos.start.line, pos.start.column), self._offset(pos.end.line, pos.end.column)
+        start, end = (
+            self._offset(pos.start.line, pos.start.column),
+            self._offset(pos.end.line, pos.end.column),
+        )
         return start, end, self._module.code_for_node(new)
 
-    def _reorder_splice(self, body: Sequence[cst.CSTNode], order: Sequence[int]) -> tuple[int, int, str] | None:
+    def _reorder_splice(
+        self, body: Sequence[cst.CSTNode], order: Sequence[int]
+    ) -> tuple[int, int, str] | None:
         """Reordered whole statements (with their leading comment/blank lines) as a splice of full lines."""
         spans = []
         for stmt in body:
@@ -178,8 +187,15 @@ class _Collector(cst.CSTVisitor):
         pos = self.get_metadata(PositionProvider, node)
         return range(pos.start.line, pos.end.line + 1)
 
-    def _add(self, family: str, old: cst.CSTNode, new: cst.CSTNode, what: str, line: int | None = None,
-             splice: tuple[int, int, str] | None = None) -> None:
+    def _add(
+        self,
+        family: str,
+        old: cst.CSTNode,
+        new: cst.CSTNode,
+        what: str,
+        line: int | None = None,
+        splice: tuple[int, int, str] | None = None,
+    ) -> None:
         if family not in self.families:
             return
         line = self._line(old) if line is None else line
@@ -203,7 +219,9 @@ class _Collector(cst.CSTVisitor):
         left, right = _int_value(node.left), _int_value(node.right)
         if left is not None and right is not None:  # the modifier may change both literals at once
             for dl, dr in itertools.product((-1, 1), repeat=2):
-                new = node.with_changes(left=_int_node(left + dl, node.left), right=_int_node(right + dr, node.right))
+                new = node.with_changes(
+                    left=_int_node(left + dl, node.left), right=_int_node(right + dr, node.right)
+                )
                 self._add("constants", node, new, f"{_code(node)!r} -> {_code(new)!r}")
 
     def _swap_operands(self, node: cst.BinaryOperation | cst.BooleanOperation) -> None:
@@ -225,12 +243,14 @@ class _Collector(cst.CSTVisitor):
         for i, target in enumerate(node.comparisons):
             for alt in _alternatives(target.operator, _CMP_GROUPS):
                 new_target = target.with_changes(operator=_same_ws(alt, target.operator))
-                comparisons = [*node.comparisons[:i], new_target, *node.comparisons[i + 1:]]
+                comparisons = [*node.comparisons[:i], new_target, *node.comparisons[i + 1 :]]
                 new = node.with_changes(comparisons=comparisons)
                 self._add("operators", node, new, f"{_code(node)!r} -> {_code(new)!r}")
         if len(node.comparisons) == 1 and _code(node.left) != _code(node.comparisons[0].comparator):
             target = node.comparisons[0]
-            new = node.with_changes(left=target.comparator, comparisons=[target.with_changes(comparator=node.left)])
+            new = node.with_changes(
+                left=target.comparator, comparisons=[target.with_changes(comparator=node.left)]
+            )
             self._add("operands", node, new, f"{_code(node)!r} -> {_code(new)!r}")
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
@@ -273,7 +293,9 @@ class _Collector(cst.CSTVisitor):
                 continue  # literals are handled by visit_Integer
             for delta in (1, -1):
                 new = node.with_changes(**{attr: _shift(bound, delta)})
-                self._add("constants", node, new, f"slice {attr} {_code(bound)} -> {_code(_shift(bound, delta))}")
+                self._add(
+                    "constants", node, new, f"slice {attr} {_code(bound)} -> {_code(_shift(bound, delta))}"
+                )
 
     def visit_Call(self, node: cst.Call) -> None:
         if not (isinstance(node.func, cst.Name) and node.func.value == "range" and self._at(node)):
@@ -282,7 +304,7 @@ class _Collector(cst.CSTVisitor):
             if _int_value(arg.value) is not None or arg.keyword is not None:
                 continue
             for delta in (1, -1):
-                args = [*node.args[:i], arg.with_changes(value=_shift(arg.value, delta)), *node.args[i + 1:]]
+                args = [*node.args[:i], arg.with_changes(value=_shift(arg.value, delta)), *node.args[i + 1 :]]
                 new = node.with_changes(args=args)
                 self._add("constants", node, new, f"{_code(node)!r} -> {_code(new)!r}")
 
@@ -298,14 +320,21 @@ class _Collector(cst.CSTVisitor):
 
     def visit_While(self, node: cst.While) -> None:
         if self._at(node):
-            self._add("control", node, node.with_changes(test=_negate(node.test)), f"negate 'while {_code(node.test)}'")
+            self._add(
+                "control",
+                node,
+                node.with_changes(test=_negate(node.test)),
+                f"negate 'while {_code(node.test)}'",
+            )
 
     def visit_IfExp(self, node: cst.IfExp) -> None:
         if not self._at(node):
             return
         new = node.with_changes(body=node.orelse, orelse=node.body)
         self._add("control", node, new, f"swap branches of {_code(node)!r}")
-        self._add("control", node, node.with_changes(test=_negate(node.test)), f"negate test of {_code(node)!r}")
+        self._add(
+            "control", node, node.with_changes(test=_negate(node.test)), f"negate test of {_code(node)!r}"
+        )
 
     # statement order
     def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
@@ -317,9 +346,14 @@ class _Collector(cst.CSTVisitor):
                 if 0 <= j < len(body) - 1:
                     order = [*range(j), j + 1, j, *range(j + 2, len(body))]
                     swapped = [body[k] for k in order]
-                    self._add("statements", node, node.with_changes(body=swapped),
-                              f"swap statements at lines {self._line(body[j])} and {self._line(body[j + 1])}",
-                              line=self._line(stmt), splice=self._reorder_splice(body, order))
+                    self._add(
+                        "statements",
+                        node,
+                        node.with_changes(body=swapped),
+                        f"swap statements at lines {self._line(body[j])} and {self._line(body[j + 1])}",
+                        line=self._line(stmt),
+                        splice=self._reorder_splice(body, order),
+                    )
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         if "statements" not in self.families or not isinstance(node.body, cst.IndentedBlock):
@@ -329,8 +363,14 @@ class _Collector(cst.CSTVisitor):
             return
         for order in _plausible_orders(body)[:_MAX_ORDERS]:
             new = node.body.with_changes(body=[body[k] for k in order])
-            self._add("statements", node.body, new, f"reorder body of {node.name.value}() as {list(order)}",
-                      line=self._line(node), splice=self._reorder_splice(body, order))
+            self._add(
+                "statements",
+                node.body,
+                new,
+                f"reorder body of {node.name.value}() as {list(order)}",
+                line=self._line(node),
+                splice=self._reorder_splice(body, order),
+            )
 
 
 def _names(node: cst.CSTNode) -> tuple[set[str], set[str]]:
@@ -369,8 +409,12 @@ def _target_names(node: cst.CSTNode) -> list[cst.Name]:
 
 
 def _is_docstring(stmt: cst.CSTNode) -> bool:
-    return (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
-            and isinstance(stmt.body[0], cst.Expr) and isinstance(stmt.body[0].value, cst.SimpleString))
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, cst.SimpleString)
+    )
 
 
 def _ends_flow(stmt: cst.CSTNode) -> bool:
@@ -382,8 +426,12 @@ def _plausible_orders(body: Sequence[cst.CSTNode]) -> list[tuple[int, ...]]:
     body comes after its binding, a docstring comes first and a return/raise comes last."""
     info = [_names(s) for s in body]
     n = len(body)
-    before = {(i, j) for i in range(n) for j in range(n)
-              if i != j and info[i][0] & info[j][1] and not info[j][0] & info[i][0]}
+    before = {
+        (i, j)
+        for i in range(n)
+        for j in range(n)
+        if i != j and info[i][0] & info[j][1] and not info[j][0] & info[i][0]
+    }
     orders = []
     for order in itertools.permutations(range(n)):
         if order == tuple(range(n)):
@@ -449,7 +497,9 @@ def _parses(text: str) -> bool:
 
 
 def mutate_sites(
-    read: Callable[[str], str], sites: Sequence[tuple[str, int]], families: Iterable[str],
+    read: Callable[[str], str],
+    sites: Sequence[tuple[str, int]],
+    families: Iterable[str],
     max_lines: int | None = None,
 ) -> list[Candidate]:
     """Candidates for ranked (file, line) sites across files, in site order; ``read(path)`` gives a file's text.

@@ -20,25 +20,57 @@ ENTRY_POINT_GROUP = "hrm_spawn.agents"
 _REPAIR = "envs.agents.repair:RepairAgent"
 
 
-def _spec(name: str, families: list[str], lines: int, batch: int, budget: Budget, description: str) -> AgentSpec:
+def _spec(
+    name: str, families: list[str], lines: int, batch: int, budget: Budget, description: str
+) -> AgentSpec:
     kwargs = {"families": families, "max_lines": lines, "batch_size": batch, "depth": 2}
     return AgentSpec(name, _REPAIR, kwargs, budget, description)
 
 
 # Different families and budgets, so which agent to spawn matters; configs/agents/default.yaml mirrors these.
 AGENT_SPECS: dict[str, AgentSpec] = {
-    "op-flip": _spec("op-flip", ["operators"], 12, 64, Budget(max_validations=60, max_sandbox_s=60.0),
-                     "flips arithmetic, comparison and boolean operators"),
-    "swap": _spec("swap", ["operands", "statements"], 10, 64, Budget(max_validations=80, max_sandbox_s=80.0),
-                  "swaps operands and reorders statements"),
-    "const": _spec("const", ["constants"], 12, 64, Budget(max_validations=60, max_sandbox_s=60.0),
-                   "changes constants: +-1, 0/1, True/False, off-by-one"),
-    "cond": _spec("cond", ["control"], 12, 64, Budget(max_validations=40, max_sandbox_s=40.0),
-                  "inverts if/else and negates conditions"),
+    "op-flip": _spec(
+        "op-flip",
+        ["operators"],
+        12,
+        64,
+        Budget(max_validations=60, max_sandbox_s=60.0),
+        "flips arithmetic, comparison and boolean operators",
+    ),
+    "swap": _spec(
+        "swap",
+        ["operands", "statements"],
+        10,
+        64,
+        Budget(max_validations=80, max_sandbox_s=80.0),
+        "swaps operands and reorders statements",
+    ),
+    "const": _spec(
+        "const",
+        ["constants"],
+        12,
+        64,
+        Budget(max_validations=60, max_sandbox_s=60.0),
+        "changes constants: +-1, 0/1, True/False, off-by-one",
+    ),
+    "cond": _spec(
+        "cond",
+        ["control"],
+        12,
+        64,
+        Budget(max_validations=40, max_sandbox_s=40.0),
+        "inverts if/else and negates conditions",
+    ),
     "broad": AgentSpec(
-        "broad", _REPAIR,
-        {"families": ["operators", "operands", "constants", "control"], "max_lines": 30,
-         "batch_size": 100, "depth": 2, "pair_pool": 8},
+        "broad",
+        _REPAIR,
+        {
+            "families": ["operators", "operands", "constants", "control"],
+            "max_lines": 30,
+            "batch_size": 100,
+            "depth": 2,
+            "pair_pool": 8,
+        },
         Budget(max_validations=200, max_sandbox_s=150.0),
         "every expression-level family, deeper localisation, pairs of edits: strong and expensive "
         "(statement reordering is left to swap)",

@@ -101,7 +101,9 @@ class _Session:
             raise RuntimeError(f"validator failed (exit {result.exit_code}): {result.output[-800:]}") from exc
 
 
-def _tiers(cands: list[Candidate], score: dict[tuple[str, int], float], rng: random.Random) -> list[Candidate]:
+def _tiers(
+    cands: list[Candidate], score: dict[tuple[str, int], float], rng: random.Random
+) -> list[Candidate]:
     """Seeded shuffle within each suspiciousness tier, tiers kept in order."""
     groups: dict[float, list[Candidate]] = {}
     for cand in cands:
@@ -153,18 +155,29 @@ class RepairAgent:
     ):
         unknown = set(families) - set(FAMILIES)
         if unknown or not families:
-            raise ValueError(f"RepairAgent families {sorted(unknown) or '[]'} invalid; known: {', '.join(FAMILIES)}")
+            raise ValueError(
+                f"RepairAgent families {sorted(unknown) or '[]'} invalid; known: {', '.join(FAMILIES)}"
+            )
         if max_lines < 1 or batch_size < 1 or depth < 1 or pair_pool < 0:
             raise ValueError("RepairAgent needs max_lines, batch_size, depth >= 1 and pair_pool >= 0")
         self.families, self.max_lines, self.batch_size = list(families), max_lines, batch_size
-        self.depth, self.pair_pool, self.candidate_timeout_s, self.name = depth, pair_pool, candidate_timeout_s, name
+        self.depth, self.pair_pool, self.candidate_timeout_s, self.name = (
+            depth,
+            pair_pool,
+            candidate_timeout_s,
+            name,
+        )
         self.test_timeout_s = test_timeout_s
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int) -> AgentResult:
+    def run(
+        self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int
+    ) -> AgentResult:
         cost, log = Cost(), []
         session = _Session(sandbox, cost)
-        result = AgentResult(patch="", status="ok", cost=cost, agent=self.name, version=self.version, seed=seed)
+        result = AgentResult(
+            patch="", status="ok", cost=cost, agent=self.name, version=self.version, seed=seed
+        )
         applied = False
         try:
             if start_patch.strip():
@@ -172,11 +185,20 @@ class RepairAgent:
                 log.append("applied start_patch")
             applied = True
             session.write(f"{SCRATCH}/worker.py", WORKER_SOURCE)
-            status, reason, report, rate = self._search(session, task, budget, seed, log, clean=not start_patch.strip())
-            result.status, result.reason, result.visible, result.visible_pass_rate = status, reason, report, rate
+            status, reason, report, rate = self._search(
+                session, task, budget, seed, log, clean=not start_patch.strip()
+            )
+            result.status, result.reason, result.visible, result.visible_pass_rate = (
+                status,
+                reason,
+                report,
+                rate,
+            )
             self._cleanup(session)
             result.patch = session._timed(sandbox.diff)
-        except Exception as exc:  # crash, hang or a patch that does not apply: report it, leave the sandbox usable
+        except (
+            Exception
+        ) as exc:  # crash, hang or a patch that does not apply: report it, leave the sandbox usable
             result.status = "timeout" if isinstance(exc, AgentTimeout) else "error"
             result.reason = f"{type(exc).__name__}: {exc}"[:1000]
             log.append(f"{result.status}: {result.reason[:200]}")
@@ -192,8 +214,15 @@ class RepairAgent:
         with contextlib.suppress(Exception):  # the caller sees the error status; a dead sandbox is theirs
             session._timed(session.sandbox.reset)
 
-    def _search(self, session: _Session, task: TaskInstance, budget: Budget, seed: int, log: list[str],
-                clean: bool = True):
+    def _search(
+        self,
+        session: _Session,
+        task: TaskInstance,
+        budget: Budget,
+        seed: int,
+        log: list[str],
+        clean: bool = True,
+    ):
         f2p, p2p = list(task.FAIL_TO_PASS), list(task.PASS_TO_PASS)
         rng = random.Random(seed)
         deadline = time.perf_counter() + (budget.max_sandbox_s or float("inf"))
@@ -206,8 +235,13 @@ class RepairAgent:
         for round_no in range(self.depth):
             if best.f2p_passed == len(f2p):
                 break
-            sites = localize(base["failures"], session.sandbox.repo_dir, base.get("coverage"),
-                             base["failed"], read=session.read)[:MAX_RANKED]
+            sites = localize(
+                base["failures"],
+                session.sandbox.repo_dir,
+                base.get("coverage"),
+                base["failed"],
+                read=session.read,
+            )[:MAX_RANKED]
             if not sites:
                 log.append("no repository line to blame")
                 break
@@ -221,7 +255,9 @@ class RepairAgent:
             if not found and self.pair_pool:
                 pairs = self._pairs(session, cands, best)
                 log.append(f"no single edit helps: {len(pairs)} pairs")
-                found, exhausted = self._validate(session, pairs, best, f2p, p2p, budget, deadline, tried, log)
+                found, exhausted = self._validate(
+                    session, pairs, best, f2p, p2p, budget, deadline, tried, log
+                )
                 if exhausted:
                     status, reason = "budget_exhausted", exhausted
                     break
@@ -240,8 +276,14 @@ class RepairAgent:
         report.status.update(best.status)  # the visible outcomes of the candidate we return
         return status, reason, report, rate
 
-    def _observe(self, session: _Session, f2p: list[str], p2p: list[str], deadline: float,
-                 visible_p2p: list[str] | None = None) -> dict[str, Any]:
+    def _observe(
+        self,
+        session: _Session,
+        f2p: list[str],
+        p2p: list[str],
+        deadline: float,
+        visible_p2p: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Run the visible tests once on the current tree, with tracebacks and per-test coverage.
 
         On the clean buggy repository every PASS_TO_PASS test passes by the task's definition, so only
@@ -250,7 +292,14 @@ class RepairAgent:
         """
         timeout = min(self.test_timeout_s, max(5.0, deadline - time.perf_counter()))
         run_p2p = p2p if visible_p2p is None else visible_p2p
-        job = {"mode": "run", "f2p": f2p, "p2p": run_p2p, "coverage": True, "tb": "long", "timeout_s": timeout}
+        job = {
+            "mode": "run",
+            "f2p": f2p,
+            "p2p": run_p2p,
+            "coverage": True,
+            "tb": "long",
+            "timeout_s": timeout,
+        }
         out = session.worker(job, timeout + 5)
         session.cost.test_runs += 1
         if out.get("timed_out"):
@@ -258,13 +307,18 @@ class RepairAgent:
         status = out.get("status", {})
         ok = {t for t, s in status.items() if s in ("PASSED", "XFAIL")}
         return {
-            "status": status, "failures": out.get("failures", {}), "coverage": out.get("coverage", {}),
+            "status": status,
+            "failures": out.get("failures", {}),
+            "coverage": out.get("coverage", {}),
             "failed": {t for t in status if t not in ok} | {t for t in f2p if t not in ok},
-            "f2p": sum(t in ok for t in f2p), "p2p": sum(t in ok for t in run_p2p) + len(p2p) - len(run_p2p),
+            "f2p": sum(t in ok for t in f2p),
+            "p2p": sum(t in ok for t in run_p2p) + len(p2p) - len(run_p2p),
             "seconds": out.get("seconds", 0.0),
         }
 
-    def _candidates(self, session: _Session, sites: list[Site], best: _Best, rng: random.Random) -> list[Candidate]:
+    def _candidates(
+        self, session: _Session, sites: list[Site], best: _Best, rng: random.Random
+    ) -> list[Candidate]:
         """Edits at the ``max_lines`` most suspicious lines where this agent's families have an edit.
 
         Counting only lines with an edit matters: a constant-changing agent whose top lines hold no
@@ -278,29 +332,48 @@ class RepairAgent:
         pool = cands[: self.pair_pool]
         out = []
         for i, a in enumerate(pool):
-            for b in pool[i + 1:]:
+            for b in pool[i + 1 :]:
                 if a.file != b.file:
                     continue
                 merged = merge_edits(session.read(a.file), a.text, b.text)
                 if merged is not None:
-                    out.append(Candidate(a.file, merged, f"{a.description} + {b.description}", a.line, a.family))
+                    out.append(
+                        Candidate(a.file, merged, f"{a.description} + {b.description}", a.line, a.family)
+                    )
         return out
 
-    def _validate(self, session: _Session, cands: list[Candidate], best: _Best, f2p: list[str], p2p: list[str],
-                  budget: Budget, deadline: float, tried: set[tuple[str, str]], log: list[str]) -> tuple[bool, str]:
+    def _validate(
+        self,
+        session: _Session,
+        cands: list[Candidate],
+        best: _Best,
+        f2p: list[str],
+        p2p: list[str],
+        budget: Budget,
+        deadline: float,
+        tried: set[tuple[str, str]],
+        log: list[str],
+    ) -> tuple[bool, str]:
         """Validate in batches; update ``best``. Returns (improved, why the budget stopped us or '')."""
         todo = [c for c in cands if (c.file, c.text) not in tried]
         found = False
         while todo:
-            left_val = (budget.max_validations - session.cost.validations) if budget.max_validations else len(todo)
+            left_val = (
+                (budget.max_validations - session.cost.validations) if budget.max_validations else len(todo)
+            )
             left_s = deadline - time.perf_counter()
             if left_val <= 0 or left_s <= 0:
                 return found, f"budget spent with {len(todo)} candidates left"
-            batch, todo = todo[: min(self.batch_size, left_val)], todo[min(self.batch_size, left_val):]
+            batch, todo = todo[: min(self.batch_size, left_val)], todo[min(self.batch_size, left_val) :]
             job = {
-                "mode": "validate", "f2p": f2p, "p2p": p2p, "stop_on_fix": True, "p2p_mode": "improved",
+                "mode": "validate",
+                "f2p": f2p,
+                "p2p": p2p,
+                "stop_on_fix": True,
+                "p2p_mode": "improved",
                 "baseline": {"f2p": best.f2p_passed, "p2p": best.p2p_passed},
-                "timeout_s": self.candidate_timeout_s, "deadline_s": max(1.0, left_s),
+                "timeout_s": self.candidate_timeout_s,
+                "deadline_s": max(1.0, left_s),
                 "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(batch)],
             }
             out = session.worker(job, min(left_s, 600.0) + len(batch) * self.candidate_timeout_s)
@@ -310,14 +383,20 @@ class RepairAgent:
                 session.cost.validations += 1
                 session.cost.test_runs += 1 + (entry.get("p2p_passed") is not None)
                 p2p_passed = entry.get("p2p_passed")
-                if p2p_passed is not None and entry.get("p2p_ok") and best.better(entry["f2p_passed"], p2p_passed):
+                if (
+                    p2p_passed is not None
+                    and entry.get("p2p_ok")
+                    and best.better(entry["f2p_passed"], p2p_passed)
+                ):
                     best.files = {**best.files, cand.file: cand.text}
                     best.f2p_passed, best.p2p_passed = entry["f2p_passed"], p2p_passed
                     best.edits = [*best.edits, cand.description]
                     best.status = entry.get("status", {})
                     found = True
-            log.append(f"validated {len(out.get('results', []))} in {out.get('wall_s', 0):.1f}s: "
-                       f"best F2P {best.f2p_passed}/{len(f2p)}")
+            log.append(
+                f"validated {len(out.get('results', []))} in {out.get('wall_s', 0):.1f}s: "
+                f"best F2P {best.f2p_passed}/{len(f2p)}"
+            )
             if best.f2p_passed == len(f2p) and best.p2p_passed >= len(p2p):
                 return True, ""
             if out.get("stopped") == "deadline":

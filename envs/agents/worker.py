@@ -43,24 +43,42 @@ import threading
 import time
 import types
 
-PYTEST_ARGS = ["-q", "--color=no", "-p", "no:cacheprovider", "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
+PYTEST_ARGS = [
+    "-q",
+    "--color=no",
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "addopts=",
+    "-W",
+    "ignore::DeprecationWarning",
+]
 # Built-in plugins that cannot change a verdict without their own options; skipping them saves start-up.
-PYTEST_ARGS += [arg for name in ("pastebin", "junitxml", "stepwise", "setuponly", "setupplan") for arg in ("-p", f"no:{name}")]
+PYTEST_ARGS += [
+    arg
+    for name in ("pastebin", "junitxml", "stepwise", "setuponly", "setupplan")
+    for arg in ("-p", f"no:{name}")
+]
 READ_CHUNK = 1 << 16
 
 
 def _is_test_file(path: str) -> bool:
     base = os.path.basename(path)
     parts = path.replace("\\", "/").split("/")
-    return (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
-            or "tests" in parts[:-1] or "test" in parts[:-1])
+    return (
+        base.startswith("test_")
+        or base.endswith("_test.py")
+        or base == "conftest.py"
+        or "tests" in parts[:-1]
+        or "test" in parts[:-1]
+    )
 
 
 def _send(out_fd: int, payload: dict) -> None:
     """Write the child's JSON down the pipe and leave at once (no atexit, no pytest unconfigure)."""
     view = memoryview(json.dumps(payload).encode())
     while view:
-        view = view[os.write(out_fd, view[:READ_CHUNK]):]
+        view = view[os.write(out_fd, view[:READ_CHUNK]) :]
     os._exit(0)
 
 
@@ -119,9 +137,14 @@ def _make_recorder(pytest, root: str, coverage: bool, skip_dir: str = "", out_fd
             self.coverage[item.nodeid] = {f: sorted(v) for f, v in lines.items()}
 
         def payload(self, exit_code: int) -> dict:
-            return {"exit_code": exit_code, "status": self.status, "failures": self.failures,
-                    "coverage": self.coverage, "collect_errors": self.collect_errors,
-                    "modules": _loaded_modules(root)}
+            return {
+                "exit_code": exit_code,
+                "status": self.status,
+                "failures": self.failures,
+                "coverage": self.coverage,
+                "collect_errors": self.collect_errors,
+                "modules": _loaded_modules(root),
+            }
 
         @pytest.hookimpl(tryfirst=True)
         def pytest_sessionfinish(self, session, exitstatus):
@@ -170,8 +193,9 @@ def _child(pytest, root: str, test_ids: list[str], coverage: bool, tb: str, out_
     _send(out_fd, payload)
 
 
-def run_forked(pytest, root: str, test_ids: list[str], timeout_s: float, coverage: bool = False,
-               tb: str = "no") -> dict:
+def run_forked(
+    pytest, root: str, test_ids: list[str], timeout_s: float, coverage: bool = False, tb: str = "no"
+) -> dict:
     """Fork, run the tests in the child, collect its JSON; kill it (and its group) on timeout."""
     if not test_ids:
         return {"exit_code": 0, "status": {}, "seconds": 0.0}
@@ -263,17 +287,29 @@ def _const_key(value) -> object:
 
 def _shape(code: types.CodeType) -> tuple:
     """Everything that makes the code run differently, apart from nested code and line numbers."""
-    return (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars,
-            code.co_flags, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-            code.co_name, getattr(code, "co_qualname", None), getattr(code, "co_exceptiontable", None),
-            tuple(_const_key(c) for c in code.co_consts))
+    return (
+        code.co_code,
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        code.co_flags,
+        code.co_argcount,
+        code.co_posonlyargcount,
+        code.co_kwonlyargcount,
+        code.co_name,
+        getattr(code, "co_qualname", None),
+        getattr(code, "co_exceptiontable", None),
+        tuple(_const_key(c) for c in code.co_consts),
+    )
 
 
 def _same(old: types.CodeType, new: types.CodeType) -> bool:
     """Same behaviour: equal apart from line numbers, nested code included."""
     olds, news = _kids(old), _kids(new)
-    return (_shape(old) == _shape(new) and len(olds) == len(news)
-            and all(_same(o, n) for o, n in zip(olds, news)))  # noqa: B905 (sandbox Pythons < 3.10)
+    if _shape(old) != _shape(new) or len(olds) != len(news):
+        return False
+    return all(_same(o, n) for o, n in zip(olds, news))  # noqa: B905 (sandbox Pythons < 3.10)
 
 
 def _walk(old: types.CodeType, new: types.CodeType, plan: dict, changed: set) -> bool:
@@ -338,11 +374,28 @@ def _realpath(cache: dict, filename: str) -> str:
 # the same namespace in another order: such moves are taken when each moved statement is a def whose name
 # is bound once and read by no other statement there, and whose decorators, defaults and annotations are
 # plain names or attributes bound elsewhere (so evaluating them earlier or later cannot differ).
-_PLAIN_EXPR = (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Tuple, ast.List, ast.BinOp,
-               ast.BitOr, ast.Load, ast.Slice, getattr(ast, "Index", ast.Slice))
+_PLAIN_EXPR = (
+    ast.Name,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Constant,
+    ast.Tuple,
+    ast.List,
+    ast.BinOp,
+    ast.BitOr,
+    ast.Load,
+    ast.Slice,
+    getattr(ast, "Index", ast.Slice),
+)
 # metaclasses and __init_subclass__ hooks known not to look at the order of a class's namespace
-_ORDER_BLIND = {("builtins", "type"), ("abc", "ABCMeta"), ("builtins", "object"), ("typing", "Generic"),
-                ("typing", "Protocol"), ("typing", "_ProtocolMeta")}
+_ORDER_BLIND = {
+    ("builtins", "type"),
+    ("abc", "ABCMeta"),
+    ("builtins", "object"),
+    ("typing", "Generic"),
+    ("typing", "Protocol"),
+    ("typing", "_ProtocolMeta"),
+}
 
 
 DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -373,7 +426,12 @@ def _header_exprs(stmt) -> list:
 def _loads(stmt) -> set[str]:
     """Names a body statement reads while the body runs (function bodies run later)."""
     roots = _header_exprs(stmt) if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else [stmt]
-    return {n.id for root in roots for n in ast.walk(root) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return {
+        n.id
+        for root in roots
+        for n in ast.walk(root)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    }
 
 
 def _movable(body: list) -> set[int]:
@@ -384,7 +442,9 @@ def _movable(body: list) -> set[int]:
             continue
         if any(not isinstance(n, _PLAIN_EXPR) for e in _header_exprs(stmt) for n in ast.walk(e)):
             continue
-        if _loads(stmt) & set(bound) or any(stmt.name in _loads(other) for other in body if other is not stmt):
+        if _loads(stmt) & set(bound) or any(
+            stmt.name in _loads(other) for other in body if other is not stmt
+        ):
             continue
         movable.add(i)
     return movable
@@ -401,8 +461,11 @@ def _canon(node, moves: list, where: str = "") -> str:
         kept = ["def" if i in movable else _canon(s, moves, inner) for i, s in enumerate(body)]
         moved = sorted((body[i].name, _canon(body[i], moves, inner)) for i in movable)
         moves.append((inner[:-1] if inner else "", [body[i].name for i in sorted(movable)]))
-        header = ast.dump(ast.ClassDef(node.name, node.bases, node.keywords, [], node.decorator_list)) \
-            if isinstance(node, ast.ClassDef) else "module"
+        header = (
+            ast.dump(ast.ClassDef(node.name, node.bases, node.keywords, [], node.decorator_list))
+            if isinstance(node, ast.ClassDef)
+            else "module"
+        )
         return f"{header}[{'|'.join(kept)}||{'|'.join(d for _, d in moved)}]"
     return ast.dump(node)
 
@@ -537,10 +600,15 @@ class LiveCode:
                 out.append((func, target))
         return out + [(ns, order) for ns, order in orders]
 
-    def _namespaces(self, real: str, moves: list[tuple[str, list[str]]]) -> list[tuple[dict, list[str]]] | str:
+    def _namespaces(
+        self, real: str, moves: list[tuple[str, list[str]]]
+    ) -> list[tuple[dict, list[str]]] | str:
         """The live dicts (module globals, class namespaces) whose order the reorder changes."""
-        mods = [m for m in list(sys.modules.values())
-                if isinstance(getattr(m, "__file__", None), str) and _realpath(self.names, m.__file__) == real]
+        mods = [
+            m
+            for m in list(sys.modules.values())
+            if isinstance(getattr(m, "__file__", None), str) and _realpath(self.names, m.__file__) == real
+        ]
         out = []
         for mod in mods:
             for where, order in moves:
@@ -582,10 +650,11 @@ class _TraceFrom:
 
 # ---- the warm session: a child that collects once and forks a grandchild per candidate ----------------
 
+
 def _write_line(fd: int, payload: dict) -> None:
     view = memoryview(json.dumps(payload).encode() + b"\n")
     while view:
-        view = view[os.write(fd, view[:READ_CHUNK]):]
+        view = view[os.write(fd, view[:READ_CHUNK]) :]
 
 
 def _make_driver(pytest, job: dict, live: LiveCode, recorder, req_fd: int, rep_fd: int):
@@ -710,8 +779,9 @@ class WarmSession:
         return self.pid > 0
 
     def _reply(self, timeout_s: float) -> dict | None:
-        data, timed_out = _read_until(self.rep_r, time.perf_counter() + timeout_s,
-                                      lambda chunk: b"\n" in chunk)
+        data, timed_out = _read_until(
+            self.rep_r, time.perf_counter() + timeout_s, lambda chunk: b"\n" in chunk
+        )
         self._buffer += data
         if timed_out or b"\n" not in self._buffer:
             return None
@@ -769,8 +839,9 @@ def _in_repo(mod, root: str) -> bool:
     return any(str(p).startswith(root + os.sep) for p in paths)
 
 
-def _phase(pytest, root: str, warm: WarmSession | None, index: int, phase: str, ids: list[str],
-           timeout_s: float) -> tuple[dict, str]:
+def _phase(
+    pytest, root: str, warm: WarmSession | None, index: int, phase: str, ids: list[str], timeout_s: float
+) -> tuple[dict, str]:
     """One candidate's tests in the warm session, else in a fresh-import child: (result, why fresh)."""
     if warm is None:
         why = "fast path off"
@@ -826,9 +897,14 @@ def validate(pytest, root: str, job: dict) -> dict:
                     warmed = True
                 status = dict(first["status"])
                 f2p_passed = _passed(status, f2p)
-                entry = {"id": cand["id"], "f2p_passed": f2p_passed, "seconds": first["seconds"],
-                         "timed_out": bool(first.get("timed_out")), "p2p_passed": None,
-                         "path": "fresh" if why else "fast"}
+                entry = {
+                    "id": cand["id"],
+                    "f2p_passed": f2p_passed,
+                    "seconds": first["seconds"],
+                    "timed_out": bool(first.get("timed_out")),
+                    "p2p_passed": None,
+                    "path": "fresh" if why else "fast",
+                }
                 if why:
                     entry["fresh_reason"] = why
                 if first.get("error"):
@@ -856,15 +932,25 @@ def validate(pytest, root: str, job: dict) -> dict:
     finally:
         if warm is not None:
             warm.close()
-    return {"mode": "validate", "results": results, "stopped": stopped,
-            "fast_path": (warm.why or "on") if warm is not None else "off"}
+    return {
+        "mode": "validate",
+        "results": results,
+        "stopped": stopped,
+        "fast_path": (warm.why or "on") if warm is not None else "off",
+    }
 
 
 def run_once(pytest, root: str, job: dict) -> dict:
     """The current tree once: statuses, failure tracebacks, and per-test coverage when asked."""
     ids = list(job.get("f2p", [])) + [t for t in job.get("p2p", []) if t not in set(job.get("f2p", []))]
-    result = run_forked(pytest, root, ids, float(job.get("timeout_s", 120.0)),
-                        coverage=bool(job.get("coverage")), tb=job.get("tb", "long"))
+    result = run_forked(
+        pytest,
+        root,
+        ids,
+        float(job.get("timeout_s", 120.0)),
+        coverage=bool(job.get("coverage")),
+        tb=job.get("tb", "long"),
+    )
     result.pop("modules", None)
     result["mode"] = "run"
     return result

@@ -27,9 +27,16 @@ def toy_patch(n: int) -> str:
 
 def toy_tasks(count: int) -> list[TaskInstance]:
     return [
-        TaskInstance(instance_id=f"toy-{i}", repo="toy__repo.1", patch=toy_patch(1000 + i),
-                     FAIL_TO_PASS=[f"tests/test_toy.py::test_{i}"], PASS_TO_PASS=["tests/test_toy.py::test_ok"],
-                     image_name="", problem_statement=f"toy bug number {i}", test_run_s=2.0)
+        TaskInstance(
+            instance_id=f"toy-{i}",
+            repo="toy__repo.1",
+            patch=toy_patch(1000 + i),
+            FAIL_TO_PASS=[f"tests/test_toy.py::test_{i}"],
+            PASS_TO_PASS=["tests/test_toy.py::test_ok"],
+            image_name="",
+            problem_statement=f"toy bug number {i}",
+            test_run_s=2.0,
+        )
         for i in range(count)
     ]
 
@@ -41,16 +48,27 @@ def _outcome(rng: np.random.Generator, agent: int, patch_pool: list[str]) -> Out
     visible = 0.0 if empty else float(rng.choice([0.25, 0.5, 0.75, 1.0], p=_PROBS[agent]))
     f2p = 0 if empty else int(round(visible * 4 - rng.integers(0, 2) * (visible < 1)))
     f2p = max(0, min(4, f2p))
-    result = AgentResult(patch=patch, status="ok" if rng.random() > 0.1 else "budget_exhausted",
-                         cost=Cost(sandbox_s=float(rng.uniform(1, 4) * (agent + 1))), visible_pass_rate=visible)
+    result = AgentResult(
+        patch=patch,
+        status="ok" if rng.random() > 0.1 else "budget_exhausted",
+        cost=Cost(sandbox_s=float(rng.uniform(1, 4) * (agent + 1))),
+        visible_pass_rate=visible,
+    )
     return Outcome(result, Evaluation(f2p_passed=f2p, f2p_total=4, p2p_passed=2, p2p_total=2))
 
 
 _PROBS = [[0.5, 0.3, 0.15, 0.05], [0.3, 0.3, 0.25, 0.15], [0.1, 0.2, 0.3, 0.4]]
 
 
-def fill_toy_store(store: OutcomeStore, tasks: list[TaskInstance], agents: list[str], seeds: int = 2,
-                   delegate_seeds: int = 1, seed: int = 0, drop: float = 0.0) -> None:
+def fill_toy_store(
+    store: OutcomeStore,
+    tasks: list[TaskInstance],
+    agents: list[str],
+    seeds: int = 2,
+    delegate_seeds: int = 1,
+    seed: int = 0,
+    drop: float = 0.0,
+) -> None:
     """Spawn outcomes for every (agent, seed) and delegation outcomes for every candidate.
 
     ``drop`` leaves out that fraction of delegation outcomes, to exercise masks and replay misses.
@@ -88,8 +106,15 @@ class ToyTasksEnv(SpawnEnv):
     """Toy tasks and toy agents in replay mode; ``store`` defaults to a fresh temporary file."""
 
     def __init__(self, num_tasks: int = 4, store: str | Path | None = None, **config):
-        cfg = EnvConfig(agents=TOY_AGENTS, mode="replay", seq_len=256, max_steps=6, max_cost=20.0,
-                        lam=(0.0, 0.05), **config)
+        cfg = EnvConfig(
+            agents=TOY_AGENTS,
+            mode="replay",
+            seq_len=256,
+            max_steps=6,
+            max_cost=20.0,
+            lam=(0.0, 0.05),
+            **config,
+        )
         tasks = toy_tasks(num_tasks)
         if store is None:
             store = Path(tempfile.mkdtemp(prefix="toy-store-")) / "outcomes.sqlite"

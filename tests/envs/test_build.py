@@ -122,8 +122,10 @@ def test_same_seed_same_tasks(built, tmp_path: Path) -> None:
     build_tasks(repo, fresh, max_bugs=MAX_BUGS, combined=COMBINED, seed=0, workers=3)
 
     def rows(path: Path) -> list[dict]:
-        return [{k: v for k, v in json.loads(line).items() if k != "created_at"}
-                for line in path.read_text().splitlines()]
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "created_at"}
+            for line in path.read_text().splitlines()
+        ]
 
     assert rows(fresh) == rows(out)
 
@@ -155,7 +157,11 @@ def _singles(kinds_per_function: dict[str, list[str]], file: str = "pkg/mod.py")
     for function, kinds in kinds_per_function.items():
         for kind in kinds:
             key = f"{function}-{kind}"
-            out.append(Candidate(key, [kind], f"{file}::{function}", file, f"patch {key}", entities=[f"{file}::{function}"]))
+            out.append(
+                Candidate(
+                    key, [kind], f"{file}::{function}", file, f"patch {key}", entities=[f"{file}::{function}"]
+                )
+            )
     return out
 
 
@@ -167,8 +173,12 @@ def _all_valid(tmp_path: Path, cands: list[Candidate]) -> Sidecar:
     return sidecar
 
 
-SINGLES = {"f": ["func_pm_op_change", "func_pm_remove_assign"], "g": ["func_pm_op_swap", "func_pm_remove_cond"],
-           "h": ["func_pm_ctrl_invert_if", "func_pm_remove_loop"], "k": ["func_pm_op_break_chains"]}
+SINGLES = {
+    "f": ["func_pm_op_change", "func_pm_remove_assign"],
+    "g": ["func_pm_op_swap", "func_pm_remove_cond"],
+    "h": ["func_pm_ctrl_invert_if", "func_pm_remove_loop"],
+    "k": ["func_pm_op_break_chains"],
+}
 
 
 def _combos(singles: list[Candidate], count: int, seed: int) -> list[Candidate]:

@@ -76,8 +76,12 @@ def test_base_commit_depends_on_files_only(tmp_path: Path) -> None:
         _write(tmp_path / name, PACKAGE)
         commits.append(commit_all(tmp_path / name))
     assert commits[0] == commits[1]
-    status = subprocess.run(["git", "-C", str(tmp_path / "one"), "status", "--porcelain"],
-                            capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        ["git", "-C", str(tmp_path / "one"), "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert status.stdout == ""
 
 

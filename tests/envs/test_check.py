@@ -23,15 +23,20 @@ class NoMaskEnv(gym.Env):
 
     def __init__(self):
         self.action_space = gym.spaces.Discrete(3)
-        self.observation_space = gym.spaces.Dict({
-            "tokens": gym.spaces.Box(0, 259, (8,), np.int64),
-            "features": gym.spaces.Box(-1, 1, (2,), np.float32),
-            "action_mask": gym.spaces.MultiBinary(3),
-        })
+        self.observation_space = gym.spaces.Dict(
+            {
+                "tokens": gym.spaces.Box(0, 259, (8,), np.int64),
+                "features": gym.spaces.Box(-1, 1, (2,), np.float32),
+                "action_mask": gym.spaces.MultiBinary(3),
+            }
+        )
 
     def _obs(self):
-        return {"tokens": np.zeros(8, np.int64), "features": np.zeros(2, np.float32),
-                "action_mask": np.ones(3, np.int8)}
+        return {
+            "tokens": np.zeros(8, np.int64),
+            "features": np.zeros(2, np.float32),
+            "action_mask": np.ones(3, np.int8),
+        }
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -63,6 +68,11 @@ def test_unknown_target_is_a_clear_error():
 
 
 def test_command_line_fails_with_non_zero_exit(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "envs.check", "HRMSpawn/SWESmith-v0", "tasks=" + str(tmp_path / "none.jsonl")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "envs.check", "HRMSpawn/SWESmith-v0", "tasks=" + str(tmp_path / "none.jsonl")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 1 and "FAIL  construct" in bad.stdout

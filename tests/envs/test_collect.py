@@ -34,8 +34,12 @@ class CommentAgent:
         if start_patch:
             sandbox.apply_patch(start_patch)
         sandbox.run(f"echo '# comment seed {seed} depth {start_patch.count(chr(35))}' >> calc/compare.py")
-        return AgentResult(patch=sandbox.diff(), status="ok", cost=Cost(sandbox_s=time.perf_counter() - start),
-                           visible_pass_rate=0.0)
+        return AgentResult(
+            patch=sandbox.diff(),
+            status="ok",
+            cost=Cost(sandbox_s=time.perf_counter() - start),
+            visible_pass_rate=0.0,
+        )
 
 
 def test_collect_spawns_delegates_and_resumes(fixture_task, tmp_path):
@@ -69,7 +73,9 @@ class NothingAgent:
 
 def test_an_identical_candidate_is_judged_once(fixture_task, tmp_path):
     store = OutcomeStore(tmp_path / "s.sqlite")
-    counts = collect([fixture_task], ["test_collect:NothingAgent"], store, workers=1, seeds=3, depth=0, progress=False)
+    counts = collect(
+        [fixture_task], ["test_collect:NothingAgent"], store, workers=1, seeds=3, depth=0, progress=False
+    )
     assert counts.ran == 3 and counts.errors == []
     evaluations = [o.evaluation for _, o in store.iter_task(fixture_task.instance_id)]
     ran = [e for e in evaluations if e.duration_s > 0]
@@ -113,8 +119,16 @@ def test_collector_killed_with_sigkill_resumes(fixture_task, tmp_path):
     task_file.write_text(fixture_task.model_dump_json())
     store_path = tmp_path / "s.sqlite"
     script = tmp_path / "run.py"
-    script.write_text(KILL_SCRIPT.format(root=str(ROOT), here=str(Path(__file__).parent), tests=str(ROOT / "tests"),
-                                         task=str(task_file), agent=AGENT, store=str(store_path)))
+    script.write_text(
+        KILL_SCRIPT.format(
+            root=str(ROOT),
+            here=str(Path(__file__).parent),
+            tests=str(ROOT / "tests"),
+            task=str(task_file),
+            agent=AGENT,
+            store=str(store_path),
+        )
+    )
     proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True, env=os.environ.copy())
     deadline = time.time() + 120
     stored = 0

@@ -21,8 +21,11 @@ def test_failure_kinds_are_classed() -> None:
 
 def test_shares_come_from_the_statements_failure_lines() -> None:
     tests = [f"tests/test_a.py::test_{i}" for i in range(4)]
-    messages = {tests[0]: "NameError: name 'x' is not defined", tests[1]: "NameError: name 'y' is not defined",
-                tests[2]: "TypeError: bad operand"}  # tests[3] has no message
+    messages = {
+        tests[0]: "NameError: name 'x' is not defined",
+        tests[1]: "NameError: name 'y' is not defined",
+        tests[2]: "TypeError: bad operand",
+    }  # tests[3] has no message
     shares = failure_kind_shares(problem_statement(tests, messages, total_tests=200))
     assert list(shares) == list(FAILURE_KINDS)
     assert shares["NameError"] == 0.5 and shares["TypeError"] == 0.25 and sum(shares.values()) == 0.75
@@ -33,10 +36,16 @@ def test_shares_come_from_the_statements_failure_lines() -> None:
 
 def test_task_features_bin_the_failing_share() -> None:
     task = toy_tasks(1)[0]
-    many = task.model_copy(update={"FAIL_TO_PASS": [f"t::f{i}" for i in range(30)],
-                                   "PASS_TO_PASS": [f"t::p{i}" for i in range(70)],
-                                   "problem_statement": problem_statement(["t::f0"], {"t::f0": "NameError: x"})})
-    few = task.model_copy(update={"FAIL_TO_PASS": ["t::f0", "t::f1"], "PASS_TO_PASS": [f"t::p{i}" for i in range(98)]})
+    many = task.model_copy(
+        update={
+            "FAIL_TO_PASS": [f"t::f{i}" for i in range(30)],
+            "PASS_TO_PASS": [f"t::p{i}" for i in range(70)],
+            "problem_statement": problem_statement(["t::f0"], {"t::f0": "NameError: x"}),
+        }
+    )
+    few = task.model_copy(
+        update={"FAIL_TO_PASS": ["t::f0", "t::f1"], "PASS_TO_PASS": [f"t::p{i}" for i in range(98)]}
+    )
     np.testing.assert_array_equal(task_features(many)[:3], [0, 0, 1])
     np.testing.assert_array_equal(task_features(few)[:3], [0, 1, 0])
     assert task_features(many)[3 + FAILURE_KINDS.index("NameError")] == 1.0

@@ -15,8 +15,10 @@ from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 def put(store, agent, seed, start, patch, visible, seconds, f2p):
     result = AgentResult(patch=patch, status="ok", cost=Cost(sandbox_s=seconds), visible_pass_rate=visible)
-    store.put(OutcomeKey("toy-0", agent, "1", seed, patch_sha(start)),
-              Outcome(result, Evaluation(f2p_passed=f2p, f2p_total=2, p2p_passed=1, p2p_total=1)))
+    store.put(
+        OutcomeKey("toy-0", agent, "1", seed, patch_sha(start)),
+        Outcome(result, Evaluation(f2p_passed=f2p, f2p_total=2, p2p_passed=1, p2p_total=1)),
+    )
 
 
 @pytest.fixture

@@ -18,14 +18,22 @@ def toy(tmp_path):
     tasks = toy_tasks(5)
     store = OutcomeStore(tmp_path / "s.sqlite")
     fill_toy_store(store, tasks, TOY_AGENTS, seeds=2, delegate_seeds=2, drop=0.2)
-    config = EnvConfig(agents=TOY_AGENTS, mode="replay", seq_len=256, max_steps=6, max_cost=12.0,
-                       delegate_seeds=2, lam=(0.0, 0.1))
+    config = EnvConfig(
+        agents=TOY_AGENTS,
+        mode="replay",
+        seq_len=256,
+        max_steps=6,
+        max_cost=12.0,
+        delegate_seeds=2,
+        lam=(0.0, 0.1),
+    )
     return SpawnEnv(config, tasks=tasks, store=store)
 
 
 def batched(env: SpawnEnv, n: int, seed: int = 0, tokens: bool = True) -> BatchedReplayEnv:
-    return BatchedReplayEnv(env.tasks, env.tables(), ReplaySpec.from_config(env.config), num_envs=n, seed=seed,
-                            with_tokens=tokens)
+    return BatchedReplayEnv(
+        env.tasks, env.tables(), ReplaySpec.from_config(env.config), num_envs=n, seed=seed, with_tokens=tokens
+    )
 
 
 @pytest.mark.parametrize("reward,cost_bin", [("pass_rate", 0.0), ("resolved", 0.0), ("pass_rate", 0.25)])
@@ -46,7 +54,9 @@ def test_same_rewards_masks_and_observations_as_spawn_env(toy, reward, cost_bin)
             while not done:
                 bobs = bat.observe()
                 for name in ("features", "action_mask", "tokens"):
-                    np.testing.assert_array_equal(bobs[name][i], obs[name], err_msg=f"{name} round {round_no}")
+                    np.testing.assert_array_equal(
+                        bobs[name][i], obs[name], err_msg=f"{name} round {round_no}"
+                    )
                 allowed = np.flatnonzero(obs["action_mask"])
                 action = int(rng.choice(allowed))
                 actions = np.zeros(n, np.int64)  # the other envs halt and restart; env i is compared
@@ -96,7 +106,9 @@ def test_random_rollouts_finish_and_throughput(toy):
         steps += bat.num_envs
     rate = steps / (time.perf_counter() - start)
     assert done_count > 2048  # episodes end (max_steps 6) and auto-reset
-    assert rate > 20_000, f"{rate:.0f} steps/s"  # the benchmark reports the real figure; this guards regressions
+    assert rate > 20_000, (
+        f"{rate:.0f} steps/s"
+    )  # the benchmark reports the real figure; this guards regressions
 
 
 def test_without_task_text_every_task_starts_from_the_same_tokens(toy):
@@ -131,6 +143,6 @@ def test_coarse_costs_show_only_multiples_of_the_bin(toy):
     assert seen <= {0.0, 0.25, 0.5, 0.75, 1.0}
     assert len(seen_exact) > len(seen)  # the exact costs tell runs apart that the bins do not
     for row in bat.observe()["tokens"]:  # the history text shows the binned cost in units (12 * 0.25 = 3)
-        last = row[-F.HIST_WIDTH:]
+        last = row[-F.HIST_WIDTH :]
         entry = bytes((last[last > 0] - F.BYTE_OFFSET).astype(np.uint8)).decode()
         assert float(entry.split()[2]) in (0.0, 3.0, 6.0, 9.0, 12.0), entry

@@ -16,7 +16,9 @@ from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 
 def outcome(patch: str, visible: float, sandbox_s: float, f2p: int, status: str = "ok") -> Outcome:
-    result = AgentResult(patch=patch, status=status, cost=Cost(sandbox_s=sandbox_s), visible_pass_rate=visible)
+    result = AgentResult(
+        patch=patch, status=status, cost=Cost(sandbox_s=sandbox_s), visible_pass_rate=visible
+    )
     return Outcome(result, Evaluation(f2p_passed=f2p, f2p_total=2, p2p_passed=4, p2p_total=4))
 
 
@@ -59,7 +61,9 @@ def test_rewards_masks_and_halt(hand):
     assert feats[6] == pytest.approx(0.1 * 10)  # λ·max_cost
     # the task's failure profile: 1 of its 2 tests fails (one failing, many failing); no failure lines
     np.testing.assert_array_equal(feats[7:19], [1, 0, 1] + [0] * 9)
-    np.testing.assert_allclose(feats[19:23], [0.5, 0.0, 0.5, 0.2])  # agent a: spawns/S, delegs, last vis, last cost
+    np.testing.assert_allclose(
+        feats[19:23], [0.5, 0.0, 0.5, 0.2]
+    )  # agent a: spawns/S, delegs, last vis, last cost
     with pytest.raises(MaskedActionError, match="delegate a.*is masked"):
         env.step(3)
     obs, r, term, trunc, info = env.step(2)  # spawn b: 4 units, visible 0.25 < 0.5: best stays p1
@@ -150,8 +154,16 @@ def test_registered_and_made_from_config_file(tmp_path):
     task_file.write_text("\n".join(t.model_dump_json() for t in tasks))
     store = OutcomeStore(tmp_path / "s.sqlite")
     fill_toy_store(store, tasks, TOY_AGENTS)
-    env = gym.make("HRMSpawn/SWESmith-v0", config={"tasks": str(task_file), "agents": TOY_AGENTS, "mode": "replay",
-                                                   "store": str(store.path), "seq_len": 128})
+    env = gym.make(
+        "HRMSpawn/SWESmith-v0",
+        config={
+            "tasks": str(task_file),
+            "agents": TOY_AGENTS,
+            "mode": "replay",
+            "store": str(store.path),
+            "seq_len": 128,
+        },
+    )
     obs, info = env.reset(seed=0)
     assert info["instance_id"] in {"toy-0", "toy-1"} and obs["action_mask"][1:4].all()
     env.close()

@@ -20,10 +20,18 @@ def patch_for(*files: str) -> str:
     return "".join(f"diff --git a/{f} b/{f}\n--- a/{f}\n+++ b/{f}\n@@ -1 +1 @@\n-a\n+b\n" for f in files)
 
 
-def task(instance_id: str, entity: str | None = None, files: tuple[str, ...] = ("m.py",), **extra) -> TaskInstance:
+def task(
+    instance_id: str, entity: str | None = None, files: tuple[str, ...] = ("m.py",), **extra
+) -> TaskInstance:
     return TaskInstance(
-        instance_id=instance_id, repo="r", patch=patch_for(*files), FAIL_TO_PASS=["t::a"], PASS_TO_PASS=[],
-        image_name="", entity=entity, **extra,
+        instance_id=instance_id,
+        repo="r",
+        patch=patch_for(*files),
+        FAIL_TO_PASS=["t::a"],
+        PASS_TO_PASS=[],
+        image_name="",
+        entity=entity,
+        **extra,
     )
 
 
@@ -66,7 +74,9 @@ def test_deterministic_order_kept_and_seed_matters() -> None:
     first = split_tasks(tasks, seed=3)
     assert side_of(first) == side_of(split_tasks(list(tasks), seed=3))
     assert side_of(first) == side_of(split_tasks(list(reversed(tasks)), seed=3))
-    assert [t.instance_id for t in first["train"]] == [t.instance_id for t in tasks if side_of(first)[t.instance_id] == "train"]
+    assert [t.instance_id for t in first["train"]] == [
+        t.instance_id for t in tasks if side_of(first)[t.instance_id] == "train"
+    ]
     assert side_of(first) != side_of(split_tasks(tasks, seed=4))
 
 
@@ -89,7 +99,9 @@ def test_explicit_split_kept_and_group_follows() -> None:
         sides = side_of(split_tasks(labelled, seed=seed))
         assert sides["f1_b0"] == "heldout" and sides["f1_b1"] == "heldout"
     only_train = [t.model_copy(update={"split": "train"}) for t in tasks[:5]]
-    assert side_of(split_tasks(only_train, heldout_fraction=1.0)) == {t.instance_id: "train" for t in only_train}
+    assert side_of(split_tasks(only_train, heldout_fraction=1.0)) == {
+        t.instance_id: "train" for t in only_train
+    }
 
 
 def test_fraction_edges_and_select() -> None:
@@ -129,8 +141,12 @@ def test_fixable_bugs_are_split_in_proportion(seed):
 
 
 def test_folds_partition_whole_groups_with_strata_spread() -> None:
-    tasks = [t.model_copy(update={"modifier_kinds": ["func_pm_op_change" if i % 3 == 0 else "func_pm_remove_assign"]})
-             for i, t in enumerate(corpus())]
+    tasks = [
+        t.model_copy(
+            update={"modifier_kinds": ["func_pm_op_change" if i % 3 == 0 else "func_pm_remove_assign"]}
+        )
+        for i, t in enumerate(corpus())
+    ]
     of = assign_folds(tasks, 4, seed=1)
     for group in group_tasks(tasks):
         assert len({of[i] for i in group}) == 1  # a group never straddles folds
@@ -162,8 +178,12 @@ def test_env_config_selects_a_fold(tmp_path: Path) -> None:
 
     path = save_tasks(corpus(), tmp_path / "t.jsonl")
     held = [
-        {t.instance_id for t in load_env_tasks(load_env_config({"tasks": str(path), "split": "heldout",
-                                                                 "folds": 3, "fold": k}))}
+        {
+            t.instance_id
+            for t in load_env_tasks(
+                load_env_config({"tasks": str(path), "split": "heldout", "folds": 3, "fold": k})
+            )
+        }
         for k in range(3)
     ]
     assert sorted(set().union(*held)) == sorted(t.instance_id for t in corpus())

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_outcome(i: int, patch: str = "") -> Outcome:
-    result = AgentResult(patch=patch or f"--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a{i}\n+b{i}\n", status="ok",
-                         cost=Cost(sandbox_s=1.5 + i, validations=i), visible_pass_rate=0.5, agent="a", seed=i)
+    result = AgentResult(
+        patch=patch or f"--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a{i}\n+b{i}\n",
+        status="ok",
+        cost=Cost(sandbox_s=1.5 + i, validations=i),
+        visible_pass_rate=0.5,
+        agent="a",
+        seed=i,
+    )
     return Outcome(result, Evaluation(f2p_passed=1, f2p_total=2, p2p_passed=3, p2p_total=3))
 
 
@@ -127,8 +133,11 @@ while True:
 
 def test_sigkill_mid_collection_keeps_store_readable(tmp_path):
     path = str(tmp_path / "s.sqlite")
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT), path=path)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT), path=path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     done = -1
     deadline = time.time() + 60
     while done < 50 and time.time() < deadline:

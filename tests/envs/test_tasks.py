@@ -72,18 +72,53 @@ def big_statement() -> str:
 
 # (bad JSONL line, instance the message names, field it names, words of the reason)
 BAD_LINES = {
-    "missing field": (json.dumps({k: v for k, v in record("bad").items() if k != "repo"}), "bad", "repo", "missing"),
-    "missing patch": (json.dumps({k: v for k, v in record("bad").items() if k != "patch"}), "bad", "patch", "missing"),
+    "missing field": (
+        json.dumps({k: v for k, v in record("bad").items() if k != "repo"}),
+        "bad",
+        "repo",
+        "missing",
+    ),
+    "missing patch": (
+        json.dumps({k: v for k, v in record("bad").items() if k != "patch"}),
+        "bad",
+        "patch",
+        "missing",
+    ),
     "wrong type list": (json.dumps(record("bad", FAIL_TO_PASS=5)), "bad", "FAIL_TO_PASS", "valid list"),
-    "wrong type test id": (json.dumps(record("bad", PASS_TO_PASS=["ok", 3])), "bad", "PASS_TO_PASS.1", "valid string"),
+    "wrong type test id": (
+        json.dumps(record("bad", PASS_TO_PASS=["ok", 3])),
+        "bad",
+        "PASS_TO_PASS.1",
+        "valid string",
+    ),
     "wrong type id": (json.dumps(record(17)), "<unknown>", "instance_id", "valid string"),
     "empty patch": (json.dumps(record("bad", patch="  \n")), "bad", "patch", "empty patch"),
     "not a diff": (json.dumps(record("bad", patch="just words\n")), "bad", "patch", "not a unified diff"),
-    "hunk without header": (json.dumps(record("bad", patch="@@ -1 +1 @@\n-a\n+b\n")), "bad", "patch", "not a unified diff"),
-    "empty F2P": (json.dumps(record("bad", FAIL_TO_PASS=[])), "bad", "FAIL_TO_PASS", "at least one failing test"),
+    "hunk without header": (
+        json.dumps(record("bad", patch="@@ -1 +1 @@\n-a\n+b\n")),
+        "bad",
+        "patch",
+        "not a unified diff",
+    ),
+    "empty F2P": (
+        json.dumps(record("bad", FAIL_TO_PASS=[])),
+        "bad",
+        "FAIL_TO_PASS",
+        "at least one failing test",
+    ),
     "empty F2P string": (json.dumps(record("bad", FAIL_TO_PASS="[]")), "bad", "FAIL_TO_PASS", "at least one"),
-    "F2P bad JSON string": (json.dumps(record("bad", FAIL_TO_PASS="[oops")), "bad", "FAIL_TO_PASS", "not a JSON list"),
-    "test id newline": (json.dumps(record("bad", FAIL_TO_PASS=["a\nb"])), "bad", "FAIL_TO_PASS", "control characters"),
+    "F2P bad JSON string": (
+        json.dumps(record("bad", FAIL_TO_PASS="[oops")),
+        "bad",
+        "FAIL_TO_PASS",
+        "not a JSON list",
+    ),
+    "test id newline": (
+        json.dumps(record("bad", FAIL_TO_PASS=["a\nb"])),
+        "bad",
+        "FAIL_TO_PASS",
+        "control characters",
+    ),
     "id dotdot": (json.dumps(record("../etc")), "../etc", "instance_id", "not a plain identifier"),
     "id slash": (json.dumps(record("a/b")), "a/b", "instance_id", "not a plain identifier"),
     "id shell": (json.dumps(record("x;rm -rf ~")), "x;rm -rf ~", "instance_id", "not a plain identifier"),
@@ -91,33 +126,86 @@ BAD_LINES = {
     "id too long": (json.dumps(record("a" * 300)), "a" * 80, "instance_id", "longer than 256"),
     "repo dotdot": (json.dumps(record("bad", repo="../../x")), "bad", "repo", "not a plain repository"),
     "repo absolute": (json.dumps(record("bad", repo="/etc")), "bad", "repo", "not a plain repository"),
-    "image shell": (json.dumps(record("bad", image_name="img; curl x|sh")), "bad", "image_name", "docker image"),
-    "patch dotdot": (json.dumps(record("bad", patch=patch_with("a/../evil.py", "b/../evil.py"))), "bad", "patch",
-                     "leaves the repository"),
-    "patch absolute": (json.dumps(record("bad", patch=patch_with("/etc/passwd", "/etc/passwd", ""))), "bad", "patch",
-                       "not a relative path"),
-    "patch git dir": (json.dumps(record("bad", patch=patch_with("a/.git/hooks/pre-commit", "b/.git/hooks/pre-commit"))),
-                      "bad", "patch", ".git"),
+    "image shell": (
+        json.dumps(record("bad", image_name="img; curl x|sh")),
+        "bad",
+        "image_name",
+        "docker image",
+    ),
+    "patch dotdot": (
+        json.dumps(record("bad", patch=patch_with("a/../evil.py", "b/../evil.py"))),
+        "bad",
+        "patch",
+        "leaves the repository",
+    ),
+    "patch absolute": (
+        json.dumps(record("bad", patch=patch_with("/etc/passwd", "/etc/passwd", ""))),
+        "bad",
+        "patch",
+        "not a relative path",
+    ),
+    "patch git dir": (
+        json.dumps(record("bad", patch=patch_with("a/.git/hooks/pre-commit", "b/.git/hooks/pre-commit"))),
+        "bad",
+        "patch",
+        ".git",
+    ),
     "patch rename out": (
-        json.dumps(record("bad", patch="diff --git a/x.py b/y.py\nsimilarity index 100%\nrename from x.py\n"
-                                      "rename to ../y.py\n")),
-        "bad", "patch", "leaves the repository"),
-    "patch both null": (json.dumps(record("bad", patch=patch_with("/dev/null", "/dev/null", ""))), "bad", "patch",
-                        "/dev/null on both"),
-    "patch too big": (json.dumps(record("bad", patch=PATCH + "+" * MAX_PATCH_BYTES)), "bad", "patch",
-                      f"larger than {MAX_PATCH_BYTES}"),
-    "too many tests": (json.dumps(record("bad", PASS_TO_PASS=[f"t::{i}" for i in range(MAX_TESTS + 1)])), "bad",
-                       "PASS_TO_PASS", f"more than {MAX_TESTS}"),
-    "statement too big": (json.dumps(record("bad", problem_statement=big_statement())), "bad", "problem_statement",
-                          f"larger than {MAX_PROBLEM_BYTES}"),
-    "record too big": (json.dumps(record("bad", notes="y" * MAX_RECORD_BYTES)), "bad", None,
-                       f"more than {MAX_RECORD_BYTES}"),
+        json.dumps(
+            record(
+                "bad",
+                patch="diff --git a/x.py b/y.py\nsimilarity index 100%\nrename from x.py\n"
+                "rename to ../y.py\n",
+            )
+        ),
+        "bad",
+        "patch",
+        "leaves the repository",
+    ),
+    "patch both null": (
+        json.dumps(record("bad", patch=patch_with("/dev/null", "/dev/null", ""))),
+        "bad",
+        "patch",
+        "/dev/null on both",
+    ),
+    "patch too big": (
+        json.dumps(record("bad", patch=PATCH + "+" * MAX_PATCH_BYTES)),
+        "bad",
+        "patch",
+        f"larger than {MAX_PATCH_BYTES}",
+    ),
+    "too many tests": (
+        json.dumps(record("bad", PASS_TO_PASS=[f"t::{i}" for i in range(MAX_TESTS + 1)])),
+        "bad",
+        "PASS_TO_PASS",
+        f"more than {MAX_TESTS}",
+    ),
+    "statement too big": (
+        json.dumps(record("bad", problem_statement=big_statement())),
+        "bad",
+        "problem_statement",
+        f"larger than {MAX_PROBLEM_BYTES}",
+    ),
+    "record too big": (
+        json.dumps(record("bad", notes="y" * MAX_RECORD_BYTES)),
+        "bad",
+        None,
+        f"more than {MAX_RECORD_BYTES}",
+    ),
     "truncated JSON": (json.dumps(record("bad"))[:150], "bad", None, "truncated JSON"),
     "not an object": ("[1, 2]", "<unknown>", None, "not a JSON object"),
-    "non-UTF-8 bytes": (json.dumps(record("bad", problem_statement="caf_")).encode().replace(b"caf_", b"caf\xe9"),
-                        "bad", "problem_statement", "not valid UTF-8"),
-    "lone surrogate": (json.dumps(record("bad", problem_statement="\udc80")), "bad", "problem_statement",
-                       "not valid UTF-8"),
+    "non-UTF-8 bytes": (
+        json.dumps(record("bad", problem_statement="caf_")).encode().replace(b"caf_", b"caf\xe9"),
+        "bad",
+        "problem_statement",
+        "not valid UTF-8",
+    ),
+    "lone surrogate": (
+        json.dumps(record("bad", problem_statement="\udc80")),
+        "bad",
+        "problem_statement",
+        "not valid UTF-8",
+    ),
     "bad split": (json.dumps(record("bad", split="test")), "bad", "split", "'train' or 'heldout'"),
     "negative run time": (json.dumps(record("bad", test_run_s=-1.0)), "bad", "test_run_s", "finite number"),
 }
@@ -165,8 +253,16 @@ def test_invalid_first_copy_does_not_hide_a_valid_duplicate(tmp_path: Path) -> N
 
 def test_fields_decoded_and_extras_kept() -> None:
     task = TaskInstance.model_validate(
-        record(FAIL_TO_PASS='["t::a", "t::b"]', PASS_TO_PASS="[]", image_name="", modifier_kinds=["op_flip"],
-               entity="pkg/mod.py::add", test_run_s=0.4, bug_kind="custom", nested={"k": [1]})
+        record(
+            FAIL_TO_PASS='["t::a", "t::b"]',
+            PASS_TO_PASS="[]",
+            image_name="",
+            modifier_kinds=["op_flip"],
+            entity="pkg/mod.py::add",
+            test_run_s=0.4,
+            bug_kind="custom",
+            nested={"k": [1]},
+        )
     )
     assert task.FAIL_TO_PASS == ["t::a", "t::b"] and task.PASS_TO_PASS == []
     assert task.bug_kind == "custom" and task.nested == {"k": [1]}
@@ -175,7 +271,9 @@ def test_fields_decoded_and_extras_kept() -> None:
 
 
 def test_added_and_deleted_files_are_fine() -> None:
-    add = "diff --git a/new.py b/new.py\nnew file mode 100644\n--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+x\n"
+    add = (
+        "diff --git a/new.py b/new.py\nnew file mode 100644\n--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+x\n"
+    )
     delete = "diff --git a/old.py b/old.py\ndeleted file mode 100644\n--- a/old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n"
     assert TaskInstance.model_validate(record(patch=add + delete)).patch.startswith("diff")
 
@@ -260,8 +358,9 @@ def test_datasets_save_to_disk_round_trip(tmp_path: Path) -> None:
     assert str(result.problems[0]).startswith(f"{one}:1: instance t1: field patch: empty patch")
 
     both = tmp_path / "dd"
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:1]),
-                          "test": datasets.Dataset.from_list(rows[2:])}).save_to_disk(str(both))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows[:1]), "test": datasets.Dataset.from_list(rows[2:])}
+    ).save_to_disk(str(both))
     assert sorted(t.instance_id for t in load_tasks(both).tasks) == ["t0", "t2"]
 
     # a folder with only the arrow files (as in a datasets cache) is read with pyarrow

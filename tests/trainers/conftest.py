@@ -121,4 +121,3 @@ def replay_data(fixture_task, hrm_home: Path) -> ReplayData:
     with OutcomeStore(store_path) as store:
         fill_store(store, tasks, kinds)
     return ReplayData(tasks_path, store_path, AGENTS, len(tasks))
-

@@ -77,8 +77,13 @@ def _report(records: dict[str, dict[float, list[EpisodeRecord]]], lam: float) ->
     """A report with a sweep from per-policy, per-λ records (as evaluate builds it)."""
     policies = {name: summarize(by_lam[lam], lam) for name, by_lam in records.items()}
     sweep = {
-        name: [{"lam": x, **{k: summarize(rs, x)[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")}}
-               for x, rs in sorted(by_lam.items())]
+        name: [
+            {
+                "lam": x,
+                **{k: summarize(rs, x)[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")},
+            }
+            for x, rs in sorted(by_lam.items())
+        ]
         for name, by_lam in records.items()
     }
     return build_report(policies, lam, {"num_tasks": len(records["hrm"][lam]), "checkpoint": "c"}, sweep)
@@ -124,14 +129,22 @@ def test_pooling_refuses_reports_that_do_not_match() -> None:
 
 def test_sweep_quality_takes_the_best_point_within_half_of_spawn_all() -> None:
     # hrm at λ 0: resolve 1/1 of the oracle's but cost 6 > 9/2; at λ 0.05: resolve 0 at cost 1.
-    report = _report(_fold_records(["a", "b"], 0.0) | {
-        "hrm": {0.0: [_rec("a", 1.0, 6.0, []), _rec("b", 1.0, 6.0, [])],
+    report = _report(
+        _fold_records(["a", "b"], 0.0)
+        | {
+            "hrm": {
+                0.0: [_rec("a", 1.0, 6.0, []), _rec("b", 1.0, 6.0, [])],
                 0.02: [_rec("a", 1.0, 4.0, []), _rec("b", 0.0, 4.0, [])],
-                0.05: [_rec("a", 0.0, 1.0, []), _rec("b", 0.0, 1.0, [])]},
-        "oracle": {x: [_rec("a", 1.0, 2.0, []), _rec("b", 1.0, 2.0, [])] for x in (0.0, 0.02, 0.05)},
-        "spawn_all": {x: [_rec("a", 1.0, 9.0, []), _rec("b", 1.0, 9.0, [])] for x in (0.0, 0.02, 0.05)},
-        "best_cascade": {x: [_rec("a", 0.0, 0.0, []), _rec("b", 0.0, 0.0, [])] for x in (0.0, 0.02, 0.05)},
-    }, 0.05)
+                0.05: [_rec("a", 0.0, 1.0, []), _rec("b", 0.0, 1.0, [])],
+            },
+            "oracle": {x: [_rec("a", 1.0, 2.0, []), _rec("b", 1.0, 2.0, [])] for x in (0.0, 0.02, 0.05)},
+            "spawn_all": {x: [_rec("a", 1.0, 9.0, []), _rec("b", 1.0, 9.0, [])] for x in (0.0, 0.02, 0.05)},
+            "best_cascade": {
+                x: [_rec("a", 0.0, 0.0, []), _rec("b", 0.0, 0.0, [])] for x in (0.0, 0.02, 0.05)
+            },
+        },
+        0.05,
+    )
     t = report["targets"]
     assert t["sweep_resolve_vs_oracle"] == pytest.approx(0.5) and t["sweep_quality_lambda"] == 0.02
     assert t["sweep_quality_target_met"] is False

@@ -19,21 +19,39 @@ from envs.tasks import TaskInstance
 BUGS: dict[str, tuple[list[str], list[tuple[str, str, str]]]] = {
     "operators": (["func_pm_op_change"], [("calc/compare.py", "if value > high:", "if value < high:")]),
     "operands": (["func_pm_op_swap"], [("calc/arithmetic.py", "return a - b", "return b - a")]),
-    "constants": (["func_pm_op_change_const"], [("calc/strings.py", "text[: width - 1]", "text[: width - 2]")]),
-    "control": (["func_pm_ctrl_invert_if"],
-                [("calc/compare.py", "if value > threshold:", "if not value > threshold:")]),
-    "statements": (["func_pm_ctrl_shuffle"], [(
-        "calc/sequences.py",
-        "        current += value\n        totals.append(current)\n",
-        "        totals.append(current)\n        current += value\n",
-    )]),
-    "removal": (["func_pm_remove_cond"],
-                [("calc/compare.py", "    if value < low:\n        return low\n", "")]),
-    "hang": (["func_pm_op_change"], [("calc/arithmetic.py", "        result *= i\n", "        result /= i\n")]),
-    "combined": (["func_pm_op_change", "func_pm_op_swap"], [
-        ("calc/compare.py", "if value > high:", "if value < high:"),
-        ("calc/arithmetic.py", "return a - b", "return b - a"),
-    ]),
+    "constants": (
+        ["func_pm_op_change_const"],
+        [("calc/strings.py", "text[: width - 1]", "text[: width - 2]")],
+    ),
+    "control": (
+        ["func_pm_ctrl_invert_if"],
+        [("calc/compare.py", "if value > threshold:", "if not value > threshold:")],
+    ),
+    "statements": (
+        ["func_pm_ctrl_shuffle"],
+        [
+            (
+                "calc/sequences.py",
+                "        current += value\n        totals.append(current)\n",
+                "        totals.append(current)\n        current += value\n",
+            )
+        ],
+    ),
+    "removal": (
+        ["func_pm_remove_cond"],
+        [("calc/compare.py", "    if value < low:\n        return low\n", "")],
+    ),
+    "hang": (
+        ["func_pm_op_change"],
+        [("calc/arithmetic.py", "        result *= i\n", "        result /= i\n")],
+    ),
+    "combined": (
+        ["func_pm_op_change", "func_pm_op_swap"],
+        [
+            ("calc/compare.py", "if value > high:", "if value < high:"),
+            ("calc/arithmetic.py", "return a - b", "return b - a"),
+        ],
+    ),
 }
 
 
@@ -50,8 +68,14 @@ def make_bug_task(repo: RepoEnv, name: str) -> TaskInstance:
         patch = git(work, "diff")
     f2p, p2p = fail_and_pass_lists(repo, patch)
     assert f2p, f"bug {name} breaks no test"
-    return TaskInstance(instance_id=f"{REPO_NAME}.{name}", repo=repo.name, patch=patch, FAIL_TO_PASS=f2p,
-                        PASS_TO_PASS=p2p, image_name="", base_commit=repo.base_commit, modifier_kinds=kinds,
-                        test_run_s=repo.test_run_s)
-
-
+    return TaskInstance(
+        instance_id=f"{REPO_NAME}.{name}",
+        repo=repo.name,
+        patch=patch,
+        FAIL_TO_PASS=f2p,
+        PASS_TO_PASS=p2p,
+        image_name="",
+        base_commit=repo.base_commit,
+        modifier_kinds=kinds,
+        test_run_s=repo.test_run_s,
+    )

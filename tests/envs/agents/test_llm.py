@@ -120,7 +120,9 @@ def _prepare(home: Path) -> Iterator[Sandbox]:
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "clean"], cwd=repo, check=True)
-    RepoEnv(name="calc", source=str(repo), root=str(root), python=sys.executable, test_paths=["test_calc.py"]).save()
+    RepoEnv(
+        name="calc", source=str(repo), root=str(root), python=sys.executable, test_paths=["test_calc.py"]
+    ).save()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the one-time "runs on this host" warning
         box = Sandbox(SandboxConfig(deployment="local"))
@@ -136,13 +138,26 @@ def sandbox(prepared: Sandbox) -> Sandbox:
     return prepared
 
 
-TASK = TaskInstance(instance_id="calc.op_flip__1", repo="calc", patch=BUG, FAIL_TO_PASS=["test_calc.py::test_add"],
-                    PASS_TO_PASS=[], image_name="", problem_statement="add(2, 3) returns -1")
+TASK = TaskInstance(
+    instance_id="calc.op_flip__1",
+    repo="calc",
+    patch=BUG,
+    FAIL_TO_PASS=["test_calc.py::test_add"],
+    PASS_TO_PASS=[],
+    image_name="",
+    problem_statement="add(2, 3) returns -1",
+)
 
 
 def agent_for(endpoint: Endpoint, **over: Any) -> LLMAgent:
-    config = {"base_url": endpoint.base_url, "model": "gpt-4o-mini", "api_key_env": "TEST_LLM_KEY",
-              "price_in_per_mtok": 0.15, "price_out_per_mtok": 0.60, "max_retries": 0}
+    config = {
+        "base_url": endpoint.base_url,
+        "model": "gpt-4o-mini",
+        "api_key_env": "TEST_LLM_KEY",
+        "price_in_per_mtok": 0.15,
+        "price_out_per_mtok": 0.60,
+        "max_retries": 0,
+    }
     return LLMAgent(**{**config, **over})
 
 
@@ -169,7 +184,10 @@ def test_fixes_the_bug_through_the_real_client(serve: Any, sandbox: Sandbox) -> 
     assert first["model"] == "gpt-4o-mini" and first["seed"] == 7
     assert "add(2, 3) returns -1" in first["messages"][1]["content"]
     assert "test_calc.py::test_add" in first["messages"][1]["content"]
-    assert endpoint.requests[1]["messages"][-1]["content"].rstrip() == "exit code: 0\ndef add(a, b):\n    return a - b"
+    assert (
+        endpoint.requests[1]["messages"][-1]["content"].rstrip()
+        == "exit code: 0\ndef add(a, b):\n    return a - b"
+    )
     assert endpoint.requests[3]["messages"][-1]["content"].rstrip() == "exit code: 0\n5"
 
 
@@ -191,8 +209,10 @@ def test_turn_and_token_budgets_stop_the_loop(serve: Any, sandbox: Sandbox) -> N
 
 
 def test_start_patch_is_applied_and_kept(serve: Any, sandbox: Sandbox) -> None:
-    start = ("diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n--- /dev/null\n+++ b/notes.txt\n"
-             "@@ -0,0 +1 @@\n+partial fix from another agent\n")
+    start = (
+        "diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n--- /dev/null\n+++ b/notes.txt\n"
+        "@@ -0,0 +1 @@\n+partial fix from another agent\n"
+    )
     endpoint = serve(recorded("llm_fix_calc.json"))
     result = agent_for(endpoint).run(sandbox, TASK, start, Budget(), seed=0)
     assert result.status == "ok"
@@ -228,7 +248,10 @@ def test_http_error_and_slow_endpoint(serve: Any, sandbox: Sandbox) -> None:
 
 def test_reply_without_command_or_usage(serve: Any, sandbox: Sandbox) -> None:
     chatty, submit = recorded("llm_fix_calc.json")[0], recorded("llm_fix_calc.json")[3]
-    chatty = {**chatty, "choices": [{**chatty["choices"][0], "message": {"role": "assistant", "content": "Hmm."}}]}
+    chatty = {
+        **chatty,
+        "choices": [{**chatty["choices"][0], "message": {"role": "assistant", "content": "Hmm."}}],
+    }
     del chatty["usage"]
     endpoint = serve([chatty, submit])
     result = agent_for(endpoint).run(sandbox, TASK, "", Budget(), seed=0)
@@ -242,11 +265,15 @@ def test_command_timeout_and_long_output_go_back_to_the_model(serve: Any, sandbo
     base = recorded("llm_never_submits.json")[0]
 
     def says(text: str) -> dict[str, Any]:
-        return {**base, "choices": [{**base["choices"][0], "message": {"role": "assistant", "content": text}}]}
+        return {
+            **base,
+            "choices": [{**base["choices"][0], "message": {"role": "assistant", "content": text}}],
+        }
 
     endpoint = serve([says("```bash\nsleep 5\n```"), says("```bash\nseq 1 5000\n```"), says("SUBMIT")])
     result = agent_for(endpoint, command_timeout_s=0.5, max_observation_chars=400).run(
-        sandbox, TASK, "", Budget(), seed=0)
+        sandbox, TASK, "", Budget(), seed=0
+    )
     assert result.status == "ok"
     assert endpoint.requests[1]["messages"][-1]["content"].startswith("timed out: stopped after 0.5 s")
     long_output = endpoint.requests[2]["messages"][-1]["content"]

@@ -28,7 +28,9 @@ E   ValueError: 42
   File "/repo/calc/strings.py", line 8, in g
 """
 
-SOURCE = "def helper(v):\n    x = v\n    raise ValueError(x)\n\n\ndef clamp(value):\n    return helper(value)\n"
+SOURCE = (
+    "def helper(v):\n    x = v\n    raise ValueError(x)\n\n\ndef clamp(value):\n    return helper(value)\n"
+)
 
 
 def test_frames_are_repository_source_only_innermost_first():
@@ -53,12 +55,16 @@ def test_ochiai_matches_the_formula():
 
 def test_ranking_puts_frames_first_then_spectrum_then_function_lines():
     failures = {"t_fail": "calc/compare.py:3: in helper\n    raise ValueError(x)\n"}
-    coverage = {"t_fail": {"calc/compare.py": [1, 2, 3], "calc/other.py": [9]},
-                "t_pass": {"calc/compare.py": [1], "calc/other.py": [9]}}
+    coverage = {
+        "t_fail": {"calc/compare.py": [1, 2, 3], "calc/other.py": [9]},
+        "t_pass": {"calc/compare.py": [1], "calc/other.py": [9]},
+    }
     sites = localize(failures, "/repo", coverage, failed={"t_fail"}, read=lambda p: SOURCE)
     ranked = [(s.file, s.line) for s in sites]
     assert ranked[0] == ("calc/compare.py", 3)  # the raising frame
-    assert ranked.index(("calc/compare.py", 2)) < ranked.index(("calc/compare.py", 1))  # only the failing test runs line 2
+    assert ranked.index(("calc/compare.py", 2)) < ranked.index(
+        ("calc/compare.py", 1)
+    )  # only the failing test runs line 2
     assert ranked == sorted(ranked, key=lambda fl: -next(s.score for s in sites if (s.file, s.line) == fl))
 
 
@@ -126,8 +132,10 @@ def test_statement_lines_skip_docstrings_comments_and_blanks():
 
 
 def test_callee_of_the_failing_assert_beats_lines_every_test_runs():
-    coverage = {"fail": {"calc/table.py": INSERT + REPR},
-                **{f"pass{i}": {"calc/table.py": INSERT} for i in range(5)}}
+    coverage = {
+        "fail": {"calc/table.py": INSERT + REPR},
+        **{f"pass{i}": {"calc/table.py": INSERT} for i in range(5)},
+    }
     sites = localize({"fail": ASSERT_TB}, "/repo", coverage, failed={"fail"}, read=lambda p: TABLE)
     (bug,) = _ranks(sites, 15)
     assert bug <= 3  # _get_next_id's statements come first: the assert called it
@@ -162,8 +170,11 @@ def test_equal_scores_prefer_lines_all_failing_tests_ran_then_editable_lines():
 def test_passing_tests_clear_a_line_by_their_similarity_to_the_failing_ones():
     # lines 1 and 2 each run by the failing test and one passing test: equal for plain Ochiai. The test
     # running line 1 does what the failing one does; the one running line 2 shares only that line.
-    coverage = {"fail": {"m.py": [1, 2, 3, 4]}, "near": {"m.py": [1, 3, 4]},
-                "far": {"m.py": [2, *range(10, 30)]}}
+    coverage = {
+        "fail": {"m.py": [1, 2, 3, 4]},
+        "near": {"m.py": [1, 3, 4]},
+        "far": {"m.py": [2, *range(10, 30)]},
+    }
     plain, weighted = ochiai(coverage, {"fail"}), weighted_ochiai(coverage, {"fail"})
     assert math.isclose(plain[("m.py", 1)], plain[("m.py", 2)])
     assert weighted[("m.py", 2)] > weighted[("m.py", 1)]

@@ -18,8 +18,10 @@ OperationSwapOperandsModifier = _MODS["OperationSwapOperandsModifier"]
 RemoveConditionalModifier = _MODS["RemoveConditionalModifier"]
 
 IF_ELSE = "def f(a):\n    if a > 2:\n        x = 1\n    else:\n        x = 2\n    return x\n"
-SHUFFLE = ('def f(a):\n    """Doc."""\n    b = a + 1\n    for i in range(3):\n        b += i\n'
-           '    c = b * 2\n    return c\n')
+SHUFFLE = (
+    'def f(a):\n    """Doc."""\n    b = a + 1\n    for i in range(3):\n        b += i\n'
+    "    c = b * 2\n    return c\n"
+)
 CASES = [
     (OperationChangeModifier, "operators", "def f(a, b):\n    return a + b\n"),
     (OperationChangeModifier, "operators", "def f(a, b):\n    return a * b\n"),

@@ -36,4 +36,6 @@ def test_spliced_edits_equal_the_full_rewrite(source):
     assert len(spliced) >= len(edits) / 2  # most edits take the fast way
     for edit in spliced:
         start, end, new = edit.splice
-        assert source[:start] + new + source[end:] == module.deep_replace(edit.old, edit.new).code, edit.description
+        assert source[:start] + new + source[end:] == module.deep_replace(edit.old, edit.new).code, (
+            edit.description
+        )

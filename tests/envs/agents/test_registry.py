@@ -50,10 +50,12 @@ def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     info = tmp_path / "hrm_echo_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hrm-echo-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent(f"""\
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent(f"""\
         [{ENTRY_POINT_GROUP}]
         echo = hrm_echo_plugin:EchoAgent
-        """))
+        """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "echo"
     sys.modules.pop("hrm_echo_plugin", None)
@@ -112,7 +114,10 @@ def test_bad_spec_is_a_clear_error(tmp_path: Path):
     path.write_text("agents:\n  mine: {cls: 'no-colon'}\n")
     with pytest.raises(ValueError, match="module:Class"):
         load_agent_specs(path)
-    assert AgentSpec.from_dict("ok", {"cls": "a:B", "budget": {"max_validations": 2}}).budget.max_validations == 2
+    assert (
+        AgentSpec.from_dict("ok", {"cls": "a:B", "budget": {"max_validations": 2}}).budget.max_validations
+        == 2
+    )
 
 
 def test_repair_agent_rejects_bad_settings():

@@ -12,13 +12,20 @@ from envs.agents.repair import RepairAgent
 from envs.results import Budget
 
 # bug name -> the built-in agent whose family inverts it
-FAMILY_AGENT = {"operators": "op-flip", "operands": "swap", "constants": "const", "control": "cond",
-                "statements": "swap"}
+FAMILY_AGENT = {
+    "operators": "op-flip",
+    "operands": "swap",
+    "constants": "const",
+    "control": "cond",
+    "statements": "swap",
+}
 
 
 def run_agent(sandbox, task, agent, start_patch="", budget=None, seed=0):
     sandbox.prepare(task)
-    result = agent.run(sandbox, task, start_patch, budget or Budget(max_validations=80, max_sandbox_s=120), seed)
+    result = agent.run(
+        sandbox, task, start_patch, budget or Budget(max_validations=80, max_sandbox_s=120), seed
+    )
     evaluation = sandbox.evaluate(result.patch)
     return result, evaluation
 
@@ -77,8 +84,9 @@ def test_same_seed_same_result(sandbox, bug_task):
     two, _ = run_agent(sandbox, task, agent, seed=3)
     assert one.patch == two.patch
     assert one.cost.validations == two.cost.validations
-    assert [line for line in one.trajectory if "validated" not in line] == \
-           [line for line in two.trajectory if "validated" not in line]
+    assert [line for line in one.trajectory if "validated" not in line] == [
+        line for line in two.trajectory if "validated" not in line
+    ]
 
 
 def test_patch_that_does_not_apply_is_an_error_and_sandbox_stays_usable(sandbox, bug_task):
@@ -95,15 +103,20 @@ def test_patch_that_does_not_apply_is_an_error_and_sandbox_stays_usable(sandbox,
 @pytest.mark.slow
 def test_hanging_candidate_is_killed_and_hanging_tests_time_out(sandbox, bug_task):
     task = bug_task("hang")  # `result /= i`: flipping `i += 1` to `i -= 1` loops forever
-    agent = RepairAgent(families=["operators"], max_lines=12, candidate_timeout_s=6.0)  # slack for a loaded CI box
+    agent = RepairAgent(
+        families=["operators"], max_lines=12, candidate_timeout_s=6.0
+    )  # slack for a loaded CI box
     result, evaluation = run_agent(sandbox, task, agent)
     assert result.status == "ok" and evaluation.resolved, result.trajectory
     # a start patch whose tests never finish:
-    spin = ("--- a/calc/compare.py\n+++ b/calc/compare.py\n@@ -4,2 +4,3 @@\n def clamp(value, low, high):\n"
-            "+    while True: pass\n     if value < low:\n")
+    spin = (
+        "--- a/calc/compare.py\n+++ b/calc/compare.py\n@@ -4,2 +4,3 @@\n def clamp(value, low, high):\n"
+        "+    while True: pass\n     if value < low:\n"
+    )
     sandbox.prepare(bug_task("operators"))
     stuck = RepairAgent(families=["operators"], test_timeout_s=3.0).run(
-        sandbox, sandbox.task, spin, Budget(max_sandbox_s=30), 0)
+        sandbox, sandbox.task, spin, Budget(max_sandbox_s=30), 0
+    )
     assert stuck.status == "timeout", (stuck.status, stuck.reason)
     assert sandbox.diff() == "" and sandbox.run("echo ok").output.strip() == "ok"
 
@@ -134,5 +147,7 @@ def test_max_lines_counts_only_lines_where_the_families_have_an_edit():
     cands = agent._candidates(Reader(), sites, None, random.Random(0))
     assert cands and {c.line for c in cands} == {4}
     assert any("return d - 2" in c.text or "return d - 4" in c.text for c in cands)
-    wide = RepairAgent(families=["operators"], max_lines=2)._candidates(Reader(), sites, None, random.Random(0))
+    wide = RepairAgent(families=["operators"], max_lines=2)._candidates(
+        Reader(), sites, None, random.Random(0)
+    )
     assert {c.line for c in wide} == {2, 3}  # the two most suspicious lines with an operator

@@ -23,8 +23,14 @@ def run_worker(repo_dir: Path, job: dict) -> dict:
     job_path, out_path = repo_dir.parent / "job.json", repo_dir.parent / "out.json"
     job_path.write_text(json.dumps({"repo_dir": str(repo_dir), **job}))
     env = {**test_env(["."], str(repo_dir)), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, worker.__file__, str(job_path), str(out_path)], cwd=repo_dir,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, worker.__file__, str(job_path), str(out_path)],
+        cwd=repo_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(out_path.read_text())
 
@@ -45,12 +51,18 @@ def test_verdicts_match_a_plain_pytest_run(buggy_repo):
     repo_dir, task = buggy_repo
     source = (repo_dir / BUGGY).read_text()
     cands = mutate_source(BUGGY, source, range(1, 12), ["operators", "control", "constants"])
-    sample = cands[::max(1, len(cands) // 5)][:5]
+    sample = cands[:: max(1, len(cands) // 5)][:5]
     fixing = [c for c in cands if "value > high" in c.description and "->" in c.description][:1]
     sample += [c for c in fixing if c not in sample]
     ids = task.FAIL_TO_PASS + task.PASS_TO_PASS[:8]
-    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS[:8], "p2p_mode": "all",
-           "stop_on_fix": False, "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(sample)]}
+    job = {
+        "mode": "validate",
+        "f2p": task.FAIL_TO_PASS,
+        "p2p": task.PASS_TO_PASS[:8],
+        "p2p_mode": "all",
+        "stop_on_fix": False,
+        "candidates": [{"id": str(i), "files": {c.file: c.text}} for i, c in enumerate(sample)],
+    }
     out = run_worker(repo_dir, job)
     assert len(out["results"]) == len(sample)
     assert (repo_dir / BUGGY).read_text() == source  # restored after every candidate
@@ -70,9 +82,16 @@ def test_p2p_runs_only_for_improving_candidates_and_stops_on_fix(buggy_repo):
     source = (repo_dir / BUGGY).read_text()
     good = source.replace("value < high", "value > high")
     bad = source.replace("value < low", "value > low")
-    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS,
-           "candidates": [{"id": "bad", "files": {BUGGY: bad}}, {"id": "good", "files": {BUGGY: good}},
-                          {"id": "never", "files": {BUGGY: bad}}]}
+    job = {
+        "mode": "validate",
+        "f2p": task.FAIL_TO_PASS,
+        "p2p": task.PASS_TO_PASS,
+        "candidates": [
+            {"id": "bad", "files": {BUGGY: bad}},
+            {"id": "good", "files": {BUGGY: good}},
+            {"id": "never", "files": {BUGGY: bad}},
+        ],
+    }
     out = run_worker(repo_dir, job)
     assert [e["id"] for e in out["results"]] == ["bad", "good"] and out["stopped"] == "fixed"
     assert out["results"][0]["p2p_passed"] is None
@@ -84,8 +103,13 @@ def test_a_hanging_candidate_is_killed_and_the_next_one_runs(buggy_repo):
     source = (repo_dir / BUGGY).read_text()
     spin = source.replace("    if value < low:", "    while True:\n        pass\n    if value < low:", 1)
     good = source.replace("value < high", "value > high")
-    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": [], "timeout_s": 6.0,
-           "candidates": [{"id": "spin", "files": {BUGGY: spin}}, {"id": "good", "files": {BUGGY: good}}]}
+    job = {
+        "mode": "validate",
+        "f2p": task.FAIL_TO_PASS,
+        "p2p": [],
+        "timeout_s": 6.0,
+        "candidates": [{"id": "spin", "files": {BUGGY: spin}}, {"id": "good", "files": {BUGGY: good}}],
+    }
     start = time.perf_counter()
     out = run_worker(repo_dir, job)
     assert time.perf_counter() - start < 60
@@ -102,14 +126,27 @@ def test_stale_bytecode_is_never_used(buggy_repo):
     py_compile.compile(str(path), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     assert list((path.parent / "__pycache__").glob("compare.*.pyc"))
     good = path.read_text().replace("value < high", "value > high")  # same size as the bug
-    job = {"mode": "validate", "f2p": task.FAIL_TO_PASS, "p2p": [], "candidates": [{"id": "g", "files": {BUGGY: good}}]}
+    job = {
+        "mode": "validate",
+        "f2p": task.FAIL_TO_PASS,
+        "p2p": [],
+        "candidates": [{"id": "g", "files": {BUGGY: good}}],
+    }
     assert run_worker(repo_dir, job)["results"][0]["fixed"]
 
 
 def test_run_mode_reports_tracebacks_and_coverage(buggy_repo):
     repo_dir, task = buggy_repo
-    out = run_worker(repo_dir, {"mode": "run", "f2p": task.FAIL_TO_PASS, "p2p": task.PASS_TO_PASS[:5],
-                                "coverage": True, "tb": "long"})
+    out = run_worker(
+        repo_dir,
+        {
+            "mode": "run",
+            "f2p": task.FAIL_TO_PASS,
+            "p2p": task.PASS_TO_PASS[:5],
+            "coverage": True,
+            "tb": "long",
+        },
+    )
     assert all(out["status"][t] == "FAILED" for t in task.FAIL_TO_PASS)
     assert all(out["status"][t] == "PASSED" for t in task.PASS_TO_PASS[:5])
     assert "assert" in out["failures"][task.FAIL_TO_PASS[0]]

@@ -49,7 +49,7 @@ class Box:
 DEFAULT = Box(_scaled(1))  # runs __init__ and _scaled at import
 '''
 
-SHAPES_TESTS = '''\
+SHAPES_TESTS = """\
 from shapes.box import DEFAULT, Box
 
 
@@ -77,8 +77,10 @@ def test_default():
 
 def test_order():
     assert [name for name in vars(Box) if not name.startswith("__")] == ["width", "area", "doubled"]
-'''
-SHAPES_IDS = [f"tests/test_box.py::test_{name}" for name in ("getter", "setter", "area", "doubled", "default", "order")]
+"""
+SHAPES_IDS = [
+    f"tests/test_box.py::test_{name}" for name in ("getter", "setter", "area", "doubled", "default", "order")
+]
 AREA = """    def area(self):
         def square(x):
             return x * x
@@ -94,12 +96,23 @@ SCALED = """def _scaled(x):
 
 # (name, old, new, expected path, tests expected to fail); each edit of shapes/box.py alone
 SHAPE_EDITS = [
-    ("getter", "        return self._width\n", "        return self._width + 1\n", "fast", {"getter", "default"}),
+    (
+        "getter",
+        "        return self._width\n",
+        "        return self._width + 1\n",
+        "fast",
+        {"getter", "default"},
+    ),
     ("setter", "self._width = value", "self._width = value + 1", "fast", {"setter"}),
     ("nested", "return x * x", "return x + x", "fast", {"area"}),
     ("comprehension", "[_scaled(v) for", "[_scaled(v) + 1 for", "fast", {"doubled"}),
-    ("ran_at_import", "self._width = width", "self._width = width + 1", "fresh",
-     {"getter", "area", "doubled", "default"}),
+    (
+        "ran_at_import",
+        "self._width = width",
+        "self._width = width + 1",
+        "fresh",
+        {"getter", "area", "doubled", "default"},
+    ),
     ("module_constant", "SCALE = 2", "SCALE = 3", "fresh", {"doubled", "default"}),
     ("decorator", "    def area(self):", "    @staticmethod\n    def area(self):", "fresh", {"area"}),
     # methods swapped: the same class but for the order of its namespace, which the fast path reorders too
@@ -118,15 +131,25 @@ def buggy_repo(tmp_path: Path, fixture_repo_session, bug_task):
 @pytest.fixture
 def shapes_repo(tmp_path: Path) -> Path:
     root = tmp_path / "shapes_repo"
-    for rel, text in {"shapes/__init__.py": "", "shapes/box.py": SHAPES, "tests/test_box.py": SHAPES_TESTS}.items():
+    for rel, text in {
+        "shapes/__init__.py": "",
+        "shapes/box.py": SHAPES,
+        "tests/test_box.py": SHAPES_TESTS,
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
 
 
 def _job(f2p: list[str], p2p: list[str], files: list[dict[str, str]], **extra) -> dict:
-    return {"mode": "validate", "f2p": f2p, "p2p": p2p, "stop_on_fix": False,
-            "candidates": [{"id": str(i), "files": f} for i, f in enumerate(files)], **extra}
+    return {
+        "mode": "validate",
+        "f2p": f2p,
+        "p2p": p2p,
+        "stop_on_fix": False,
+        "candidates": [{"id": str(i), "files": f} for i, f in enumerate(files)],
+        **extra,
+    }
 
 
 def test_fast_path_verdicts_match_plain_pytest_on_mutants(buggy_repo):
@@ -136,8 +159,10 @@ def test_fast_path_verdicts_match_plain_pytest_on_mutants(buggy_repo):
     sample = cands[:: max(1, len(cands) // 8)][:8]
     sample += [c for c in cands if "value > high" in c.description and "->" in c.description][:1]
     ids = task.FAIL_TO_PASS + task.PASS_TO_PASS[:10]
-    out = run_worker(repo_dir, _job(task.FAIL_TO_PASS, task.PASS_TO_PASS[:10], [{c.file: c.text} for c in sample],
-                                    p2p_mode="all"))
+    out = run_worker(
+        repo_dir,
+        _job(task.FAIL_TO_PASS, task.PASS_TO_PASS[:10], [{c.file: c.text} for c in sample], p2p_mode="all"),
+    )
     assert out["fast_path"] == "on"
     assert [e["path"] for e in out["results"]] == ["fast"] * len(sample)
     assert (repo_dir / BUGGY).read_text() == source
