@@ -128,7 +128,8 @@ def _pool_metrics(parts: list[dict[str, Any]], lam: float) -> dict[str, Any]:
     n = sum(p["n"] for p in parts)
     out: dict[str, Any] = {"n": n}
     for key in ("resolve_rate", "pass_rate", "mean_cost", "mean_steps"):
-        out[key] = sum(p[key] * p["n"] for p in parts) / n if n else 0.0
+        if key in parts[0]:  # sweep points carry no mean_steps
+            out[key] = sum(p[key] * p["n"] for p in parts) / n if n else 0.0
     out["score"] = out["pass_rate"] - lam * out["mean_cost"]
     return out
 
@@ -180,10 +181,7 @@ def _pool_sweep(reports: list[dict[str, Any]], sizes: list[int]) -> dict[str, li
             raise ValueError(f"pool_reports: the λ sweeps of {name!r} use different grids")
         out[name] = []
         for j, lam in enumerate(lams):
-            parts = [
-                {**s["points"][name][j], "n": n, "mean_steps": 0.0}
-                for s, n in zip(sweeps, sizes, strict=True)
-            ]
+            parts = [{**s["points"][name][j], "n": n} for s, n in zip(sweeps, sizes, strict=True)]
             m = _pool_metrics(parts, lam)
             out[name].append(
                 {k: m[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")} | {"lam": lam}
