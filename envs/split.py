@@ -175,7 +175,7 @@ def select_split(
 
 
 def cli_split(args: argparse.Namespace) -> int:
-    """``hrm-spawn tasks split FILE``: tasks and groups per side."""
+    """``hrm-spawn tasks split FILE [--folds K] [--seed S]``: tasks and groups per side (or per fold)."""
     try:
         result: TaskLoadResult = load_tasks(args.file)
     except TaskError as exc:  # the file itself cannot be read
@@ -186,7 +186,21 @@ def cli_split(args: argparse.Namespace) -> int:
             f"{len(result.problems)} invalid records skipped (see `hrm-spawn tasks check {args.file}`)",
             file=sys.stderr,
         )
-    sides = split_tasks(result.tasks)
+    seed, folds = getattr(args, "seed", 0), getattr(args, "folds", 0)
+    if folds:
+        try:
+            of = assign_folds(result.tasks, folds, seed)
+        except ValueError as exc:
+            print(f"{args.file}: {exc}", file=sys.stderr)
+            return 1
+        for k in range(folds):
+            part = [t for t, f in zip(result.tasks, of, strict=True) if f == k]
+            fixable = sum(t.invertible for t in part)
+            print(
+                f"fold {k}: {len(part)} tasks in {len(group_tasks(part))} groups, {fixable} of a fixable kind"
+            )
+        return 0
+    sides = split_tasks(result.tasks, seed=seed)
     for name in SPLITS:
         groups = len(group_tasks(sides[name]))
         print(f"{name}: {len(sides[name])} tasks in {groups} groups")

@@ -46,6 +46,8 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
     split = tsub.add_parser("split", help="print the train/held-out split of a task file")
     split.add_argument("file")
+    split.add_argument("--folds", type=int, default=0, help="K >= 2: the cross-fitting folds instead")
+    split.add_argument("--seed", type=int, default=0, help="the split seed (env.split_seed)")
     split.set_defaults(func=_lazy("envs.split:cli_split"))
 
 

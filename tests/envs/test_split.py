@@ -192,3 +192,16 @@ def test_env_config_selects_a_fold(tmp_path: Path) -> None:
         load_env_config({"tasks": str(path), "folds": 3}, ["fold=3"])
     with pytest.raises(ConfigError, match="folds must be 0"):
         load_env_config({"folds": 1})
+
+
+def test_cli_split_prints_folds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = corpus()
+    path = save_tasks(tasks, tmp_path / "t.jsonl")
+    assert cli_split(argparse.Namespace(file=str(path), folds=3, seed=0)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    of = assign_folds(tasks, 3, 0)
+    assert [line.split(":")[0] for line in lines] == ["fold 0", "fold 1", "fold 2"]
+    assert [int(line.split()[2]) for line in lines] == [of.count(k) for k in range(3)]
+    labelled = save_tasks([tasks[0].model_copy(update={"split": "train"}), *tasks[1:]], tmp_path / "l.jsonl")
+    assert cli_split(argparse.Namespace(file=str(labelled), folds=3, seed=0)) == 1
+    assert "f0_b0 has one" in capsys.readouterr().err
