@@ -80,8 +80,18 @@ def cost_share(cost, max_cost: float, cost_bin: float = 0.0):
     return np.round(share / cost_bin) * cost_bin if cost_bin > 0 else share
 
 
-def history_entry(delegate: bool, agent: str, visible: float, cost: float, status: str) -> np.ndarray:
-    text = f"{'>' if delegate else '+'}{agent[:10]} {visible:.2f} {cost:.1f}"
+def history_entry(
+    delegate: bool,
+    agent: str,
+    visible: float,
+    cost: float,
+    status: str,
+    max_cost: float = 1.0,
+    cost_bin: float = 0.0,
+) -> np.ndarray:
+    """One history entry; the cost shown is binned as the cost features are (``cost_share``)."""
+    shown = float(cost_share(cost, max_cost, cost_bin)) * max_cost
+    text = f"{'>' if delegate else '+'}{agent[:10]} {visible:.2f} {shown:.1f}"
     if status != "ok":
         text += f" !{status[:4]}"
     data = np.frombuffer(text.encode("utf-8", "replace")[:HIST_WIDTH], dtype=np.uint8).astype(np.int64)

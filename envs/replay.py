@@ -191,11 +191,9 @@ class BatchedReplayEnv:
                 where["cost"][idx] = job.cost
                 where["pass"][idx] = job.pass_rate
                 where["res"][idx] = job.resolved
-                shown = (
-                    float(F.cost_share(job.cost, self.spec.max_cost, self.spec.cost_bin)) * self.spec.max_cost
-                )
+                sp = self.spec
                 hist[idx] = F.history_entry(
-                    start != CLEAN, self.spec.agents[k], job.visible, shown, job.status
+                    start != CLEAN, sp.agents[k], job.visible, job.cost, job.status, sp.max_cost, sp.cost_bin
                 )
 
     # -- episodes ----------------------------------------------------------------------------------

@@ -357,12 +357,18 @@ class SpawnEnv(gym.Env):
         if job.sha and (self.best is None or job.visible > self.best.visible):
             self.best = job
         self.history.append((self.action_name(action), seed, job))
-        shown = (
-            float(F.cost_share(job.cost, self.config.max_cost, self.config.cost_bin)) * self.config.max_cost
-        )
+        cfg = self.config
         F.push_history(
             self.tokens,
-            F.history_entry(action > self.K, self.agent_names[k], job.visible, shown, job.status),
+            F.history_entry(
+                action > self.K,
+                self.agent_names[k],
+                job.visible,
+                job.cost,
+                job.status,
+                cfg.max_cost,
+                cfg.cost_bin,
+            ),
             self._slots_hist,
         )
         reward = -self.lam * job.cost
