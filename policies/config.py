@@ -32,6 +32,11 @@ class HRMConfig(StrictModel):
     repo_embedding: int = 0
     # Feature count assumed when no env is attached (policy summary); the env's count wins otherwise.
     num_features: int | None = None
+    # Q-head ensemble (bootstrapped DQN): q_ensemble members read the same state, the ACT Q trainer fits
+    # each on its own bootstrap resample of the training tasks, and acting reads their mean minus
+    # q_pessimism x their spread. Members disagree where few training tasks look like the current one.
+    q_ensemble: int = 1
+    q_pessimism: float = 0.0
 
     @model_validator(mode="after")
     def _check_shapes(self) -> HRMConfig:
@@ -45,6 +50,7 @@ class HRMConfig(StrictModel):
             "seq_len",
             "vocab_size",
             "halt_max_steps",
+            "q_ensemble",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -55,6 +61,8 @@ class HRMConfig(StrictModel):
             raise ValueError(f"rope needs an even head dim, got {self.hidden_size // self.num_heads}")
         if self.num_prefix < 0 or self.repo_embedding < 0:
             raise ValueError("num_prefix and repo_embedding must be >= 0")
+        if self.q_pessimism < 0:
+            raise ValueError(f"q_pessimism must be >= 0, got {self.q_pessimism}")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise ValueError(f"halt_exploration_prob must be in [0, 1], got {self.halt_exploration_prob}")
         return self

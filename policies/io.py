@@ -187,8 +187,11 @@ def _load_q_head(policy: SpawnPolicy, q_head: dict[str, torch.Tensor]) -> None:
         raise PolicyLoadError(
             f"reference q_head must be weight [2, {policy.config.hidden_size}] + bias [2], got {got}"
         )
-    with torch.no_grad():
-        policy.q_head.weight[HALT] = weight[0]
-        policy.q_head.bias[HALT] = bias[0]
-        policy.q_head.weight[HALT + 1 :] = weight[1]  # "continue" is the value of every non-halt action
-        policy.q_head.bias[HALT + 1 :] = bias[1]
+    members, actions = policy.config.q_ensemble, policy.num_actions
+    ours_w = policy.q_head.weight.view(members, actions, -1)  # views: writes land in the parameters
+    ours_b = policy.q_head.bias.view(members, actions)
+    with torch.no_grad():  # every ensemble member starts as the reference's head
+        ours_w[:, HALT] = weight[0]
+        ours_b[:, HALT] = bias[0]
+        ours_w[:, HALT + 1 :] = weight[1]  # "continue" is the value of every non-halt action
+        ours_b[:, HALT + 1 :] = bias[1]

@@ -29,6 +29,7 @@ class PolicyOutput:
     state: torch.Tensor  # [B, hidden] float32, z_H at position 0 (what the heads read)
     segments: torch.Tensor  # [B] int64, ACT segments run this step
     think_q: torch.Tensor | None = None  # [B, 2] (stop, go on) thinking, only with inner ACT
+    q_members: torch.Tensor | None = None  # [B, E, A] the ensemble members' Q logits (E = q_ensemble)
 
 
 def _reference_q_init(head: Linear) -> None:
@@ -48,7 +49,7 @@ class SpawnPolicy(nn.Module):
         self.num_features = num_features
         self.core = HRMCore(config, num_features)
         hidden = config.hidden_size
-        self.q_head = Linear(hidden, num_actions, bias=True)
+        self.q_head = Linear(hidden, num_actions * config.q_ensemble, bias=True)
         _reference_q_init(self.q_head)
         self.policy_head = Linear(hidden, num_actions, bias=True)
         self.value_head = Linear(hidden, 1, bias=True)
@@ -88,8 +89,15 @@ class SpawnPolicy(nn.Module):
         if action_mask is not None:
             logits = mask_logits(logits, action_mask)
         think = self.think_head(state) if hasattr(self, "think_head") else None
+        members = self.q_head(state).view(state.shape[0], self.config.q_ensemble, self.num_actions)
         return PolicyOutput(
-            self.q_head(state), logits, self.value_head(state).squeeze(-1), state, segments, think
+            ensemble_q(members, self.config.q_pessimism),
+            logits,
+            self.value_head(state).squeeze(-1),
+            state,
+            segments,
+            think,
+            members,
         )
 
     def _inner_act(
@@ -148,6 +156,11 @@ def _where_output(rows: torch.Tensor, new: PolicyOutput, old: PolicyOutput) -> P
     think = (
         pick(new.think_q, old.think_q) if new.think_q is not None and old.think_q is not None else new.think_q
     )
+    members = (
+        pick(new.q_members, old.q_members)
+        if new.q_members is not None and old.q_members is not None
+        else new.q_members
+    )
     return PolicyOutput(
         pick(new.q_logits, old.q_logits),
         pick(new.action_logits, old.action_logits),
@@ -155,7 +168,20 @@ def _where_output(rows: torch.Tensor, new: PolicyOutput, old: PolicyOutput) -> P
         pick(new.state, old.state),
         new.segments,
         think,
+        members,
     )
+
+
+def ensemble_q(members: torch.Tensor, pessimism: float = 0.0) -> torch.Tensor:
+    """[B, E, A] member logits -> [B, A]: the logit of (mean − pessimism × std) of their sigmoids.
+
+    One member is returned as it is, so a single Q-head behaves exactly as the reference's.
+    """
+    if members.shape[1] == 1:
+        return members[:, 0]
+    prob = torch.sigmoid(members.float())
+    value = prob.mean(1) - pessimism * prob.std(1, correction=0)
+    return torch.logit(value.clamp(1e-6, 1 - 1e-6))
 
 
 def mask_logits(logits: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:

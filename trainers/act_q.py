@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -270,8 +271,26 @@ def run_gym_episodes(
 # Learning.
 
 
-def collate(episodes: Sequence[Episode], device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad episodes to the longest: [B, T, ...] tensors plus ``valid`` [B, T]."""
+def bootstrap_weights(instance_ids: Sequence[str], members: int, seed: int) -> np.ndarray:
+    """[B, E] weights: member e fits a task with weight 2 or 0, a fixed coin per (seed, e, task).
+
+    Bootstrapped DQN's masks, drawn per task rather than per transition: each member sees about half of
+    the training tasks (twice as heavily, so the mean weight stays 1), and members that never saw a
+    task like the one at hand disagree about it. One member (or an episode without a task id) fits all.
+    """
+    out = np.ones((len(instance_ids), members), np.float32)
+    if members == 1:
+        return out
+    for i, iid in enumerate(instance_ids):
+        if iid:
+            out[i] = [2.0 * (zlib.crc32(f"{seed}/{e}/{iid}".encode()) & 1) for e in range(members)]
+    return out
+
+
+def collate(
+    episodes: Sequence[Episode], device: torch.device, members: int = 1, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Pad episodes to the longest: [B, T, ...] tensors plus ``valid`` [B, T] and ``boot`` [B, E]."""
     b, t = len(episodes), max(e.steps for e in episodes)
     seq_len, n_feat, n_act = (
         episodes[0].tokens.shape[1],
@@ -302,12 +321,13 @@ def collate(episodes: Sequence[Episode], device: torch.device) -> dict[str, torc
         valid=valid,
         lam=lam,
         lengths=lengths,
+        boot=bootstrap_weights([e.instance_id for e in episodes], members, seed),
     )
     return {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
 
 
 def unroll_q(policy: SpawnPolicy, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Q logits [B, T, A] of every step, the carry flowing through the episode from a fresh start."""
+    """Members' Q logits [B, T, E, A] of every step, the carry flowing through the episode from a fresh start."""
     b, t = batch["actions"].shape
     device = batch["actions"].device
     carry = policy.initial_carry(b, device)
@@ -321,7 +341,7 @@ def unroll_q(policy: SpawnPolicy, batch: dict[str, torch.Tensor]) -> torch.Tenso
             batch["masks"][:, step],
             reset if step == 0 else None,
         )
-        outs.append(out.q_logits)
+        outs.append(out.q_members)
     return torch.stack(outs, dim=1)
 
 
@@ -335,53 +355,76 @@ def from_unit(prob: torch.Tensor, floor: float) -> torch.Tensor:
 
 
 def act_q_targets(
-    next_q_logits: torch.Tensor, batch: dict[str, torch.Tensor], floor: float = 0.25
+    next_q_logits: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    floor: float = 0.25,
+    select_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(halt targets [B, T], taken-action targets [B, T]) on the sigmoid scale, as in the module docstring.
 
     Values live in return units [-floor, 1] mapped affinely onto [0, 1], so a step that costs and finds
-    nothing scores below halting even where the best candidate so far is worth 0.
+    nothing scores below halting even where the best candidate so far is worth 0. With ``select_logits``
+    (double Q-learning) the best next move is chosen on those and valued on ``next_q_logits``: a max
+    over noisy estimates of one network is biased upwards, and the two networks' errors differ.
     """
-    h = batch["halt_values"]  # [B, T + 1], return units
+    single = next_q_logits.dim() == 3  # [B, T, A]; else [B, T, E, A], one target per ensemble member
+    if single:
+        next_q_logits = next_q_logits.unsqueeze(2)
+        select_logits = None if select_logits is None else select_logits.unsqueeze(2)
+    h = batch["halt_values"].unsqueeze(-1)  # [B, T + 1, 1], return units
     b, t = batch["actions"].shape
-    q_next = from_unit(torch.sigmoid(next_q_logits.float()), floor)  # [B, T, A] at s_t; shifted below
+    q_next = from_unit(torch.sigmoid(next_q_logits.float()), floor)  # [B, T, E, A] at s_t; shifted below
     masks = batch["masks"].clone()
     masks[:, :, HALT] = False  # the halt value is known exactly: h
-    best_move = q_next.masked_fill(~masks, -floor).amax(-1)  # [B, T]
+    masks = masks.unsqueeze(2)  # [B, T, 1, A]
+    if select_logits is None:
+        best_move = q_next.masked_fill(~masks, -floor).amax(-1)  # [B, T, E]
+    else:
+        pick = select_logits.float().masked_fill(~masks, float("-inf")).argmax(-1, keepdim=True)
+        best_move = torch.where(masks.any(-1), q_next.gather(-1, pick).squeeze(-1), -floor)
     v = torch.maximum(h[:, :t], best_move)  # V(s_t) for visited states
     # V(s_{t+1}): the next visited state's value, or h_T after the last step (cut episode).
-    idx = torch.arange(t, device=h.device).unsqueeze(0)
-    last = (batch["lengths"] - 1).unsqueeze(1)
+    idx = torch.arange(t, device=h.device).view(1, t, 1)
+    last = (batch["lengths"] - 1).view(b, 1, 1)
     v_next = torch.where(idx < last, torch.cat([v[:, 1:], v[:, -1:]], dim=1), h[:, 1:])
-    taken = v_next - batch["lam"].unsqueeze(1) * batch["costs"]
-    return to_unit(h[:, :t], floor), to_unit(taken, floor)
+    taken = v_next - (batch["lam"].view(b, 1) * batch["costs"]).unsqueeze(-1)
+    y_halt, y_taken = to_unit(h[:, :t].expand_as(taken), floor), to_unit(taken, floor)
+    return (y_halt[..., 0], y_taken[..., 0]) if single else (y_halt, y_taken)
 
 
 def act_q_loss(
-    policy: SpawnPolicy, target: SpawnPolicy | None, batch: dict[str, torch.Tensor], floor: float = 0.25
+    policy: SpawnPolicy,
+    target: SpawnPolicy | None,
+    batch: dict[str, torch.Tensor],
+    floor: float = 0.25,
+    double_q: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    q = unroll_q(policy, batch)  # [B, T, A] with gradients
+    q = unroll_q(policy, batch)  # [B, T, E, A] with gradients
     with torch.no_grad():
         q_boot = unroll_q(target, batch) if target is not None else q.detach()
-        y_halt, y_taken = act_q_targets(q_boot, batch, floor)
-    valid = batch["valid"].float()
-    moved = valid * (batch["actions"] != HALT).float()
-    q_taken = q.gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
-    halt_loss = (F.binary_cross_entropy_with_logits(q[:, :, HALT], y_halt, reduction="none") * valid).sum()
+        select = q.detach() if double_q and target is not None else None
+        y_halt, y_taken = act_q_targets(q_boot, batch, floor, select)  # [B, T, E]
+    # Each member fits the steps of its bootstrap resample of the tasks (weights [B, E]; 1 for one member).
+    valid = batch["valid"].float().unsqueeze(-1) * batch["boot"].unsqueeze(1)
+    moved = valid * (batch["actions"] != HALT).float().unsqueeze(-1)
+    taken_idx = batch["actions"].view(*batch["actions"].shape, 1, 1).expand(-1, -1, q.shape[2], 1)
+    q_taken = q.gather(-1, taken_idx).squeeze(-1)
+    halt_loss = (F.binary_cross_entropy_with_logits(q[..., HALT], y_halt, reduction="none") * valid).sum()
     move_loss = (F.binary_cross_entropy_with_logits(q_taken, y_taken, reduction="none") * moved).sum()
     loss = (halt_loss + move_loss) / (valid.sum() + moved.sum()).clamp(min=1.0)
     with torch.no_grad():
         sq = torch.sigmoid(q)
+        n_valid, n_moved = valid.sum().clamp(min=1.0), moved.sum().clamp(min=1.0)
         stats = {
             "loss/total": float(loss),
-            "loss/halt_bce": float(halt_loss / valid.sum().clamp(min=1.0)),
-            "loss/move_bce": float(move_loss / moved.sum().clamp(min=1.0)),
-            "q/halt": float((sq[:, :, HALT] * valid).sum() / valid.sum().clamp(min=1.0)),
-            "q/taken_move": float((torch.sigmoid(q_taken) * moved).sum() / moved.sum().clamp(min=1.0)),
-            "q/halt_abs_err": float(
-                ((sq[:, :, HALT] - y_halt).abs() * valid).sum() / valid.sum().clamp(min=1.0)
-            ),
+            "loss/halt_bce": float(halt_loss / n_valid),
+            "loss/move_bce": float(move_loss / n_moved),
+            "q/halt": float((sq[..., HALT] * valid).sum() / n_valid),
+            "q/taken_move": float((torch.sigmoid(q_taken) * moved).sum() / n_moved),
+            "q/halt_abs_err": float(((sq[..., HALT] - y_halt).abs() * valid).sum() / n_valid),
         }
+        if q.shape[2] > 1:  # how much the members disagree on the moves they rate
+            stats["q/member_std"] = float(sq[..., HALT + 1 :].std(2).mean())
     return loss, stats
 
 
@@ -470,8 +513,13 @@ class ActQTrainer:
         for _ in range(cfg.updates):
             pool = list(self.buffer)
             pick = sample_rng.choice(len(pool), size=min(cfg.batch_episodes, len(pool)), replace=False)
-            batch = collate([pool[i] for i in sorted(pick)], self.device)
-            loss, stats = act_q_loss(self.policy, self.target, batch, cfg.value_floor)
+            batch = collate(
+                [pool[i] for i in sorted(pick)],
+                self.device,
+                self.policy.config.q_ensemble,
+                self.config.seed,
+            )
+            loss, stats = act_q_loss(self.policy, self.target, batch, cfg.value_floor, cfg.double_q)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             stats["grad_norm"] = float(

@@ -72,6 +72,9 @@ class ActQConfig(StrictModel):
     # still rank under halting, so returns are mapped affinely rather than clipped at 0.
     value_floor: float = Field(0.25, gt=0)
     target_update_every: int = 10  # iterations between target-network copies; 0 = no target network
+    # Double Q-learning: the online network picks the best next move, the target network values it
+    # (needs a target network). Plain max-bootstrapping overrates moves on states seen rarely.
+    double_q: bool = False
     lam: LambdaRange = LambdaRange()
 
     @field_validator("iterations", "num_envs", "updates", "batch_episodes")
@@ -80,6 +83,12 @@ class ActQConfig(StrictModel):
         if value < 1:
             raise ValueError(f"must be >= 1, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _double_needs_target(self) -> ActQConfig:
+        if self.double_q and self.target_update_every == 0:
+            raise ValueError("double_q needs a target network: set target_update_every >= 1")
+        return self
 
 
 class PPOConfig(StrictModel):

@@ -72,6 +72,17 @@ def test_outputs_match_the_reference(reference):
         torch.testing.assert_close(out.q_logits[:, 1:], q[:, 1:].expand(-1, 2), atol=ATOL, rtol=0)
 
 
+def test_every_ensemble_member_starts_as_the_reference_q_head(reference):
+    ref, t = reference
+    policy = SpawnPolicy(our_config(ref, q_ensemble=2), num_actions=3, num_features=0)
+    load_reference_state_dict(policy, ref_state(t))
+    carry, out = policy(policy.initial_carry(3), t["input.tokens"], repo_ids=t["input.puzzle_identifiers"])
+    for member in range(2):
+        q = out.q_members[:, member]
+        torch.testing.assert_close(q[:, 0], t["output.q1"][:, 0], atol=ATOL, rtol=0)
+        torch.testing.assert_close(q[:, 1:], t["output.q1"][:, 1:].expand(-1, 2), atol=ATOL, rtol=0)
+
+
 def test_reference_loader_errors_are_clear(reference):
     ref, t = reference
     with pytest.raises(PolicyLoadError, match="config.repo_embedding is 0"):

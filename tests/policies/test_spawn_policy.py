@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from policies.config import HRMConfig
-from policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, greedy_action
+from policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, ensemble_q, greedy_action
 
 A, F = 7, 5  # K = 3 agents
 
@@ -103,3 +103,25 @@ def test_inner_act_runs_all_segments_in_eval_and_halts_in_training():
     carry, out = policy(policy.initial_carry(4), tokens, feats, mask)
     assert (out.segments == 1).all()
     torch.testing.assert_close(carry.z_H, policy.core(policy.initial_carry(4), tokens, feats)[0].z_H)
+
+
+def test_q_ensemble_members_and_their_aggregate():
+    torch.manual_seed(0)
+    policy = SpawnPolicy(cfg(q_ensemble=3), A, F)
+    tokens, feats, mask = obs()
+    _, out = policy(policy.initial_carry(4), tokens, feats, mask)
+    assert out.q_members.shape == (4, 3, A)
+    torch.testing.assert_close(out.q_logits, torch.full((4, A), -5.0))  # members agree at init
+    single = SpawnPolicy(cfg(), A, F)
+    _, one = single(single.initial_carry(4), tokens, feats, mask)
+    assert torch.equal(one.q_logits, one.q_members[:, 0])  # one member: the reference head, unchanged
+
+
+def test_ensemble_q_is_the_mean_probability_lowered_by_spread():
+    agree = torch.logit(torch.tensor([[[0.6, 0.2], [0.6, 0.2]]]))  # [B=1, E=2, A=2]
+    split = torch.logit(torch.tensor([[[0.9, 0.2], [0.3, 0.2]]]))  # action 0: same mean, spread 0.3
+    for members in (agree, split):
+        torch.testing.assert_close(torch.sigmoid(ensemble_q(members)), torch.tensor([[0.6, 0.2]]))
+    pessimistic = torch.sigmoid(ensemble_q(split, pessimism=1.0))
+    torch.testing.assert_close(pessimistic, torch.tensor([[0.3, 0.2]]))
+    torch.testing.assert_close(torch.sigmoid(ensemble_q(agree, pessimism=1.0)), torch.tensor([[0.6, 0.2]]))

@@ -19,7 +19,7 @@ from trainers.train import run_training, train_act_q
 LAM = 0.02
 
 
-def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
+def _config(data, iterations: int = 60, policy: dict | None = None, **act_q) -> TrainConfig:
     return build_config(
         TrainConfig,
         {
@@ -27,7 +27,7 @@ def _config(data, iterations: int = 60, **act_q) -> TrainConfig:
             "seed": 0,
             "device": "cpu",
             "env": data.env(split="all"),
-            "policy": TINY_POLICY,
+            "policy": {**TINY_POLICY, **(policy or {})},
             "act_q": {
                 "iterations": iterations,
                 "num_envs": 16,
@@ -61,8 +61,12 @@ def test_act_q_learns_to_beat_random_and_halt(replay_data, tmp_path) -> None:
     assert (tmp_path / "run" / "tb").is_dir()
 
 
-def test_resume_after_kill_gives_identical_weights(replay_data, tmp_path) -> None:
-    config = _config(replay_data, iterations=6).model_copy(update={"checkpoint_every": 3})
+@pytest.mark.parametrize(
+    "policy", [{}, {"q_ensemble": 3, "q_pessimism": 0.5}], ids=["one-q-head", "q-ensemble"]
+)
+def test_resume_after_kill_gives_identical_weights(replay_data, tmp_path, policy) -> None:
+    config = _config(replay_data, iterations=6, policy=policy, target_update_every=2, double_q=True)
+    config = config.model_copy(update={"checkpoint_every": 3})
     straight = train_act_q(config, tmp_path / "a", progress=False)
     train_act_q(config, tmp_path / "b", progress=False, stop_after=3)  # "killed" after its 3rd iteration
     first = latest_checkpoint(tmp_path / "b")

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.act_q import Episode, act_q_targets, collate, epsilon_at, from_unit, to_unit
+from trainers.act_q import (
+    Episode,
+    act_q_targets,
+    bootstrap_weights,
+    collate,
+    epsilon_at,
+    from_unit,
+    to_unit,
+)
 from trainers.config import ActQConfig
 
 
@@ -64,3 +72,42 @@ def test_epsilon_schedule() -> None:
     assert epsilon_at(cfg, 0) == pytest.approx(0.5)
     assert epsilon_at(cfg, 5) == pytest.approx(0.3)
     assert epsilon_at(cfg, 100) == pytest.approx(0.1)
+
+
+def test_double_q_values_the_move_the_selector_picks() -> None:
+    # One move step, then a state where moves 1 and 2 are valid: the value network rates 1 high and 2
+    # low, the selector prefers 2, so the bootstrap uses the value network's rating of move 2.
+    ep = _episode([1, 0], [1.0, 0.0], [0.0, 0.0, 0.0], lam=0.0, a=3)
+    batch = collate([ep], torch.device("cpu"))
+    value = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 20.0, -20.0]]])
+    select = torch.tensor([[[0.0, 0.0, 0.0], [0.0, -1.0, 1.0]]])
+    _, plain = act_q_targets(value, batch, floor=1.0)
+    _, double = act_q_targets(value, batch, floor=1.0, select_logits=select)
+    assert float(from_unit(plain, 1.0)[0, 0]) == pytest.approx(1.0, abs=1e-4)  # max over the value net
+    assert float(from_unit(double, 1.0)[0, 0]) == pytest.approx(0.0, abs=1e-4)  # h = 0 beats move 2's -1
+
+
+def test_members_bootstrap_from_their_own_values() -> None:
+    # Two members rate the next state's best move 1.0 and 0.0: each member's target follows its own.
+    ep = _episode([1, 0], [1.0, 0.0], [0.0, 0.0, 0.0], lam=0.0, a=3)
+    batch = collate([ep], torch.device("cpu"), members=2)
+    q = torch.zeros(1, 2, 2, 3)
+    q[0, 1, 0, 1], q[0, 1, 1, 1] = 20.0, -20.0
+    y_halt, y_taken = act_q_targets(q, batch, floor=1.0)
+    assert y_halt.shape == y_taken.shape == (1, 2, 2)
+    assert from_unit(y_taken, 1.0)[0, 0].tolist() == pytest.approx([1.0, 0.0], abs=1e-4)
+    for e in range(2):  # the same as one member on its own
+        _, alone = act_q_targets(q[:, :, e], batch, floor=1.0)
+        torch.testing.assert_close(alone, y_taken[:, :, e])
+
+
+def test_bootstrap_weights_are_fixed_coins_per_task() -> None:
+    ids = [f"task-{i}" for i in range(200)]
+    w = bootstrap_weights(ids, members=4, seed=0)
+    assert w.shape == (200, 4) and set(np.unique(w)) == {0.0, 2.0}
+    assert 0.4 < (w > 0).mean() < 0.6  # each member fits about half of the tasks
+    assert not (w[:, 0] == w[:, 1]).all()  # ... and not the same half
+    assert np.array_equal(w, bootstrap_weights(ids, members=4, seed=0))  # reproducible (resume)
+    assert not np.array_equal(w, bootstrap_weights(ids, members=4, seed=1))
+    assert (bootstrap_weights(ids, members=1, seed=0) == 1).all()
+    assert (bootstrap_weights(["", "x"], members=3, seed=0)[0] == 1).all()  # no task id: fit it all

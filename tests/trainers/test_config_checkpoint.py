@@ -37,11 +37,13 @@ def test_presets_load_and_resolve_policy_preset() -> None:
         ("act_q.iterations=0", "act_q.iterations"),
         ("act_q.lam.low=0.5", "act_q.lam"),
         ("policy.preset=policy/nope", "policy"),
+        ("policy.q_ensemble=0", "q_ensemble"),
+        ("act_q.double_q=true act_q.target_update_every=0", "double_q needs a target network"),
     ],
 )
 def test_bad_keys_are_named(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        load_config(TrainConfig, "trainers/act_q", [override])
+        load_config(TrainConfig, "trainers/act_q", override.split())
 
 
 def test_checkpoint_round_trip_and_latest(tmp_path) -> None:
