@@ -8,8 +8,8 @@ those observation histories on the oracle's replay states (envs/oracle.py). It i
 fitted learner would do: in sample no policy with the same observations does better, and held out
 it is the reference a trained policy is compared with (a smoother prior could do better or worse on
 new tasks). On new tasks an observation no known task showed makes it halt (keeping every task
-instead moved the held-out score by 0.023 at most on the tinydb stores). ``benchmarks/learnability.py`` runs it in and out of
-sample.
+instead moved the held-out score by 0.023 at most on the tinydb stores).
+``benchmarks/learnability.py`` runs it in and out of sample.
 """
 
 from __future__ import annotations
