@@ -38,7 +38,14 @@ from envs.config import load_config  # noqa: E402
 from envs.spawn_env import load_env_config  # noqa: E402
 from trainers.bayes_tree import kind_key, run_tree  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
-from trainers.evaluate import CascadeTable, ReplaySet, baseline_records, replay_sets, sweep_lambdas  # noqa: E402
+from trainers.evaluate import (  # noqa: E402
+    CascadeTable,
+    ReplaySet,
+    baseline_records,
+    replay_sets,
+    sweep_lambdas,
+    sweep_records,
+)
 from trainers.report import build_report, pool_reports, summarize  # noqa: E402
 
 LAM = 0.025
@@ -56,14 +63,7 @@ def report_for(train: ReplaySet, test: ReplaySet, reveal_kind: bool = False) -> 
         name: summarize(recs, LAM)
         for name, recs in {"hrm": tree(LAM), **baseline_records(train, test, LAM, cascades)}.items()
     }
-    sweep: dict[str, list] = {}
-    for lam in sweep_lambdas(0.0, 0.05):
-        recs = {"hrm": tree(lam), **baseline_records(train, test, lam, cascades)}
-        for name, rs in recs.items():
-            m = summarize(rs, lam)
-            sweep.setdefault(name, []).append(
-                {k: m[k] for k in ("pass_rate", "mean_cost", "resolve_rate", "score")} | {"lam": lam}
-            )
+    sweep = sweep_records(tree, train, test, cascades, sweep_lambdas(0.0, 0.05))
     return build_report(policies, LAM, {"num_tasks": len(test.tasks)}, sweep)
 
 

@@ -150,25 +150,19 @@ def _where_carry(rows: torch.Tensor, new: HRMCarry, old: HRMCarry) -> HRMCarry:
 
 
 def _where_output(rows: torch.Tensor, new: PolicyOutput, old: PolicyOutput) -> PolicyOutput:
-    def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def pick(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+        if a is None or b is None:  # an optional output only one side has: keep the new one
+            return a
         return torch.where(rows.view(-1, *([1] * (a.dim() - 1))), a, b)
 
-    think = (
-        pick(new.think_q, old.think_q) if new.think_q is not None and old.think_q is not None else new.think_q
-    )
-    members = (
-        pick(new.q_members, old.q_members)
-        if new.q_members is not None and old.q_members is not None
-        else new.q_members
-    )
     return PolicyOutput(
         pick(new.q_logits, old.q_logits),
         pick(new.action_logits, old.action_logits),
         pick(new.value, old.value),
         pick(new.state, old.state),
         new.segments,
-        think,
-        members,
+        pick(new.think_q, old.think_q),
+        pick(new.q_members, old.q_members),
     )
 
 

@@ -119,12 +119,17 @@ def kind_key(task, level: int) -> tuple:
 GroupKey = Callable[[Any, int], tuple]
 
 
+def group_keys(task, key: GroupKey) -> list[tuple]:
+    """``task``'s key at each of the three levels, finest first."""
+    return [key(task, level) for level in range(3)]
+
+
 def root_group(
-    task, train_tasks: list, key: GroupKey = profile_key, min_group: int = MIN_GROUP
+    mine: list[tuple], train_keys: list[list[tuple]], min_group: int = MIN_GROUP
 ) -> tuple[int, ...]:
-    """The training tasks that share ``task``'s key at level 0, backing off to coarser levels."""
+    """The training tasks that share a task's keys (``group_keys``) at level 0, backing off to coarser levels."""
     for level in range(3):
-        group = tuple(i for i, t in enumerate(train_tasks) if key(t, level) == key(task, level))
+        group = tuple(i for i, keys in enumerate(train_keys) if keys[level] == mine[level])
         if len(group) >= min_group or level == 2:
             return group
     raise AssertionError("unreachable")
@@ -138,10 +143,12 @@ def run_tree(
     tasks a new task starts out consistent with (default: the same failure profile)."""
     tree = BayesTree([Walker(t, train.spec) for t in train.tables], lam)
     start = _State((0,) * len(test.spec.agents), frozenset(), None)
+    train_keys = [group_keys(t, group_key) for t in train.tasks]
     records = []
     for task, table in zip(test.tasks, test.tables, strict=True):
         me = Walker(table, test.spec)
-        members = tuple((i, start, 0.0) for i in root_group(task, train.tasks, group_key, min_group))
+        group = root_group(group_keys(task, group_key), train_keys, min_group)
+        members = tuple((i, start, 0.0) for i in group)
         state, cost, actions, hist = start, 0.0, [], ()
         while members:
             action, _ = tree.best(members, hist, len(actions))

@@ -230,8 +230,13 @@ def evaluate(
     policies["best_cascade"]["sequence"] = cascade_name(cascades.best(lam), test.spec.agents)
     sweep_points = None
     if sweep:
-        sweep_points = _sweep(
-            make_actor, train, test, cascades, sweep_lambdas(lam_range.low, lam_range.high), config.seed
+        sweep_points = sweep_records(
+            lambda at: policy_records(make_actor, test, at),
+            train,
+            test,
+            cascades,
+            sweep_lambdas(lam_range.low, lam_range.high),
+            config.seed,
         )
     meta = {
         "checkpoint": str(ckpt),
@@ -250,20 +255,18 @@ def evaluate(
     return build_report(policies, lam, meta, sweep_points)
 
 
-def _sweep(
-    make_actor: ActorFactory,
+def sweep_records(
+    hrm: Callable[[float], list[EpisodeRecord]],
     train: ReplaySet,
     test: ReplaySet,
     cascades: CascadeTable,
     lams: list[float],
-    seed: int,
+    seed: int = 0,
 ) -> dict[str, list[dict[str, float]]]:
+    """The λ-sweep points of the report: ``hrm(λ)``'s records and every baseline's, summarised per λ."""
     points: dict[str, list[dict[str, float]]] = {}
     for lam in lams:
-        recs = {
-            "hrm": policy_records(make_actor, test, lam),
-            **baseline_records(train, test, lam, cascades, seed),
-        }
+        recs = {"hrm": hrm(lam), **baseline_records(train, test, lam, cascades, seed)}
         for name, rs in recs.items():
             m = summarize(rs, lam)
             points.setdefault(name, []).append(
