@@ -23,8 +23,8 @@ for extra in (ROOT / "tests", ROOT / "tests" / "envs" / "agents"):
 
 def tinydb_tasks(path: Path | None = None) -> tuple[list, str] | None:
     """(tasks, source) from data_dir()/tasks/tinydb.jsonl (or ``path``) when its repository is built."""
-    from envs.paths import repos_dir, tasks_dir
-    from envs.tasks import load_tasks
+    from hrm_spawn.envs.paths import repos_dir, tasks_dir
+    from hrm_spawn.envs.tasks import load_tasks
 
     path = path or tasks_dir() / "tinydb.jsonl"
     if not path.is_file():

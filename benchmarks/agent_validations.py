@@ -20,11 +20,11 @@ from collections import Counter
 
 from _agent_tasks import fixture_tasks, tinydb_tasks, write_result
 
-from envs.agents.localize import localize
-from envs.agents.mutate import FAMILIES, mutate_sites
-from envs.agents.repair import SCRATCH, WORKER_SOURCE, _Session
-from envs.results import Cost
-from envs.sandbox import Sandbox
+from hrm_spawn.envs.agents.localize import localize
+from hrm_spawn.envs.agents.mutate import FAMILIES, mutate_sites
+from hrm_spawn.envs.agents.repair import SCRATCH, WORKER_SOURCE, _Session
+from hrm_spawn.envs.results import Cost
+from hrm_spawn.envs.sandbox import Sandbox
 
 
 def pick_task():

@@ -29,8 +29,8 @@ def main() -> None:
     os.environ["HRM_SPAWN_HOME"] = tempfile.mkdtemp(prefix="hrm-bench-collect-")
     from fixtures.fixture_repo import build_fixture_repo, make_fixture_task
 
-    from envs.collect import collect
-    from envs.store import OutcomeStore
+    from hrm_spawn.envs.collect import collect
+    from hrm_spawn.envs.store import OutcomeStore
 
     task = make_fixture_task(build_fixture_repo())
     store = OutcomeStore(Path(os.environ["HRM_SPAWN_HOME"]) / "collect.sqlite")

@@ -16,7 +16,7 @@ figures, ``--out DIR/heldout_folds.png``, and keeps the training runs under ``DI
 
 ``--folds K`` cross-fits instead: per seed, the tasks are partitioned into K folds (envs/split.py
 ``assign_folds``), K policies each train on the other folds, and their held-out reports are pooled
-into one report over every task (``trainers.report.pool_reports``), written to
+into one report over every task (``hrm_spawn.trainers.report.pool_reports``), written to
 ``--out DIR/<variant>-seed<S>/report.{json,md}`` and ``pareto.png``. Every task is then judged once, by a
 policy that never saw it: a held-out set as large as the task set.
 """
@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from _results import write_result  # noqa: E402
 
-from envs.config import load_config  # noqa: E402
-from envs.paths import data_dir  # noqa: E402
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.evaluate import evaluate  # noqa: E402
-from trainers.report import pool_reports, write_report  # noqa: E402
-from trainers.train import run_training  # noqa: E402
+from hrm_spawn.envs.config import load_config  # noqa: E402
+from hrm_spawn.envs.paths import data_dir  # noqa: E402
+from hrm_spawn.trainers.config import TrainConfig  # noqa: E402
+from hrm_spawn.trainers.evaluate import evaluate  # noqa: E402
+from hrm_spawn.trainers.report import pool_reports, write_report  # noqa: E402
+from hrm_spawn.trainers.train import run_training  # noqa: E402
 
 FIGURES = (
     "hrm_score",

@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from _results import write_result  # noqa: E402
 
-from envs.config import load_config  # noqa: E402
-from policies.config import HRMConfig  # noqa: E402
-from policies.io import load_reference_state_dict  # noqa: E402
-from policies.layers import FLASH_NAME, attend, attention_backend  # noqa: E402
-from policies.spawn_policy import SpawnPolicy  # noqa: E402
+from hrm_spawn.envs.config import load_config  # noqa: E402
+from hrm_spawn.policies.config import HRMConfig  # noqa: E402
+from hrm_spawn.policies.io import load_reference_state_dict  # noqa: E402
+from hrm_spawn.policies.layers import FLASH_NAME, attend, attention_backend  # noqa: E402
+from hrm_spawn.policies.spawn_policy import SpawnPolicy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 # bf16 has 8 mantissa bits (relative step 2^-8 = 0.0039): one op (attention) stays within 2e-2 of fp32;

@@ -21,12 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 from _results import write_result  # noqa: E402
 
-from envs.config import load_config  # noqa: E402
-from envs.features import num_features  # noqa: E402
-from policies.config import HRMConfig  # noqa: E402
-from policies.hrm import resolve_dtype  # noqa: E402
-from policies.layers import attention_backend  # noqa: E402
-from policies.spawn_policy import SpawnPolicy  # noqa: E402
+from hrm_spawn.envs.config import load_config  # noqa: E402
+from hrm_spawn.envs.features import num_features  # noqa: E402
+from hrm_spawn.policies.config import HRMConfig  # noqa: E402
+from hrm_spawn.policies.hrm import resolve_dtype  # noqa: E402
+from hrm_spawn.policies.layers import attention_backend  # noqa: E402
+from hrm_spawn.policies.spawn_policy import SpawnPolicy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 NUM_ACTIONS, NUM_FEATURES = 1 + 2 * 4, num_features(4)  # K = 4 agents, the env's feature layout

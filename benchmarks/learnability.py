@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 from _results import write_result  # noqa: E402
 from heldout_folds import latest_quickstart_config  # noqa: E402
 
-from envs.config import load_config  # noqa: E402
-from envs.spawn_env import load_env_config  # noqa: E402
-from trainers.bayes_tree import kind_key, run_tree  # noqa: E402
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.evaluate import (  # noqa: E402
+from hrm_spawn.envs.config import load_config  # noqa: E402
+from hrm_spawn.envs.spawn_env import load_env_config  # noqa: E402
+from hrm_spawn.trainers.bayes_tree import kind_key, run_tree  # noqa: E402
+from hrm_spawn.trainers.config import TrainConfig  # noqa: E402
+from hrm_spawn.trainers.evaluate import (  # noqa: E402
     CascadeTable,
     ReplaySet,
     baseline_records,
@@ -46,7 +46,7 @@ from trainers.evaluate import (  # noqa: E402
     sweep_lambdas,
     sweep_records,
 )
-from trainers.report import build_report, pool_reports, summarize  # noqa: E402
+from hrm_spawn.trainers.report import build_report, pool_reports, summarize  # noqa: E402
 
 LAM = 0.025
 

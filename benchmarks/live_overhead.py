@@ -29,7 +29,7 @@ def main() -> None:
     os.environ["HRM_SPAWN_HOME"] = tempfile.mkdtemp(prefix="hrm-bench-live-")
     from fixtures.fixture_repo import build_fixture_repo, make_fixture_task
 
-    from envs.spawn_env import EnvConfig, SpawnEnv
+    from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
 
     task = make_fixture_task(build_fixture_repo())
     config = EnvConfig(

@@ -31,10 +31,10 @@ from typing import Any
 
 from _agent_tasks import tinydb_tasks, write_result
 
-from envs.agents.localize import localize
-from envs.agents.repair import SCRATCH, WORKER_SOURCE, RepairAgent, _nearby, _Session
-from envs.results import Cost
-from envs.tasks import INVERTIBLE_KINDS as INVERTIBLE
+from hrm_spawn.envs.agents.localize import localize
+from hrm_spawn.envs.agents.repair import SCRATCH, WORKER_SOURCE, RepairAgent, _nearby, _Session
+from hrm_spawn.envs.results import Cost
+from hrm_spawn.envs.tasks import INVERTIBLE_KINDS as INVERTIBLE
 
 TOPS = (5, 12, 30)
 UNRANKED = 10**9  # a bug line localize() never names counts as last
@@ -160,7 +160,7 @@ def _load_localize(path: str) -> Callable[..., list]:
 def collect(
     tasks_file: str | None, repos_dir: str | None, limit: int | None
 ) -> tuple[list[dict[str, Any]], str]:
-    from envs.sandbox import Sandbox, SandboxConfig
+    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
 
     found = tinydb_tasks(Path(tasks_file) if tasks_file else None)
     if not found:

@@ -22,9 +22,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "envs")]
 from _results import write_result  # noqa: E402
 from custom_env_example import fill_toy_store, toy_tasks  # noqa: E402
 
-from envs.replay import BatchedReplayEnv, ReplaySpec  # noqa: E402
-from envs.spawn_env import EnvConfig, SpawnEnv  # noqa: E402
-from envs.store import OutcomeStore  # noqa: E402
+from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec  # noqa: E402
+from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv  # noqa: E402
+from hrm_spawn.envs.store import OutcomeStore  # noqa: E402
 
 AGENTS = [f"agent{i}@1" for i in range(5)]
 NUM_ENVS = 4096

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _results import write_result  # noqa: E402
 from fixtures.bench_setup import bare_run_seconds, make_task, pick_repo  # noqa: E402
 
-from envs.sandbox import Sandbox  # noqa: E402
+from hrm_spawn.envs.sandbox import Sandbox  # noqa: E402
 
 REPEATS = 7
 

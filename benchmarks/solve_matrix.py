@@ -19,9 +19,9 @@ from pathlib import Path
 
 from _agent_tasks import RESULTS, fixture_tasks, tinydb_tasks
 
-from envs.agents.registry import AGENT_SPECS, get_agent
-from envs.sandbox import Sandbox
-from envs.tasks import INVERTIBLE_KINDS as INVERTIBLE  # the kinds the agents' families invert
+from hrm_spawn.envs.agents.registry import AGENT_SPECS, get_agent
+from hrm_spawn.envs.sandbox import Sandbox
+from hrm_spawn.envs.tasks import INVERTIBLE_KINDS as INVERTIBLE  # the kinds the agents' families invert
 
 
 def kind_of(task) -> str:
@@ -113,7 +113,7 @@ def rows_from_store(tasks: list, agents: list[str], store_path: Path) -> list[di
     Clean runs are the seed-0 runs from the buggy repository; a delegation is any run that started from
     another run's candidate. Every run there was judged by ``Sandbox.evaluate`` when it was collected.
     """
-    from envs.store import OutcomeStore
+    from hrm_spawn.envs.store import OutcomeStore
 
     rows = []
     with OutcomeStore(store_path, readonly=True) as store:

@@ -4,6 +4,6 @@ Importing ``envs`` registers ``HRMSpawn/SWESmith-v0`` with gymnasium (by module 
 no torch, is imported until the env is made).
 """
 
-from envs.registry import SPAWN_ENV_ID
+from hrm_spawn.envs.registry import SPAWN_ENV_ID
 
 __all__ = ["SPAWN_ENV_ID"]

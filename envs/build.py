@@ -1,9 +1,9 @@
 """``hrm-spawn tasks build``: a repository -> SWE-smith procedural bugs -> validated task JSONL.
 
-Steps: prepare the RepoEnv (envs.build_repo); register a SWE-smith profile for the local copy; extract
+Steps: prepare the RepoEnv (hrm_spawn.envs.build_repo); register a SWE-smith profile for the local copy; extract
 entities, sorted; run fresh instances of SWE-smith's 13 Python modifiers (a few seeded passes each, since
 every modifier is random); validate each candidate patch by running the full suite in a per-worker local
-Sandbox (envs.sandbox: apply, run, reset with git) against the clean baseline; keep >= 1 FAIL_TO_PASS and
+Sandbox (hrm_spawn.envs.sandbox: apply, run, reset with git) against the clean baseline; keep >= 1 FAIL_TO_PASS and
 >= 1 PASS_TO_PASS; then combine 2-3 valid bugs of one file (or module) and validate the combination.
 
 Every validation result goes to a sidecar JSONL next to the output, so a rerun skips work already done.
@@ -33,11 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from envs.build_repo import baseline, prepare_repo
-from envs.problem import failure_messages, problem_statement
-from envs.repos import RepoEnv
-from envs.tasks import INVERTIBLE_KINDS
-from envs.testlog import parse_report, pytest_command
+from hrm_spawn.envs.build_repo import baseline, prepare_repo
+from hrm_spawn.envs.problem import failure_messages, problem_statement
+from hrm_spawn.envs.repos import RepoEnv
+from hrm_spawn.envs.tasks import INVERTIBLE_KINDS
+from hrm_spawn.envs.testlog import parse_report, pytest_command
 
 DEFAULT_COMBINED = 40
 DEFAULT_VARIANTS = 6  # seeded passes per modifier: each pass draws new random choices
@@ -118,9 +118,9 @@ class BuildReport:
 
 def register_profile(env: RepoEnv) -> Any:
     """A SWE-smith PythonProfile for the local checkout: no GitHub clone, no mirror check."""
-    from envs import swesmith_py
+    from hrm_spawn.envs import swesmith_py
 
-    swesmith_py.python_modifiers()  # makes swesmith's Python adapter importable (see envs.swesmith_py)
+    swesmith_py.python_modifiers()  # makes swesmith's Python adapter importable (see hrm_spawn.envs.swesmith_py)
     from swesmith.profiles.base import registry
     from swesmith.profiles.python import PythonProfile
 
@@ -217,7 +217,7 @@ def _entities_cached(env: RepoEnv) -> list[tuple[str, Any]]:
 
 def kind_candidates(env: RepoEnv, kind: str, seed: int, variants: int) -> list[Candidate]:
     """The distinct candidates of one modifier kind, from a fresh modifier seeded by (seed, kind)."""
-    from envs.swesmith_py import patch_for, python_modifiers
+    from hrm_spawn.envs.swesmith_py import patch_for, python_modifiers
 
     shared = next(m for m in python_modifiers() if m.name == kind)
     # A fresh instance per build: the shared one carries random state from earlier use.
@@ -332,7 +332,7 @@ def _init_worker(env_data: dict[str, Any], base_passed: list[str], work_root: st
     """One local Sandbox per worker process, on a clean clone of the checkout (reset with git, not re-copied)."""
     from multiprocessing.util import Finalize
 
-    from envs.sandbox import Sandbox, SandboxConfig
+    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
 
     env = RepoEnv(**env_data)
     config = SandboxConfig(
@@ -351,7 +351,7 @@ def _init_worker(env_data: dict[str, Any], base_passed: list[str], work_root: st
 
 def validate_candidate(cand: Candidate) -> dict[str, Any]:
     """Apply in the worker's sandbox, run the full suite, compare with the clean baseline, reset."""
-    from envs.sandbox import PatchApplyError
+    from hrm_spawn.envs.sandbox import PatchApplyError
 
     env: RepoEnv = _WORKER["env"]
     sandbox = _WORKER["sandbox"]
@@ -525,7 +525,7 @@ class _progress:
 
 
 def _task(env: RepoEnv, cand: Candidate, rec: dict[str, Any], total_tests: int) -> Any:
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.tasks import TaskInstance
 
     return TaskInstance(
         instance_id=f"{env.name}.{cand.label}__{cand.key[:8]}",
@@ -589,7 +589,7 @@ def build_tasks(
     variants: int = DEFAULT_VARIANTS,
 ) -> BuildReport:
     """Build validated tasks from ``source`` into ``out`` (JSONL); see the module docstring."""
-    from envs.tasks import save_tasks
+    from hrm_spawn.envs.tasks import save_tasks
 
     if max_bugs is not None and max_bugs < 1:
         raise ValueError(f"max_bugs must be >= 1, got {max_bugs}")
@@ -652,7 +652,7 @@ def build_tasks(
 
 def iter_kinds() -> Iterator[str]:
     """The 13 SWE-smith Python modifier names, in SWE-smith's order."""
-    from envs.swesmith_py import python_modifiers
+    from hrm_spawn.envs.swesmith_py import python_modifiers
 
     for modifier in python_modifiers():
         yield modifier.name

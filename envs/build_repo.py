@@ -19,10 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from envs.paths import repos_dir
-from envs.repos import REPO_NAME_RE, RepoEnv
-from envs.results import TestReport
-from envs.testlog import parse_report, pytest_command, test_env
+from hrm_spawn.envs.paths import repos_dir
+from hrm_spawn.envs.repos import REPO_NAME_RE, RepoEnv
+from hrm_spawn.envs.results import TestReport
+from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
 
 PYPI_RE = re.compile(
     r"^pypi:(?P<name>[A-Za-z0-9][A-Za-z0-9._\-]*)==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_\-]*)$"
@@ -338,7 +338,10 @@ def _pyproject(checkout: Path) -> dict[str, Any]:
     path = checkout / "pyproject.toml"
     if not path.is_file():
         return {}
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     try:
         return tomllib.loads(path.read_text())

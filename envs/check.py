@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.registry import make
+from hrm_spawn.envs.registry import make
 
 
 @dataclass

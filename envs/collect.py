@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from envs.config import StrictModel
-from envs.results import Budget
-from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+from hrm_spawn.envs.config import StrictModel
+from hrm_spawn.envs.results import Budget
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
-    from envs.agents.base import Agent
-    from envs.sandbox import Sandbox, SandboxConfig
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.agents.base import Agent
+    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
+    from hrm_spawn.envs.tasks import TaskInstance
 
 
 class BudgetOverrides(StrictModel):
@@ -61,7 +61,7 @@ class AgentSlot:
 
     def get_agent(self) -> Agent:
         if self.agent is None:
-            from envs.agents.registry import get_agent
+            from hrm_spawn.envs.agents.registry import get_agent
 
             self.agent = get_agent(self.name)
         return self.agent
@@ -86,7 +86,7 @@ def resolve_agents(
         agent = None
         default_budget = Budget()
         if not version or build:
-            from envs.agents.registry import get_agent, get_spec
+            from hrm_spawn.envs.agents.registry import get_agent, get_spec
 
             default_budget = get_spec(name).budget
             agent = get_agent(name)
@@ -135,7 +135,7 @@ _W: dict[str, Any] = {}
 def _worker_init(store_path: str, sandbox_config: dict[str, Any], slots: list[tuple[str, str, dict]]) -> None:
     from multiprocessing.util import Finalize
 
-    from envs.sandbox import Sandbox, SandboxConfig
+    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
 
     _W["store"] = OutcomeStore(store_path)
     _W["sandbox"] = Sandbox(SandboxConfig.model_validate(sandbox_config))
@@ -146,7 +146,7 @@ def _worker_init(store_path: str, sandbox_config: dict[str, Any], slots: list[tu
 
 def _worker_run(job: tuple[dict[str, Any], str, int, str]) -> tuple[OutcomeKey, dict | None, str]:
     """Run one job in a worker; returns (key, summary or None, error text)."""
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.tasks import TaskInstance
 
     record, agent_name, seed, start_patch = job
     task = TaskInstance.model_validate(record)
@@ -194,7 +194,7 @@ def collect(
     progress: bool = True,
 ) -> CollectCounts:
     """Run every (task, agent, seed, start patch) job not yet in the store; returns the counts."""
-    from envs.sandbox import SandboxConfig
+    from hrm_spawn.envs.sandbox import SandboxConfig
 
     if workers < 1 or seeds < 1 or depth < 0 or delegate_seeds < 1:
         raise ValueError(
@@ -299,8 +299,8 @@ def cli_collect(args: argparse.Namespace) -> int:
     The env config (``--config``, default ``configs/env/default.yaml``) gives seeds, delegate seeds,
     sandbox and budget; ``--tasks/--agents/--store/--split`` and overrides win over it.
     """
-    from envs.config import ConfigError, load_config
-    from envs.spawn_env import EnvConfig, load_env_tasks
+    from hrm_spawn.envs.config import ConfigError, load_config
+    from hrm_spawn.envs.spawn_env import EnvConfig, load_env_tasks
 
     overrides = list(getattr(args, "overrides", None) or [])
     for name in ("tasks", "store", "split"):

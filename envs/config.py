@@ -6,14 +6,20 @@ type is an error that names the key (``ConfigError``), whether it came from a fi
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+
+def preset_dir() -> Path:
+    """The shipped presets: ``configs/`` of a checkout, or the package data of an installed wheel."""
+    return Path(str(resources.files("hrm_spawn.configs")))
+
+
+CONFIG_DIR = preset_dir()
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from envs.problem import FAILURE_KINDS, failure_kind_shares
-from policies.tokenizer import BYTE_OFFSET, ByteTokenizer
+from hrm_spawn.envs.problem import FAILURE_KINDS, failure_kind_shares
+from hrm_spawn.policies.tokenizer import BYTE_OFFSET, ByteTokenizer
 
 HIST_WIDTH = 24  # tokens per history entry
 GLOBAL_FEATURES = (

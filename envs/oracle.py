@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.replay import JobOutcome, ReplaySpec, TaskTable
-from envs.store import CLEAN
+from hrm_spawn.envs.replay import JobOutcome, ReplaySpec, TaskTable
+from hrm_spawn.envs.store import CLEAN
 
 _EPS = 1e-12
 

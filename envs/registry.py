@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.plugins import load_object
+from hrm_spawn.envs.plugins import load_object
 
 ENTRY_POINT_GROUP = "hrm_spawn.envs"
 SPAWN_ENV_ID = "HRMSpawn/SWESmith-v0"
@@ -67,5 +67,5 @@ def make(target: str, **kwargs: Any) -> gym.Env:
     return env
 
 
-# The built-in env; registered here (not only in envs/__init__) so importing envs.registry is enough.
-register(SPAWN_ENV_ID, "envs.spawn_env:SpawnEnv")
+# The built-in env; registered here (not only in envs/__init__) so importing hrm_spawn.envs.registry is enough.
+register(SPAWN_ENV_ID, "hrm_spawn.envs.spawn_env:SpawnEnv")

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs import features as F
-from envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
+from hrm_spawn.envs import features as F
+from hrm_spawn.envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
-    from envs.collect import AgentSlot
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.collect import AgentSlot
+    from hrm_spawn.envs.tasks import TaskInstance
 
 
 def cost_unit_s(task: TaskInstance) -> float:

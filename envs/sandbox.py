@@ -32,12 +32,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from envs.config import StrictModel
-from envs.paths import data_dir
-from envs.repos import REPO_NAME_RE, RepoEnv
-from envs.results import Evaluation, TestReport
-from envs.tasks import TaskInstance
-from envs.testlog import KILLED_EXIT, evaluate_report, parse_report, pytest_command, test_env
+from hrm_spawn.envs.config import StrictModel
+from hrm_spawn.envs.paths import data_dir
+from hrm_spawn.envs.repos import REPO_NAME_RE, RepoEnv
+from hrm_spawn.envs.results import Evaluation, TestReport
+from hrm_spawn.envs.tasks import TaskInstance
+from hrm_spawn.envs.testlog import KILLED_EXIT, evaluate_report, parse_report, pytest_command, test_env
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Sandbox:
         """Build from a SandboxConfig or a plain mapping (e.g. a YAML section)."""
         if data is None or isinstance(data, SandboxConfig):
             return cls(data)
-        from envs.config import build_config
+        from hrm_spawn.envs.config import build_config
 
         return cls(build_config(SandboxConfig, dict(data), source="sandbox"))
 

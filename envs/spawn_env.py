@@ -27,14 +27,14 @@ import numpy as np
 from gymnasium import spaces
 from pydantic import Field, field_validator, model_validator
 
-from envs import features as F
-from envs.collect import AgentSlot, BudgetOverrides, job_key, resolve_agents, run_job
-from envs.config import ConfigError, StrictModel, build_config, load_config
-from envs.replay import JobOutcome, TaskTable, build_task_table, cost_unit_s, job_outcome
-from envs.sandbox import SandboxConfig
-from envs.store import CLEAN, OutcomeStore
-from envs.tasks import TaskInstance, load_tasks
-from policies.tokenizer import VOCAB_SIZE
+from hrm_spawn.envs import features as F
+from hrm_spawn.envs.collect import AgentSlot, BudgetOverrides, job_key, resolve_agents, run_job
+from hrm_spawn.envs.config import ConfigError, StrictModel, build_config, load_config
+from hrm_spawn.envs.replay import JobOutcome, TaskTable, build_task_table, cost_unit_s, job_outcome
+from hrm_spawn.envs.sandbox import SandboxConfig
+from hrm_spawn.envs.store import CLEAN, OutcomeStore
+from hrm_spawn.envs.tasks import TaskInstance, load_tasks
+from hrm_spawn.policies.tokenizer import VOCAB_SIZE
 
 ENV_ID = "HRMSpawn/SWESmith-v0"
 DEFAULT_AGENTS = ["op-flip", "swap", "const", "cond", "broad"]
@@ -98,7 +98,7 @@ class EnvConfig(StrictModel):
     def store_path(self) -> Path:
         if self.store:
             return Path(self.store).expanduser()
-        from envs.paths import stores_dir
+        from hrm_spawn.envs.paths import stores_dir
 
         return stores_dir() / "outcomes.sqlite"
 
@@ -116,7 +116,7 @@ def load_env_config(
 
 
 def load_env_tasks(config: EnvConfig) -> list[TaskInstance]:
-    from envs.split import select_split
+    from hrm_spawn.envs.split import select_split
 
     if not config.tasks:
         raise ConfigError("env config: 'tasks' is not set (a task file, e.g. tasks=path/to/tasks.jsonl)")
@@ -418,7 +418,7 @@ class SpawnEnv(gym.Env):
 
     def _sandbox_get(self):
         if self._sandbox is None:  # one per process, made on first need (replay never gets here)
-            from envs.sandbox import Sandbox
+            from hrm_spawn.envs.sandbox import Sandbox
 
             self._sandbox = Sandbox(self.config.sandbox)
         return self._sandbox

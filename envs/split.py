@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from unidiff import PatchSet
 
-from envs.tasks import TaskError, TaskInstance, TaskLoadResult, load_tasks
+from hrm_spawn.envs.tasks import TaskError, TaskInstance, TaskLoadResult, load_tasks
 
 SPLITS = ("train", "heldout")
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from envs.results import AgentResult, Evaluation
+from hrm_spawn.envs.results import AgentResult, Evaluation
 
 SCHEMA_VERSION = 1
 CLEAN = "clean"

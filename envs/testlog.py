@@ -14,7 +14,7 @@ from functools import cache
 
 from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT
 
-from envs.results import ERROR, FAILED, PASSED, SKIPPED, XFAIL, Evaluation, TestReport
+from hrm_spawn.envs.results import ERROR, FAILED, PASSED, SKIPPED, XFAIL, Evaluation, TestReport
 
 KILLED_EXIT = 137  # what `timeout -s KILL` returns when it had to kill the run
 PYTEST_ARGS = ["--verbose", "--color=no", "-p", "no:cacheprovider", "-o", "addopts="]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from envs.config import StrictModel
+from hrm_spawn.envs.config import StrictModel
 
 
 class HRMConfig(StrictModel):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from policies.config import HRMConfig
-from policies.layers import Block, Embedding, Linear, RotaryEmbedding, trunc_normal_
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.layers import Block, Embedding, Linear, RotaryEmbedding, trunc_normal_
 
 CosSin = tuple[torch.Tensor, torch.Tensor] | None
 

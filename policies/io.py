@@ -11,10 +11,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from envs.config import ConfigError, dump_config, load_config
-from policies.config import HRMConfig
-from policies.hrm import HRMCore
-from policies.spawn_policy import HALT, SpawnPolicy
+from hrm_spawn.envs.config import ConfigError, dump_config, load_config
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.hrm import HRMCore
+from hrm_spawn.policies.spawn_policy import HALT, SpawnPolicy
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"

@@ -21,9 +21,9 @@ import torch
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from envs.config import load_config
-from policies.config import HRMConfig
-from policies.hrm import HRMCore, resolve_dtype
+from hrm_spawn.envs.config import load_config
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.hrm import HRMCore, resolve_dtype
 
 ConfigLike = HRMConfig | dict[str, Any] | str | Path
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from policies.config import HRMConfig
-from policies.hrm import HRMCarry, HRMCore, resolve_dtype
-from policies.layers import Linear
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.hrm import HRMCarry, HRMCore, resolve_dtype
+from hrm_spawn.policies.layers import Linear
 
 HALT = 0
 # Finite rather than -inf: softmax/entropy of a row stay NaN-free even if a trainer masks everything.

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from envs.config import load_config
-from policies.config import HRMConfig
-from policies.hrm import resolve_dtype
-from policies.layers import attention_backend
-from policies.spawn_policy import SpawnPolicy
+from hrm_spawn.envs.config import load_config
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.hrm import resolve_dtype
+from hrm_spawn.policies.layers import attention_backend
+from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
 DEFAULT_AGENTS = 4
 
@@ -25,7 +25,7 @@ def summarize(
     config: HRMConfig, num_agents: int = DEFAULT_AGENTS, num_features: int | None = None
 ) -> dict[str, Any]:
     if not num_features:
-        from envs.features import num_features as env_feature_count  # the env's layout is the truth
+        from hrm_spawn.envs.features import num_features as env_feature_count  # the env's layout is the truth
 
         num_features = config.num_features or env_feature_count(num_agents)
     num_actions = 1 + 2 * num_agents
@@ -63,7 +63,7 @@ def cli_summary(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policies.summary", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hrm_spawn.policies.summary", description=__doc__)
     parser.add_argument("config", help="YAML path or preset such as policy/hrm-27m")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. hidden_size=128")
     parser.add_argument("--agents", type=int, default=DEFAULT_AGENTS, help="K agents: 1 + 2K actions")

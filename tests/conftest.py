@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures.fixture_repo import build_fixture_repo, copy_repo, make_fixture_task  # noqa: E402
 
-from envs.repos import RepoEnv  # noqa: E402
+from hrm_spawn.envs.repos import RepoEnv  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

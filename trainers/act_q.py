@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from policies.spawn_policy import HALT, SpawnPolicy, greedy_action
-from trainers.config import ActQConfig, TrainConfig
+from hrm_spawn.policies.spawn_policy import HALT, SpawnPolicy, greedy_action
+from hrm_spawn.trainers.config import ActQConfig, TrainConfig
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from envs.features import GLOBAL_FEATURES
+from hrm_spawn.envs.features import GLOBAL_FEATURES
 
 BEST_VISIBLE = GLOBAL_FEATURES.index("best_visible")
 HAS_CANDIDATE = GLOBAL_FEATURES.index("has_candidate")

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from envs.features import TASK_FEATURES, task_features
-from envs.oracle import _advance, _moves, _State
-from envs.replay import JobOutcome, ReplaySpec, TaskTable
-from trainers.report import EpisodeRecord
+from hrm_spawn.envs.features import TASK_FEATURES, task_features
+from hrm_spawn.envs.oracle import _advance, _moves, _State
+from hrm_spawn.envs.replay import JobOutcome, ReplaySpec, TaskTable
+from hrm_spawn.trainers.report import EpisodeRecord
 
 MIN_GROUP = 4  # fewest training tasks a failure-profile group needs before the tree trusts it alone
 

@@ -26,8 +26,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from envs.config import ConfigError, dump_config
-from trainers.config import TrainConfig
+from hrm_spawn.envs.config import ConfigError, dump_config
+from hrm_spawn.trainers.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"

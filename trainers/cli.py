@@ -31,7 +31,7 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument("file", help="JSON, JSONL, parquet file or a datasets save_to_disk directory")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first bad record")
-    check.set_defaults(func=_lazy("envs.tasks:cli_check"))
+    check.set_defaults(func=_lazy("hrm_spawn.envs.tasks:cli_check"))
 
     build = tsub.add_parser("build", help="build validated bug tasks from a real repository")
     build.add_argument("--repo", required=True, help="pypi:NAME==VERSION, a local directory, or a git URL")
@@ -42,13 +42,13 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--workers", type=int, default=None, help="parallel validation processes (default: cores)"
     )
-    build.set_defaults(func=_lazy("envs.build:cli_build"))
+    build.set_defaults(func=_lazy("hrm_spawn.envs.build:cli_build"))
 
     split = tsub.add_parser("split", help="print the train/held-out split of a task file")
     split.add_argument("file")
     split.add_argument("--folds", type=int, default=0, help="K >= 2: the cross-fitting folds instead")
     split.add_argument("--seed", type=int, default=0, help="the split seed (env.split_seed)")
-    split.set_defaults(func=_lazy("envs.split:cli_split"))
+    split.set_defaults(func=_lazy("hrm_spawn.envs.split:cli_split"))
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--config", default="env/default", help="env config (sandbox, agents, seeds, depth)")
     collect.add_argument("--split", default=None, choices=["train", "heldout"], help="only this split")
     collect.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    collect.set_defaults(func=_lazy("envs.collect:cli_collect"))
+    collect.set_defaults(func=_lazy("hrm_spawn.envs.collect:cli_collect"))
 
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +72,7 @@ def _add_env(sub: argparse._SubParsersAction) -> None:
     check.add_argument("target", help="a registered env id (HRMSpawn/SWESmith-v0) or module:Class")
     check.add_argument("--config", default=None, help="env config YAML passed to the constructor")
     check.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    check.set_defaults(func=_lazy("envs.check:cli_check"))
+    check.set_defaults(func=_lazy("hrm_spawn.envs.check:cli_check"))
 
 
 def _add_policy(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +81,7 @@ def _add_policy(sub: argparse._SubParsersAction) -> None:
     summary = psub.add_parser("summary", help="print parameter counts and the attention backend as JSON")
     summary.add_argument("config", help="policy config, e.g. policy/hrm-27m or a YAML path")
     summary.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    summary.set_defaults(func=_lazy("policies.summary:cli_summary"))
+    summary.set_defaults(func=_lazy("hrm_spawn.policies.summary:cli_summary"))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -90,7 +90,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--out", default=None, help="run directory (default under the data dir)")
-    train.set_defaults(func=_lazy("trainers.train:cli_train"))
+    train.set_defaults(func=_lazy("hrm_spawn.trainers.train:cli_train"))
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +104,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     lam.add_argument("--lambda-sweep", action="store_true", help="sweep λ and report the area under the hull")
     ev.add_argument("--mode", default="replay", choices=["replay", "cached", "live"])
     ev.add_argument("--out", required=True, help="directory for report.json, report.md, pareto.png")
-    ev.set_defaults(func=_lazy("trainers.evaluate:cli_eval"))
+    ev.set_defaults(func=_lazy("hrm_spawn.trainers.evaluate:cli_eval"))
 
 
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +113,7 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     qs.add_argument("--out", default=None, help="report directory (default under the data dir)")
     qs.add_argument("--config", default="quickstart", help="quickstart config")
     qs.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    qs.set_defaults(func=_lazy("trainers.quickstart:cli_quickstart"))
+    qs.set_defaults(func=_lazy("hrm_spawn.trainers.quickstart:cli_quickstart"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_quickstart(sub)
     doctor = sub.add_parser("doctor", help="print what this machine offers (torch, CUDA, Docker, ...)")
-    doctor.set_defaults(func=_lazy("trainers.doctor:cli_doctor"))
+    doctor.set_defaults(func=_lazy("hrm_spawn.trainers.doctor:cli_doctor"))
     return parser
 
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from envs.config import ConfigError, StrictModel, read_yaml, resolve_config_path
-from policies.config import HRMConfig
+from hrm_spawn.envs.config import ConfigError, StrictModel, read_yaml, resolve_config_path
+from hrm_spawn.policies.config import HRMConfig
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

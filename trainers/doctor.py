@@ -63,7 +63,7 @@ def doctor_rows() -> list[tuple[str, str]]:
 
 
 def cli_doctor(args: argparse.Namespace) -> int:
-    from envs.paths import data_dir
+    from hrm_spawn.envs.paths import data_dir
 
     table = Table(title="hrm-spawn doctor")
     table.add_column("component")

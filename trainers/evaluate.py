@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.config import ConfigError
-from trainers.act_q import Actor, Episode, PolicyActor, run_batched_episodes, run_gym_episodes
-from trainers.baselines import (
+from hrm_spawn.envs.config import ConfigError
+from hrm_spawn.trainers.act_q import Actor, Episode, PolicyActor, run_batched_episodes, run_gym_episodes
+from hrm_spawn.trainers.baselines import (
     RandomActor,
     SequenceActor,
     cascade_candidates,
@@ -35,8 +35,8 @@ from trainers.baselines import (
     single_sequence,
     spawn_all_sequence,
 )
-from trainers.checkpoint import load_into, load_train_config, resolve_checkpoint
-from trainers.report import EpisodeRecord, build_report, comparison_table, summarize, write_report
+from hrm_spawn.trainers.checkpoint import load_into, load_train_config, resolve_checkpoint
+from hrm_spawn.trainers.report import EpisodeRecord, build_report, comparison_table, summarize, write_report
 
 RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
 CASCADE_MAX_LEN = 3
@@ -59,7 +59,7 @@ class ReplaySet:
         task_rows: np.ndarray | None = None,
         with_tokens: bool = True,
     ) -> list[Episode]:
-        from envs.replay import BatchedReplayEnv
+        from hrm_spawn.envs.replay import BatchedReplayEnv
 
         rows = np.arange(len(self.tasks)) if task_rows is None else np.asarray(task_rows)
         env = BatchedReplayEnv(
@@ -85,8 +85,8 @@ class ReplaySet:
 
 def replay_sets(env_cfg: Any, split: str) -> tuple[ReplaySet, ReplaySet]:
     """(the train split, the evaluated split) of the env config's tasks, tables read from its store."""
-    from envs.replay import ReplaySpec
-    from envs.spawn_env import SpawnEnv
+    from hrm_spawn.envs.replay import ReplaySpec
+    from hrm_spawn.envs.spawn_env import SpawnEnv
 
     out = []
     for name in ("train", split):
@@ -100,7 +100,7 @@ def replay_sets(env_cfg: Any, split: str) -> tuple[ReplaySet, ReplaySet]:
 
 
 def load_policy_from_checkpoint(ckpt: Path, num_actions: int, num_features: int, device: torch.device):
-    from policies.spawn_policy import SpawnPolicy
+    from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
     config = load_train_config(ckpt)
     policy = SpawnPolicy(config.policy, num_actions, num_features)
@@ -115,7 +115,7 @@ def load_actor(ckpt: Path, observation_space: Any, num_actions: int, device: tor
     """``make_actor(n)`` running the checkpoint's policy greedily, whichever trainer wrote it."""
     algo = load_train_config(ckpt).algo
     if algo == "ppo":
-        from trainers.ppo import PPOActor, load_ppo_policy
+        from hrm_spawn.trainers.ppo import PPOActor, load_ppo_policy
 
         ppo = load_ppo_policy(ckpt, observation_space, num_actions, device)
         return lambda _: PPOActor(ppo, device)
@@ -175,7 +175,7 @@ def baseline_records(
 
 def _oracle_sequences(rs: ReplaySet) -> list[list[int]]:
     """Per task, the oracle's actions without the final halt (λ-free: computed once per set)."""
-    from envs.oracle import oracle
+    from hrm_spawn.envs.oracle import oracle
 
     if rs.oracle is None:
         rs.oracle = [[a for a in oracle(table, rs.spec).actions if a != 0] for table in rs.tables]
@@ -205,7 +205,7 @@ def evaluate(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """The report (dict) for a checkpoint; see trainers/report.py for the schema."""
-    from envs.spawn_env import load_env_config
+    from hrm_spawn.envs.spawn_env import load_env_config
 
     config = load_train_config(ckpt)
     if config.torch_threads > 0:
@@ -283,7 +283,7 @@ def sweep_records(
 
 def _run_live(ckpt: Path, env_cfg: Any, split: str, mode: str, device: torch.device) -> None:
     """Run the policy once per task through SpawnEnv in ``mode`` so its outcomes land in the store."""
-    from envs.spawn_env import SpawnEnv
+    from hrm_spawn.envs.spawn_env import SpawnEnv
 
     env = SpawnEnv(env_cfg.model_copy(update={"split": split, "mode": mode}))
     make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainers.checkpoint import (
+from hrm_spawn.trainers.checkpoint import (
     latest_checkpoint,
     load_state,
     load_weights,
@@ -28,7 +28,7 @@ from trainers.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from trainers.config import TrainConfig
+from hrm_spawn.trainers.config import TrainConfig
 
 
 def _callbacks(config: TrainConfig, run_dir: Path, progress: bool) -> Any:
@@ -79,8 +79,8 @@ def train_ppo(config: TrainConfig, run_dir: Path, resume: bool = False, progress
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from policies.sb3 import HRMMaskablePolicy
-    from trainers.train import env_factory, resolve_device, seed_everything, set_threads
+    from hrm_spawn.policies.sb3 import HRMMaskablePolicy
+    from hrm_spawn.trainers.train import env_factory, resolve_device, seed_everything, set_threads
 
     seed_everything(config.seed)
     set_threads(config)
@@ -138,8 +138,8 @@ def load_ppo_policy(ckpt: Path, observation_space: Any, num_actions: int, device
     """The ``HRMMaskablePolicy`` of a PPO checkpoint, for the env's observation space, in eval mode."""
     import gymnasium as gym
 
-    from policies.sb3 import HRMMaskablePolicy
-    from trainers.checkpoint import load_into, load_train_config
+    from hrm_spawn.policies.sb3 import HRMMaskablePolicy
+    from hrm_spawn.trainers.checkpoint import load_into, load_train_config
 
     config = load_train_config(ckpt)
     policy = HRMMaskablePolicy(

@@ -1,6 +1,6 @@
 """hrm-spawn quickstart [--tiny] [--out DIR]: the main job on a fresh machine, with no arguments.
 
-1. tasks:    build (or reuse) the default tinydb task set at data_dir()/tasks/tinydb.jsonl (envs.build)
+1. tasks:    build (or reuse) the default tinydb task set at data_dir()/tasks/tinydb.jsonl (hrm_spawn.envs.build)
 2. collect:  run the agents in the local SWE-ReX runtime on every task, filling the outcome store
              (worker processes, progress; resumes: finished runs are skipped)
 3. train:    ACT Q-learning of hrm-tiny in replay mode on the train split
@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import Field
 
-from envs.collect import BudgetOverrides
-from envs.config import StrictModel, build_config, dump_config, load_config
-from envs.paths import data_dir, runs_dir, stores_dir, tasks_dir
+from hrm_spawn.envs.collect import BudgetOverrides
+from hrm_spawn.envs.config import StrictModel, build_config, dump_config, load_config
+from hrm_spawn.envs.paths import data_dir, runs_dir, stores_dir, tasks_dir
 
 
 class TaskSetConfig(StrictModel):
@@ -66,7 +66,7 @@ def ensure_tasks(cfg: TaskSetConfig, workers: int | None) -> Path:
     if path.is_file() and path.stat().st_size > 0:
         _say(f"tasks: reusing {path}")
         return path
-    from envs.build import build_tasks
+    from hrm_spawn.envs.build import build_tasks
 
     _say(f"tasks: building from {cfg.source} into {path} (max {cfg.max_bugs} bugs + {cfg.combined} combined)")
     report = build_tasks(
@@ -78,9 +78,9 @@ def ensure_tasks(cfg: TaskSetConfig, workers: int | None) -> Path:
 
 
 def run_collect(tasks_path: Path, store: Path, env: dict[str, Any], cfg: CollectConfig) -> None:
-    from envs.collect import collect
-    from envs.spawn_env import load_env_config
-    from envs.tasks import load_tasks
+    from hrm_spawn.envs.collect import collect
+    from hrm_spawn.envs.spawn_env import load_env_config
+    from hrm_spawn.envs.tasks import load_tasks
 
     env_cfg = load_env_config(env)
     tasks = load_tasks(str(tasks_path)).tasks
@@ -147,15 +147,15 @@ def _finished(ckpt: Path | None, cfg: Any) -> bool:
 def run_dir_for(train_cfg: Any, out: Path) -> Path:
     """``out/run-<digest>``, named after the config and the observation layout, so neither a changed
     config nor a checkpoint made for other features is ever resumed or reused."""
-    from envs.features import layout
+    from hrm_spawn.envs.features import layout
 
     digest = hashlib.sha256((dump_config(train_cfg) + layout()).encode()).hexdigest()[:8]
     return out / f"run-{digest}"
 
 
 def _train(train_cfg: Any, out: Path) -> Path:
-    from trainers.checkpoint import latest_checkpoint
-    from trainers.train import run_training
+    from hrm_spawn.trainers.checkpoint import latest_checkpoint
+    from hrm_spawn.trainers.train import run_training
 
     run_dir = run_dir_for(train_cfg, out)
     done = latest_checkpoint(run_dir)
@@ -173,7 +173,7 @@ def _train(train_cfg: Any, out: Path) -> Path:
 
 def build_configs(config: QuickstartConfig, tasks_path: Path, store: Path) -> tuple[dict[str, Any], Any]:
     """(the env config for collection, mode cached; the TrainConfig, replay on the train split)."""
-    from trainers.config import TrainConfig, _merge
+    from hrm_spawn.trainers.config import TrainConfig, _merge
 
     train_data = dict(config.train)
     train_data.setdefault("preset", "trainers/act_q")
@@ -193,8 +193,8 @@ def build_configs(config: QuickstartConfig, tasks_path: Path, store: Path) -> tu
 
 
 def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
-    from trainers.evaluate import evaluate
-    from trainers.report import comparison_table, write_report
+    from hrm_spawn.trainers.evaluate import evaluate
+    from hrm_spawn.trainers.report import comparison_table, write_report
 
     timer = StageTimer()
     tasks_path = ensure_tasks(config.tasks, config.collect.workers)

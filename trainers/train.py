@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.config import ConfigError, dump_config, load_config
-from envs.paths import runs_dir
-from envs.registry import SPAWN_ENV_ID
-from trainers.checkpoint import (
+from hrm_spawn.envs.config import ConfigError, dump_config, load_config
+from hrm_spawn.envs.paths import runs_dir
+from hrm_spawn.envs.registry import SPAWN_ENV_ID
+from hrm_spawn.trainers.checkpoint import (
     latest_checkpoint,
     load_state,
     load_train_config,
@@ -32,7 +32,7 @@ from trainers.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from trainers.config import TrainConfig
+from hrm_spawn.trainers.config import TrainConfig
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,8 +48,8 @@ def env_factory(config: TrainConfig, **overrides: Any) -> Callable[[], Any]:
     env_kwargs = {**config.env, **overrides}
 
     def make() -> Any:
-        import envs  # noqa: F401  (registers the built-in env id)
-        from envs.registry import make as make_env
+        import hrm_spawn.envs  # noqa: F401  (registers the built-in env id)
+        from hrm_spawn.envs.registry import make as make_env
 
         return make_env(config.env_id, config=env_kwargs)
 
@@ -62,12 +62,12 @@ def make_source(config: TrainConfig) -> tuple[Any, Any]:
     The built-in env in replay mode trains on a ``BatchedReplayEnv`` (numpy, many episodes per step);
     any other env id or mode runs ``act_q.num_envs`` gymnasium envs side by side.
     """
-    from trainers.act_q import BatchedSource, GymSource
+    from hrm_spawn.trainers.act_q import BatchedSource, GymSource
 
     lam = config.act_q.lam
     if config.env_id == SPAWN_ENV_ID and config.env.get("mode", "cached") == "replay":
-        from envs.replay import BatchedReplayEnv, ReplaySpec
-        from envs.spawn_env import SpawnEnv, load_env_config
+        from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec
+        from hrm_spawn.envs.spawn_env import SpawnEnv, load_env_config
 
         env_cfg = load_env_config(config.env)
         base = SpawnEnv(env_cfg)
@@ -82,7 +82,7 @@ def make_source(config: TrainConfig) -> tuple[Any, Any]:
 
 
 def make_policy(config: TrainConfig, env: Any):
-    from policies.spawn_policy import SpawnPolicy
+    from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
     num_actions = int(env.action_space.n)
     num_features = int(env.observation_space["features"].shape[0])
@@ -133,7 +133,7 @@ def train_act_q(
     """Run ACT Q-learning; returns the last checkpoint. ``stop_after`` ends early (tests: a "kill")."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from trainers.act_q import ActQTrainer
+    from hrm_spawn.trainers.act_q import ActQTrainer
 
     seed_everything(config.seed)
     set_threads(config)
@@ -204,7 +204,7 @@ def run_training(config: TrainConfig, run_dir: Path, resume: bool = False, progr
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     if config.algo == "ppo":
-        from trainers.ppo import train_ppo
+        from hrm_spawn.trainers.ppo import train_ppo
 
         return train_ppo(config, run_dir, resume=resume, progress=progress)
     return train_act_q(config, run_dir, resume=resume, progress=progress)

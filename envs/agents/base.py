@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from envs.results import AgentResult, Budget
+from hrm_spawn.envs.results import AgentResult, Budget
 
 if TYPE_CHECKING:  # the sandbox and task modules are only needed for type hints
-    from envs.sandbox import Sandbox
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.sandbox import Sandbox
+    from hrm_spawn.envs.tasks import TaskInstance
 
 
 @runtime_checkable

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from envs.config import StrictModel
-from envs.results import AgentResult, Budget, Cost
+from hrm_spawn.envs.config import StrictModel
+from hrm_spawn.envs.results import AgentResult, Budget, Cost
 
 if TYPE_CHECKING:
-    from envs.sandbox import Sandbox
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.sandbox import Sandbox
+    from hrm_spawn.envs.tasks import TaskInstance
 
 _BASH_BLOCK_RE = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL)
 _SUBMIT_RE = re.compile(r"^\s*SUBMIT\s*$", re.MULTILINE)

@@ -12,12 +12,12 @@ from typing import Any
 
 import yaml
 
-from envs.agents.base import Agent, AgentSpec
-from envs.plugins import load_object
-from envs.results import Budget
+from hrm_spawn.envs.agents.base import Agent, AgentSpec
+from hrm_spawn.envs.plugins import load_object
+from hrm_spawn.envs.results import Budget
 
 ENTRY_POINT_GROUP = "hrm_spawn.agents"
-_REPAIR = "envs.agents.repair:RepairAgent"
+_REPAIR = "hrm_spawn.envs.agents.repair:RepairAgent"
 
 
 def _spec(

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envs.agents.localize import Site, localize
-from envs.agents.mutate import FAMILIES, Candidate, mutate_sites
-from envs.results import AgentResult, Budget, Cost, TestReport
+from hrm_spawn.envs.agents.localize import Site, localize
+from hrm_spawn.envs.agents.mutate import FAMILIES, Candidate, mutate_sites
+from hrm_spawn.envs.results import AgentResult, Budget, Cost, TestReport
 
 if TYPE_CHECKING:
-    from envs.sandbox import Sandbox
-    from envs.tasks import TaskInstance
+    from hrm_spawn.envs.sandbox import Sandbox
+    from hrm_spawn.envs.tasks import TaskInstance
 
 SCRATCH = ".hrm-agent"  # inside the repository (the sandbox's file API is repository-relative); removed after
 WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text(encoding="utf-8")

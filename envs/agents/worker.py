@@ -63,7 +63,7 @@ READ_CHUNK = 1 << 16
 
 
 def _is_test_file(path: str) -> bool:
-    # envs.agents.localize.is_test_path's rule, repeated: this file runs standalone in the sandbox
+    # hrm_spawn.envs.agents.localize.is_test_path's rule, repeated: this file runs standalone in the sandbox
     base = os.path.basename(path)
     parts = path.replace("\\", "/").split("/")
     return (

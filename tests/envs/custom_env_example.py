@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.results import AgentResult, Cost, Evaluation
-from envs.spawn_env import EnvConfig, SpawnEnv
-from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
-from envs.tasks import TaskInstance
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+from hrm_spawn.envs.tasks import TaskInstance
 
 TOY_AGENTS = ["quick@1", "careful@1", "thorough@1"]
 

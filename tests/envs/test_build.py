@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures.fixture_repo import copy_repo
 
-from envs.build import (
+from hrm_spawn.envs.build import (
     INVERTIBLE_KINDS,
     BuildReport,
     Candidate,
@@ -21,11 +21,11 @@ from envs.build import (
     invertible,
     iter_kinds,
 )
-from envs.problem import failure_messages, problem_statement
-from envs.repos import RepoEnv
-from envs.swesmith_py import entities_from_file, python_modifiers
-from envs.tasks import load_tasks
-from envs.testlog import parse_report, pytest_command, test_env
+from hrm_spawn.envs.problem import failure_messages, problem_statement
+from hrm_spawn.envs.repos import RepoEnv
+from hrm_spawn.envs.swesmith_py import entities_from_file, python_modifiers
+from hrm_spawn.envs.tasks import load_tasks
+from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
 
 MAX_BUGS = 4
 COMBINED = 1

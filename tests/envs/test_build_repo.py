@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fixtures.calc_source import PACKAGE, TESTS
 
-from envs.build_repo import (
+from hrm_spawn.envs.build_repo import (
     RepoBuildError,
     commit_all,
     default_name,
@@ -21,7 +21,7 @@ from envs.build_repo import (
     parse_source,
     prepare_repo,
 )
-from envs.repos import RepoEnv
+from hrm_spawn.envs.repos import RepoEnv
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -135,7 +135,7 @@ def test_prepare_local_directory(hrm_home: Path, tmp_path: Path) -> None:
 
 def test_failing_suite_is_reported(hrm_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No passing test at base is an error that shows the test output (venv creation skipped here)."""
-    import envs.build_repo as br
+    import hrm_spawn.envs.build_repo as br
 
     src = tmp_path / "broken"
     _write(src, {"pkg/__init__.py": "", "tests/test_a.py": "def test_a():\n    assert False, 'always'\n"})

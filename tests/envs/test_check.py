@@ -11,8 +11,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.check import cli_env_check, run_checks
-from envs.registry import EnvNotFoundError, resolve
+from hrm_spawn.envs.check import cli_env_check, run_checks
+from hrm_spawn.envs.registry import EnvNotFoundError, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "tests/envs/custom_env_example.py:ToyTasksEnv"
@@ -69,7 +69,13 @@ def test_unknown_target_is_a_clear_error():
 
 def test_command_line_fails_with_non_zero_exit(tmp_path):
     bad = subprocess.run(
-        [sys.executable, "-m", "envs.check", "HRMSpawn/SWESmith-v0", "tasks=" + str(tmp_path / "none.jsonl")],
+        [
+            sys.executable,
+            "-m",
+            "hrm_spawn.envs.check",
+            "HRMSpawn/SWESmith-v0",
+            "tasks=" + str(tmp_path / "none.jsonl"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.collect import collect
-from envs.results import AgentResult, Cost
-from envs.store import OutcomeStore, StoreError, patch_sha
+from hrm_spawn.envs.collect import collect
+from hrm_spawn.envs.results import AgentResult, Cost
+from hrm_spawn.envs.store import OutcomeStore, StoreError, patch_sha
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "test_collect:CommentAgent"
@@ -85,7 +85,7 @@ def test_an_identical_candidate_is_judged_once(fixture_task, tmp_path):
 
 
 def test_cached_mode_runs_a_miss_in_the_sandbox_and_records_it(fixture_task, tmp_path):
-    from envs.spawn_env import EnvConfig, SpawnEnv
+    from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
 
     store = OutcomeStore(tmp_path / "s.sqlite")
     config = EnvConfig(agents=[AGENT], seeds_per_agent=1, mode="cached", lam=0.5, seq_len=128)
@@ -103,9 +103,9 @@ def test_cached_mode_runs_a_miss_in_the_sandbox_and_records_it(fixture_task, tmp
 KILL_SCRIPT = """
 import sys
 sys.path[:0] = [{root!r}, {here!r}, {tests!r}]
-from envs.collect import collect
-from envs.store import OutcomeStore
-from envs.tasks import TaskInstance
+from hrm_spawn.envs.collect import collect
+from hrm_spawn.envs.store import OutcomeStore
+from hrm_spawn.envs.tasks import TaskInstance
 
 if __name__ == "__main__":
     task = TaskInstance.model_validate_json(open({task!r}).read())
@@ -151,9 +151,9 @@ def test_collector_killed_with_sigkill_resumes(fixture_task, tmp_path):
 @pytest.mark.slow
 def test_end_to_end_real_agents_collect_then_replay(fixture_task, tmp_path):
     """Fixture task, built-in agents in the local sandbox; then replay, batched replay and the oracle agree."""
-    from envs.oracle import oracle_for_env
-    from envs.replay import BatchedReplayEnv, ReplaySpec
-    from envs.spawn_env import EnvConfig, SpawnEnv
+    from hrm_spawn.envs.oracle import oracle_for_env
+    from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec
+    from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
 
     store = OutcomeStore(tmp_path / "s.sqlite")
     agents = ["op-flip", "cond"]
@@ -184,7 +184,7 @@ def test_end_to_end_real_agents_collect_then_replay(fixture_task, tmp_path):
 def test_sandbox_failure_truncates_with_the_reason(hrm_home, tmp_path):
     from custom_env_example import toy_tasks
 
-    from envs.spawn_env import EnvConfig, SpawnEnv
+    from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
 
     config = EnvConfig(agents=[AGENT], mode="cached", seq_len=128)
     env = SpawnEnv(config, tasks=toy_tasks(1), store=tmp_path / "s.sqlite")  # its repository was never built

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.config import ConfigError, StrictModel, build_config, load_config
+from hrm_spawn.envs.config import ConfigError, StrictModel, build_config, load_config
 
 
 class Inner(StrictModel):
@@ -57,7 +57,7 @@ def test_override_through_a_value_is_an_error() -> None:
 
 
 def test_every_shipped_yaml_is_valid_yaml() -> None:
-    from envs.config import CONFIG_DIR, read_yaml
+    from hrm_spawn.envs.config import CONFIG_DIR, read_yaml
 
     files = sorted(CONFIG_DIR.rglob("*.yaml"))
     assert files, "configs/ has no presets"

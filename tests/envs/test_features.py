@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from custom_env_example import toy_tasks
 
-from envs.features import TASK_FEATURES, feature_names, num_features, task_features
-from envs.problem import FAILURE_KINDS, failure_kind, failure_kind_shares, problem_statement
+from hrm_spawn.envs.features import TASK_FEATURES, feature_names, num_features, task_features
+from hrm_spawn.envs.problem import FAILURE_KINDS, failure_kind, failure_kind_shares, problem_statement
 
 
 def test_failure_kinds_are_classed() -> None:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from custom_env_example import ToyTasksEnv, toy_patch, toy_tasks
 
-from envs.oracle import oracle, oracle_for_env
-from envs.replay import ReplaySpec
-from envs.results import AgentResult, Cost, Evaluation
-from envs.spawn_env import EnvConfig, SpawnEnv
-from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+from hrm_spawn.envs.oracle import oracle, oracle_for_env
+from hrm_spawn.envs.replay import ReplaySpec
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 
 def put(store, agent, seed, start, patch, visible, seconds, f2p):

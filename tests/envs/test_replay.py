@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from custom_env_example import TOY_AGENTS, fill_toy_store, toy_tasks
 
-from envs.replay import BatchedReplayEnv, ReplaySpec
-from envs.spawn_env import EnvConfig, SpawnEnv
-from envs.store import OutcomeStore
+from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec
+from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
+from hrm_spawn.envs.store import OutcomeStore
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_without_task_text_every_task_starts_from_the_same_tokens(toy):
 
 
 def test_coarse_costs_show_only_multiples_of_the_bin(toy):
-    from envs import features as F
+    from hrm_spawn.envs import features as F
 
     env = SpawnEnv(toy.config.model_copy(update={"cost_bin": 0.25}), tasks=toy.tasks, store=toy.store)
     names = F.feature_names(env.config.agents)

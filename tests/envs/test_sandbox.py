@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fixtures.fixture_repo import fix_patch
 
-from envs import sandbox as sandbox_mod
-from envs.config import ConfigError
-from envs.paths import data_dir
-from envs.sandbox import PatchApplyError, Sandbox, SandboxConfig, SandboxError
+from hrm_spawn.envs import sandbox as sandbox_mod
+from hrm_spawn.envs.config import ConfigError
+from hrm_spawn.envs.paths import data_dir
+from hrm_spawn.envs.sandbox import PatchApplyError, Sandbox, SandboxConfig, SandboxError
 
 HANGING_TEST = "import time\n\n\ndef test_hangs():\n    time.sleep(600)\n"
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from custom_env_example import TOY_AGENTS, ToyTasksEnv, fill_toy_store, toy_patch, toy_tasks
 
-import envs.registry  # noqa: F401  (registers HRMSpawn/SWESmith-v0)
-from envs.config import ConfigError
-from envs.features import num_features
-from envs.results import AgentResult, Cost, Evaluation
-from envs.spawn_env import EnvConfig, MaskedActionError, ReplayMissError, SpawnEnv
-from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+import hrm_spawn.envs.registry  # noqa: F401  (registers HRMSpawn/SWESmith-v0)
+from hrm_spawn.envs.config import ConfigError
+from hrm_spawn.envs.features import num_features
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.spawn_env import EnvConfig, MaskedActionError, ReplayMissError, SpawnEnv
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 
 def outcome(patch: str, visible: float, sandbox_s: float, f2p: int, status: str = "ok") -> Outcome:
@@ -100,7 +100,7 @@ def test_step_limit_and_tokens(hand):
 
 
 def env_text(tokens: np.ndarray) -> str:
-    from policies.tokenizer import ByteTokenizer
+    from hrm_spawn.policies.tokenizer import ByteTokenizer
 
     return ByteTokenizer(len(tokens)).decode(tokens)
 

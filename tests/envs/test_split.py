@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.split import assign_folds, cli_split, group_tasks, select_split, split_tasks
-from envs.tasks import TaskInstance, save_tasks
+from hrm_spawn.envs.split import assign_folds, cli_split, group_tasks, select_split, split_tasks
+from hrm_spawn.envs.tasks import TaskInstance, save_tasks
 
 
 @pytest.fixture(autouse=True)
@@ -173,8 +173,8 @@ def test_folds_refuse_labels_and_bad_numbers() -> None:
 
 
 def test_env_config_selects_a_fold(tmp_path: Path) -> None:
-    from envs.config import ConfigError
-    from envs.spawn_env import load_env_config, load_env_tasks
+    from hrm_spawn.envs.config import ConfigError
+    from hrm_spawn.envs.spawn_env import load_env_config, load_env_tasks
 
     path = save_tasks(corpus(), tmp_path / "t.jsonl")
     held = [

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.results import AgentResult, Cost, Evaluation
-from envs.store import SCHEMA_VERSION, Outcome, OutcomeKey, OutcomeStore, StoreError, patch_sha
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.store import SCHEMA_VERSION, Outcome, OutcomeKey, OutcomeStore, StoreError, patch_sha
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,8 +118,8 @@ def test_several_writer_processes(tmp_path):
 KILL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from envs.results import AgentResult, Cost, Evaluation
-from envs.store import Outcome, OutcomeKey, OutcomeStore
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
 store = OutcomeStore({path!r})
 i = 0
 while True:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.tasks import (
+from hrm_spawn.envs.tasks import (
     MAX_PATCH_BYTES,
     MAX_PROBLEM_BYTES,
     MAX_RECORD_BYTES,

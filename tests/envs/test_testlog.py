@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT
 
-from envs.results import TestReport
-from envs.testlog import (
+from hrm_spawn.envs.results import TestReport
+from hrm_spawn.envs.testlog import (
     KILLED_EXIT,
     MISSING,
     evaluate_report,

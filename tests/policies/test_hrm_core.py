@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from envs.config import ConfigError, load_config
-from policies.config import HRMConfig
-from policies.hrm import HRMCore
+from hrm_spawn.envs.config import ConfigError, load_config
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.hrm import HRMCore
 
 
 def tiny(**overrides) -> HRMConfig:

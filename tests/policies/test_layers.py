@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from policies.layers import FLASH_NAME, apply_rope, attend, attention_backend, swiglu_inter, trunc_normal_
+from hrm_spawn.policies.layers import (
+    FLASH_NAME,
+    apply_rope,
+    attend,
+    attention_backend,
+    swiglu_inter,
+    trunc_normal_,
+)
 
 
 def test_trunc_normal_has_the_requested_std():

@@ -2,9 +2,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from policies.config import HRMConfig
-from policies.io import PolicyLoadError, load_policy, save_policy
-from policies.spawn_policy import SpawnPolicy
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.io import PolicyLoadError, load_policy, save_policy
+from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
 
 def small(**overrides) -> HRMConfig:

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from envs.config import ConfigError
-from policies.summary import cli_summary
+from hrm_spawn.envs.config import ConfigError
+from hrm_spawn.policies.summary import cli_summary
 
 
 def run(capsys, config, overrides=()):

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from policies.config import HRMConfig
-from policies.io import PolicyLoadError, load_reference_state_dict
-from policies.spawn_policy import SpawnPolicy
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.io import PolicyLoadError, load_reference_state_dict
+from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 
-from policies.sb3 import HRMExtractor, HRMMaskablePolicy
+from hrm_spawn.policies.sb3 import HRMExtractor, HRMMaskablePolicy
 
 SEQ, F, A = 24, 4, 5
 POLICY = dict(hidden_size=32, num_heads=2, H_layers=1, L_layers=1, seq_len=SEQ, forward_dtype="float32")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from policies.config import HRMConfig
-from policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, ensemble_q, greedy_action
+from hrm_spawn.policies.config import HRMConfig
+from hrm_spawn.policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, ensemble_q, greedy_action
 
 A, F = 7, 5  # K = 3 agents
 

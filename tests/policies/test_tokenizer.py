@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from policies.tokenizer import CLS, PAD, SEP, VOCAB_SIZE, ByteTokenizer
+from hrm_spawn.policies.tokenizer import CLS, PAD, SEP, VOCAB_SIZE, ByteTokenizer
 
 
 def test_encode_layout_and_padding():

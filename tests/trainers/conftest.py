@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.results import AgentResult, Cost, Evaluation
-from envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 
 AGENTS = ["alpha@1", "beta@1", "gamma@1"]
 # (visible = hidden pass-rate, cost units) per (task kind, agent) on the clean repository

@@ -9,12 +9,12 @@ import pytest
 from fixtures.tiny_policy import TINY_POLICY
 from safetensors.torch import load_file
 
-from envs.config import build_config
-from trainers.checkpoint import latest_checkpoint, load_state
-from trainers.config import TrainConfig
-from trainers.evaluate import cli_eval, evaluate
-from trainers.report import comparison_table
-from trainers.train import run_training, train_act_q
+from hrm_spawn.envs.config import build_config
+from hrm_spawn.trainers.checkpoint import latest_checkpoint, load_state
+from hrm_spawn.trainers.config import TrainConfig
+from hrm_spawn.trainers.evaluate import cli_eval, evaluate
+from hrm_spawn.trainers.report import comparison_table
+from hrm_spawn.trainers.train import run_training, train_act_q
 
 LAM = 0.02
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.act_q import (
+from hrm_spawn.trainers.act_q import (
     Episode,
     act_q_targets,
     bootstrap_weights,
@@ -15,7 +15,7 @@ from trainers.act_q import (
     from_unit,
     to_unit,
 )
-from trainers.config import ActQConfig
+from hrm_spawn.trainers.config import ActQConfig
 
 
 def _episode(actions: list[int], costs: list[float], h: list[float], lam: float, a: int = 5) -> Episode:

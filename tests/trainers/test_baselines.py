@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from envs.features import num_features
-from envs.spawn_env import load_env_config
-from trainers.baselines import SequenceActor, cascade_candidates
-from trainers.evaluate import CascadeTable, baseline_records, replay_sets
-from trainers.report import summarize
+from hrm_spawn.envs.features import num_features
+from hrm_spawn.envs.spawn_env import load_env_config
+from hrm_spawn.trainers.baselines import SequenceActor, cascade_candidates
+from hrm_spawn.trainers.evaluate import CascadeTable, baseline_records, replay_sets
+from hrm_spawn.trainers.report import summarize
 
 LAM = 0.02
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from envs.spawn_env import load_env_config
-from trainers.bayes_tree import kind_key, run_tree
-from trainers.evaluate import CascadeTable, ReplaySet, baseline_records, replay_sets
-from trainers.report import summarize
+from hrm_spawn.envs.spawn_env import load_env_config
+from hrm_spawn.trainers.bayes_tree import kind_key, run_tree
+from hrm_spawn.trainers.evaluate import CascadeTable, ReplaySet, baseline_records, replay_sets
+from hrm_spawn.trainers.report import summarize
 
 LAM = 0.02
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from trainers.cli import build_parser, main
+from hrm_spawn.trainers.cli import build_parser, main
 
 LEVELS = [
     [],
@@ -43,7 +43,7 @@ def test_doctor_prints_the_machine_table(hrm_home, capsys: pytest.CaptureFixture
 
 
 def test_console_script_runs() -> None:
-    exe = [sys.executable, "-m", "trainers.cli", "--help"]
+    exe = [sys.executable, "-m", "hrm_spawn.trainers.cli", "--help"]
     out = subprocess.run(exe, capture_output=True, text=True, check=True).stdout
     assert "quickstart" in out and "doctor" in out
 

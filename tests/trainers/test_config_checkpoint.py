@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envs.config import ConfigError, load_config
-from trainers.checkpoint import (
+from hrm_spawn.envs.config import ConfigError, load_config
+from hrm_spawn.trainers.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_state,
@@ -15,8 +15,8 @@ from trainers.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from trainers.config import TrainConfig
-from trainers.quickstart import QuickstartConfig
+from hrm_spawn.trainers.config import TrainConfig
+from hrm_spawn.trainers.quickstart import QuickstartConfig
 
 
 def test_presets_load_and_resolve_policy_preset() -> None:

@@ -8,11 +8,11 @@ import math
 import pytest
 from fixtures.tiny_policy import TINY_POLICY
 
-from envs.config import build_config
-from trainers.checkpoint import load_state
-from trainers.config import TrainConfig
-from trainers.evaluate import cli_eval
-from trainers.train import run_training
+from hrm_spawn.envs.config import build_config
+from hrm_spawn.trainers.checkpoint import load_state
+from hrm_spawn.trainers.config import TrainConfig
+from hrm_spawn.trainers.evaluate import cli_eval
+from hrm_spawn.trainers.train import run_training
 
 POLICY_METRICS = {"n", "resolve_rate", "pass_rate", "mean_cost", "score", "mean_steps", "by_kind"}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from envs.config import load_config
-from envs.spawn_env import load_env_config
-from trainers.quickstart import QuickstartConfig, StageTimer, build_configs, run_dir_for
+from hrm_spawn.envs.config import load_config
+from hrm_spawn.envs.spawn_env import load_env_config
+from hrm_spawn.trainers.quickstart import QuickstartConfig, StageTimer, build_configs, run_dir_for
 
 
 @pytest.mark.parametrize("name", ["quickstart", "quickstart-tiny"])
@@ -46,5 +46,5 @@ def test_run_dir_follows_the_config_and_the_feature_layout(tmp_path: Path, monke
     first = run_dir_for(train_cfg, tmp_path)
     assert run_dir_for(train_cfg, tmp_path) == first and first.name.startswith("run-")
     assert run_dir_for(train_cfg.model_copy(update={"seed": 1}), tmp_path) != first
-    monkeypatch.setattr("envs.features.layout", lambda: "an older layout")
+    monkeypatch.setattr("hrm_spawn.envs.features.layout", lambda: "an older layout")
     assert run_dir_for(train_cfg, tmp_path) != first

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainers.report import (
+from hrm_spawn.trainers.report import (
     EpisodeRecord,
     build_report,
     hull_area,

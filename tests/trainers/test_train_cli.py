@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from trainers.cli import main
+from hrm_spawn.trainers.cli import main
 
 
 def test_train_cli_runs_and_resume_needs_a_run(replay_data, tmp_path, capsys) -> None:

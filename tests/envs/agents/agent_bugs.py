@@ -12,8 +12,8 @@ from pathlib import Path
 
 from fixtures.fixture_repo import REPO_NAME, fail_and_pass_lists, git
 
-from envs.repos import RepoEnv
-from envs.tasks import TaskInstance
+from hrm_spawn.envs.repos import RepoEnv
+from hrm_spawn.envs.tasks import TaskInstance
 
 # name -> (modifier kinds, [(file, old, new)])
 BUGS: dict[str, tuple[list[str], list[tuple[str, str, str]]]] = {

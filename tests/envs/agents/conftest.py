@@ -13,9 +13,9 @@ import pytest
 from agent_bugs import BUGS, make_bug_task  # noqa: F401
 from fixtures.fixture_repo import REPO_NAME, copy_repo, git
 
-from envs.repos import RepoEnv
-from envs.sandbox import Sandbox
-from envs.tasks import TaskInstance
+from hrm_spawn.envs.repos import RepoEnv
+from hrm_spawn.envs.sandbox import Sandbox
+from hrm_spawn.envs.tasks import TaskInstance
 
 
 @pytest.fixture(scope="session")

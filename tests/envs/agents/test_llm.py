@@ -18,11 +18,11 @@ import pytest
 
 pytest.importorskip("openai")
 
-from envs.agents.llm import LLMAgent, extract_command  # noqa: E402
-from envs.repos import RepoEnv  # noqa: E402
-from envs.results import Budget  # noqa: E402
-from envs.sandbox import Sandbox, SandboxConfig  # noqa: E402
-from envs.tasks import TaskInstance  # noqa: E402
+from hrm_spawn.envs.agents.llm import LLMAgent, extract_command  # noqa: E402
+from hrm_spawn.envs.repos import RepoEnv  # noqa: E402
+from hrm_spawn.envs.results import Budget  # noqa: E402
+from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig  # noqa: E402
+from hrm_spawn.envs.tasks import TaskInstance  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BUG = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a + b\n+    return a - b\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from envs.agents.localize import (
+from hrm_spawn.envs.agents.localize import (
     called_names,
     failing_test_lines,
     function_lines,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import libcst
 import pytest
 
-from envs.agents.mutate import FAMILIES, mutate_source
-from envs.swesmith_py import python_modifiers
+from hrm_spawn.envs.agents.mutate import FAMILIES, mutate_source
+from hrm_spawn.envs.swesmith_py import python_modifiers
 
 # SWE-smith's modifier classes by name (imported without the other languages' grammars)
 _MODS = {type(m).__name__: type(m) for m in python_modifiers()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fixtures.calc_source import PACKAGE
 
-from envs.agents.mutate import FAMILIES, _collect
+from hrm_spawn.envs.agents.mutate import FAMILIES, _collect
 
 TRICKY = '''\
 class Box:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.agents.base import Agent, AgentSpec
-from envs.agents.registry import (
+from hrm_spawn.envs.agents.base import Agent, AgentSpec
+from hrm_spawn.envs.agents.registry import (
     AGENT_SPECS,
     ENTRY_POINT_GROUP,
     AgentNotFoundError,
@@ -18,12 +18,12 @@ from envs.agents.registry import (
     list_agents,
     load_agent_specs,
 )
-from envs.agents.repair import RepairAgent
-from envs.config import CONFIG_DIR
-from envs.results import Budget
+from hrm_spawn.envs.agents.repair import RepairAgent
+from hrm_spawn.envs.config import CONFIG_DIR
+from hrm_spawn.envs.results import Budget
 
 PLUGIN = '''
-from envs.results import AgentResult, Budget, Cost
+from hrm_spawn.envs.results import AgentResult, Budget, Cost
 
 
 class EchoAgent:
@@ -77,7 +77,7 @@ def test_unknown_name_lists_the_known_ones():
     with pytest.raises(AgentNotFoundError, match="cannot import module"):
         get_agent("no_such_module_xyz:Agent")
     with pytest.raises(AgentNotFoundError, match="no attribute"):
-        get_agent("envs.agents.repair:Missing")
+        get_agent("hrm_spawn.envs.agents.repair:Missing")
 
 
 def test_entry_point_agent_from_outside_the_package_is_found_and_run(plugin_dist, sandbox, bug_task):

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from envs.agents.localize import Site
-from envs.agents.registry import AGENT_SPECS, get_agent
-from envs.agents.repair import RepairAgent
-from envs.results import Budget
+from hrm_spawn.envs.agents.localize import Site
+from hrm_spawn.envs.agents.registry import AGENT_SPECS, get_agent
+from hrm_spawn.envs.agents.repair import RepairAgent
+from hrm_spawn.envs.results import Budget
 
 # bug name -> the built-in agent whose family inverts it
 FAMILY_AGENT = {

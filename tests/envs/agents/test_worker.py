@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import checkout_copy
 
-from envs.agents import worker
-from envs.agents.mutate import mutate_source
-from envs.testlog import parse_report, pytest_command, test_env
+from hrm_spawn.envs.agents import worker
+from hrm_spawn.envs.agents.mutate import mutate_source
+from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
 
 BUGGY = "calc/compare.py"
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import checkout_copy
 from test_worker import BUGGY, plain_pytest, run_worker
 
-from envs.agents.mutate import mutate_source
+from hrm_spawn.envs.agents.mutate import mutate_source
 
 SHAPES = '''\
 """Boxes."""

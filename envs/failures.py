@@ -1,0 +1,79 @@
+"""Where an agent's outcome ends and a fault of the machinery begins: the one line, drawn here.
+
+An **outcome** is what an agent did with a working sandbox: a patch (possibly empty, possibly wrong),
+its own budget spent, its own bug. It is stored and replayed forever, so it must be true.
+
+An **infrastructure failure** is anything that says nothing about the agent: the sandbox or its shell
+died, a remote runtime dropped the connection, the model endpoint was unreachable or answered with an
+error, the hidden evaluation timed out or was killed. Such a job is *failed*, with a reason: it is never
+written as an outcome, a resume runs it again, and no other job reuses its verdict.
+
+Code that detects such a fault raises a subclass of :class:`InfrastructureError` (or lets a transport
+error through); :func:`is_infrastructure_failure` is the one test every caller uses.
+"""
+
+from __future__ import annotations
+
+
+class InfrastructureError(RuntimeError):
+    """A fault of the machinery around an agent, never the agent's outcome."""
+
+    kind = "infrastructure"
+
+
+class SandboxDiedError(InfrastructureError):
+    """The sandbox's shell, runtime or deployment died or stopped answering."""
+
+    kind = "sandbox_died"
+
+
+class TransportError(InfrastructureError):
+    """A remote runtime could not be reached or dropped the connection."""
+
+    kind = "transport"
+
+
+class EndpointError(InfrastructureError):
+    """A model endpoint was unreachable, refused the request or answered with a server error."""
+
+    kind = "endpoint"
+
+
+class EvaluationError(InfrastructureError):
+    """The hidden evaluation of a candidate did not finish (timed out, killed, unreadable output)."""
+
+    kind = "evaluation"
+
+
+# Exceptions from libraries below us that can only mean a broken transport or runtime. Named by
+# module and class so this module imports nothing heavy (aiohttp, pexpect, swerex).
+_TRANSPORT_NAMES = {
+    ("aiohttp.client_exceptions", "ServerDisconnectedError"),
+    ("aiohttp.client_exceptions", "ClientConnectorError"),
+    ("aiohttp.client_exceptions", "ClientOSError"),
+    ("aiohttp.client_exceptions", "ServerTimeoutError"),
+    ("pexpect.exceptions", "EOF"),
+    ("swerex.exceptions", "SessionDoesNotExistError"),
+    ("swerex.exceptions", "DeploymentNotStartedError"),
+    ("swerex.exceptions", "DockerPullError"),
+}
+
+
+def is_infrastructure_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) is a fault of the machinery, not of the agent."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, InfrastructureError | ConnectionError | BrokenPipeError):
+            return True
+        for cls in type(current).__mro__:
+            if (cls.__module__, cls.__name__) in _TRANSPORT_NAMES:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name for a failed job's reason column: ``sandbox_died``, ``endpoint``, ``transport``..."""
+    return getattr(exc, "kind", None) or type(exc).__name__
