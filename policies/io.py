@@ -107,19 +107,19 @@ class ReferenceLoad:
 def load_reference_state_dict(
     module: HRMCore | SpawnPolicy, state_dict: dict[str, torch.Tensor]
 ) -> ReferenceLoad:
-    """Initialise the core (and, for a SpawnPolicy, the Q-head) from a reference HRM ACT v1 state dict.
+    """Initialise the core (and, for a SpawnPolicy, its Q- and think-heads) from a reference HRM ACT v1
+    state dict.
 
     Reference names such as ``model.inner.H_level.layers.0.self_attn.qkv_proj.weight`` map onto ours;
     the puzzle embedding becomes the repo embedding; the reference's (halt, continue) Q-head fills our
-    halt row and every non-halt row. Missing core tensors and shape mismatches are errors.
+    Q-head's halt row and every non-halt row, and the think-head where there is one. Missing core
+    tensors and shape mismatches are errors.
     """
     core = module.core if isinstance(module, SpawnPolicy) else module
     ours = core.state_dict()
     report, new_state, q_head = ReferenceLoad(), {}, {}
     for ref_name, tensor in state_dict.items():
-        name = _WRAPPERS.sub("", ref_name)
-        for pattern, repl in _RENAMES:
-            name = pattern.sub(repl, name)
+        name = reference_name(ref_name)
         if name.startswith("q_head."):
             q_head[name.removeprefix("q_head.")] = tensor
         elif name == "puzzle_emb.weights":
@@ -147,11 +147,18 @@ def load_reference_state_dict(
     report.loaded = sorted(new_state)
     report.untouched = sorted(k for k in ours if k not in new_state)
     if isinstance(module, SpawnPolicy) and q_head:
-        _load_q_head(module, q_head)
-        report.loaded += ["q_head.weight", "q_head.bias"]
+        report.loaded += _load_q_heads(module, q_head)
     elif q_head:
         report.ignored += [f"q_head.{k}" for k in q_head]
     return report
+
+
+def reference_name(ref_name: str) -> str:
+    """A reference state-dict name as this package spells it (wrappers stripped, layers renamed)."""
+    name = _WRAPPERS.sub("", ref_name)
+    for pattern, repl in _RENAMES:
+        name = pattern.sub(repl, name)
+    return name
 
 
 def _puzzle_to_repo(core: HRMCore, weights: torch.Tensor, ref_name: str) -> torch.Tensor:
@@ -180,7 +187,13 @@ def _check_prefix(core: HRMCore, has_puzzle_emb: bool) -> None:
         )
 
 
-def _load_q_head(policy: SpawnPolicy, q_head: dict[str, torch.Tensor]) -> None:
+def _load_q_heads(policy: SpawnPolicy, q_head: dict[str, torch.Tensor]) -> list[str]:
+    """Every head of ours that is a twin of the reference's (halt, continue) Q-head starts as it.
+
+    The Q-head: halt row <- halt, each non-halt row <- continue (every ensemble member alike). The
+    think-head (inner ACT, halt_max_steps > 1) is the reference head itself: (stop, go on) thinking, so
+    a loaded reference checkpoint halts its segments where the reference would.
+    """
     weight, bias = q_head.get("weight"), q_head.get("bias")
     if weight is None or bias is None or weight.shape != (2, policy.config.hidden_size):
         got = None if weight is None else list(weight.shape)
@@ -190,8 +203,14 @@ def _load_q_head(policy: SpawnPolicy, q_head: dict[str, torch.Tensor]) -> None:
     members, actions = policy.config.q_ensemble, policy.num_actions
     ours_w = policy.q_head.weight.view(members, actions, -1)  # views: writes land in the parameters
     ours_b = policy.q_head.bias.view(members, actions)
+    loaded = ["q_head.weight", "q_head.bias"]
     with torch.no_grad():  # every ensemble member starts as the reference's head
         ours_w[:, HALT] = weight[0]
         ours_b[:, HALT] = bias[0]
         ours_w[:, HALT + 1 :] = weight[1]  # "continue" is the value of every non-halt action
         ours_b[:, HALT + 1 :] = bias[1]
+        if hasattr(policy, "think_head"):
+            policy.think_head.weight.copy_(weight)
+            policy.think_head.bias.copy_(bias)
+            loaded += ["think_head.weight", "think_head.bias"]
+    return loaded

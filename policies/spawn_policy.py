@@ -117,7 +117,6 @@ class SpawnPolicy(nn.Module):
         batch = tokens.shape[0]
         steps = torch.zeros(batch, dtype=torch.long, device=tokens.device)
         halted = torch.zeros(batch, dtype=torch.bool, device=tokens.device)
-        min_steps = self._exploration_min_steps(batch, tokens.device)
         out: PolicyOutput | None = None
         for _ in range(max_steps):
             new_carry, z_H = self.core(carry, tokens, features, repo_ids)
@@ -126,22 +125,33 @@ class SpawnPolicy(nn.Module):
             carry = _where_carry(active, new_carry, carry)
             out = seg_out if out is None else _where_output(active, seg_out, out)
             steps = steps + active.long()
-            stop = steps >= max_steps
-            if self.training:
-                stop = stop | ((seg_out.think_q[:, 0] > seg_out.think_q[:, 1]) & (steps >= min_steps))
-            halted = halted | stop
+            halted = halted | act_halts(
+                steps, seg_out.think_q, max_steps, self.config.halt_exploration_prob, self.training
+            )
             if bool(halted.all()):
                 break
         assert out is not None
         out.segments = steps
         return carry, out
 
-    def _exploration_min_steps(self, batch: int, device: torch.device) -> torch.Tensor:
-        if not self.training:
-            return torch.zeros(batch, dtype=torch.long, device=device)
-        explore = torch.rand(batch, device=device) < self.config.halt_exploration_prob
-        drawn = torch.randint(2, self.config.halt_max_steps + 1, (batch,), device=device)
-        return explore.long() * drawn
+
+def act_halts(
+    steps: torch.Tensor, think_q: torch.Tensor, max_steps: int, exploration_prob: float, training: bool
+) -> torch.Tensor:
+    """Which rows stop thinking after their ``steps``-th segment: the reference's ACT halting rule.
+
+    The last segment always stops. In training a row also stops when its think-Q says so (stop >
+    go on), unless exploration holds it: every segment, with probability ``exploration_prob``, draws a
+    fresh minimum segment count in [2, max_steps] (a new draw per segment, as the reference does, so
+    the segment-count distribution is the reference's).
+    """
+    halted = steps >= max_steps
+    if not training:
+        return halted  # evaluation runs every segment: uniform batches, as in the reference
+    halted = halted | (think_q[:, 0] > think_q[:, 1])
+    explore = torch.rand(steps.shape, device=steps.device) < exploration_prob
+    min_steps = explore.long() * torch.randint(2, max_steps + 1, steps.shape, device=steps.device)
+    return halted & (steps >= min_steps)
 
 
 def _where_carry(rows: torch.Tensor, new: HRMCarry, old: HRMCarry) -> HRMCarry:

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from hrm_spawn.policies.config import HRMConfig
-from hrm_spawn.policies.spawn_policy import MASKED_LOGIT, SpawnPolicy, continue_q, ensemble_q, greedy_action
+from hrm_spawn.policies.spawn_policy import (
+    MASKED_LOGIT,
+    SpawnPolicy,
+    act_halts,
+    continue_q,
+    ensemble_q,
+    greedy_action,
+)
 
 A, F = 7, 5  # K = 3 agents
 
@@ -125,3 +132,36 @@ def test_ensemble_q_is_the_mean_probability_lowered_by_spread():
     pessimistic = torch.sigmoid(ensemble_q(split, pessimism=1.0))
     torch.testing.assert_close(pessimistic, torch.tensor([[0.3, 0.2]]))
     torch.testing.assert_close(torch.sigmoid(ensemble_q(agree, pessimism=1.0)), torch.tensor([[0.6, 0.2]]))
+
+
+def segment_counts(rows: int, max_steps: int, prob: float) -> torch.Tensor:
+    """Segments per row under act_halts when the think-head always says stop (only exploration holds)."""
+    steps = torch.zeros(rows, dtype=torch.long)
+    halted = torch.zeros(rows, dtype=torch.bool)
+    stop = torch.tensor([[1.0, 0.0]]).expand(rows, 2)
+    while not bool(halted.all()):
+        steps = steps + (~halted).long()
+        halted = halted | act_halts(steps, stop, max_steps, prob, training=True)
+    return torch.bincount(steps, minlength=max_steps + 1)[1:].double() / rows
+
+
+def test_exploration_is_drawn_per_segment_as_the_reference_does():
+    """Every segment draws afresh: with prob p a minimum in [2, M]. A row goes on past segment s only if
+    that segment explored and drew a minimum above s: P(2 segments) = p (1 - p (M-2)/(M-1)). One draw per
+    call would give p/(M-1) (3.3 % here instead of 9.3 %)."""
+    torch.manual_seed(0)
+    p, M = 0.1, 4
+    freq = segment_counts(200_000, M, p)
+    on_after = [p * (M - s) / (M - 1) for s in range(1, M)]  # P(go on after segment s | reached s)
+    expected = [1 - on_after[0], on_after[0] * (1 - on_after[1])]
+    expected.append(on_after[0] * on_after[1] * (1 - on_after[2]))
+    expected.append(1 - sum(expected))
+    torch.testing.assert_close(freq, torch.tensor(expected, dtype=torch.float64), atol=2e-3, rtol=0)
+    assert abs(float(freq[1]) - 0.0933) < 2e-3
+
+
+def test_act_halts_outside_training_only_at_the_last_segment():
+    stop = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert act_halts(torch.tensor([1, 1]), stop, 3, 0.0, training=False).tolist() == [False, False]
+    assert act_halts(torch.tensor([3, 3]), stop, 3, 0.0, training=False).tolist() == [True, True]
+    assert act_halts(torch.tensor([1, 1]), stop, 3, 0.0, training=True).tolist() == [True, False]
