@@ -131,11 +131,18 @@ def test_gradients_match_the_reference(reference):
             mine = ours[name].grad
         torch.testing.assert_close(mine, grad, atol=ATOL, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}")
         compared.append(name)
-    heads_not_in_the_reference = {"policy_head.weight", "policy_head.bias", "value_head.weight", "value_head.bias"}
+    heads_not_in_the_reference = {
+        "policy_head.weight",
+        "policy_head.bias",
+        "value_head.weight",
+        "value_head.bias",
+    }
     assert set(ours) - set(compared) == heads_not_in_the_reference | {"core.repo_emb.weight"}
     # The reference's sparse puzzle embedding returns per-row gradients; ids are distinct here.
     assert len(set(ids.tolist())) == len(ids)
-    torch.testing.assert_close(ours["core.repo_emb.weight"].grad[ids], t["grad.puzzle_emb_rows"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        ours["core.repo_emb.weight"].grad[ids], t["grad.puzzle_emb_rows"], atol=ATOL, rtol=0
+    )
 
 
 def test_a_loaded_reference_checkpoint_halts_where_the_reference_would(reference):
