@@ -310,43 +310,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_pareto(report: dict[str, Any], path: Path) -> None:
-    """Cost vs pass-rate of every policy at the report's λ, plus the λ-sweep hulls when present."""
-    import matplotlib
+    """pareto.png (trainers/pareto_plot.py; matplotlib is imported only here)."""
+    from hrm_spawn.trainers.pareto_plot import plot_pareto as draw
 
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    sweep = report.get("lambda_sweep")
-    if sweep:
-        for name, pts in sweep["points"].items():
-            hull = upper_hull([(p["mean_cost"], p["pass_rate"]) for p in pts])
-            xs, ys = [h[0] for h in hull], [h[1] for h in hull]
-            if hull[-1][0] < sweep["max_cost"]:
-                xs.append(sweep["max_cost"])
-                ys.append(hull[-1][1])
-            ax.plot(
-                xs, ys, drawstyle="default", alpha=0.6, label=f"{name} hull ({sweep['hull_area'][name]:.3f})"
-            )
-    for name, m in report["policies"].items():
-        ax.scatter(
-            [m["mean_cost"]],
-            [m["pass_rate"]],
-            marker="*" if name == "hrm" else "o",
-            s=120 if name == "hrm" else 40,
-        )
-        ax.annotate(
-            name, (m["mean_cost"], m["pass_rate"]), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
-    ax.set_xlabel("mean cost (test-run units)")
-    ax.set_ylabel("mean pass-rate")
-    ax.set_title(f"cost vs quality (λ = {report['lambda']})")
-    ax.grid(True, alpha=0.3)
-    if sweep:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    draw(report, path)
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
