@@ -78,15 +78,36 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    source: str,
+    model: type[BaseModel] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    prefix: str = "",
+) -> str:
+    """One line per error, naming where the key came from (the override typed or ``source``) and, for
+    an unknown key, the likely intended one. ``prefix``: the section's own key (``env.``) in messages."""
+    from hrm_spawn.envs.suggest import unknown_key_hint
+
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        key = prefix + (".".join(str(p) for p in err["loc"]) or "<root>")
+        where = next((f"command line {o!r}" for o in overrides if _same_key(o.split("=", 1)[0], key)), source)
         if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{key}'")
+            hint = unknown_key_hint(model, key.split("."), prefix=prefix)
+            lines.append(f"{where}: unknown key '{key}'{hint}")
         else:
-            lines.append(f"{source}: key '{key}': {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"{where}: key '{key}': {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
+
+
+def _same_key(override_key: str, key: str) -> bool:
+    """An override ``a.b`` set ``key`` if they are equal or one is a section of the other."""
+    a, b = override_key.strip(), key
+    return a == b or b.startswith(a + ".") or a.startswith(b + ".")
+
+
+_format_validation_error = format_validation_error
 
 
 def build_config(
@@ -98,7 +119,7 @@ def build_config(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, model, overrides or [])) from None
 
 
 def load_config(model: type[M], name: str | Path, overrides: list[str] | None = None) -> M:

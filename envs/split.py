@@ -199,9 +199,19 @@ def cli_split(args: argparse.Namespace) -> int:
             print(
                 f"fold {k}: {len(part)} tasks in {len(group_tasks(part))} groups, {fixable} of a fixable kind"
             )
+            _print_groups(part)
         return 0
     sides = split_tasks(result.tasks, seed=seed)
     for name in SPLITS:
         groups = len(group_tasks(sides[name]))
         print(f"{name}: {len(sides[name])} tasks in {groups} groups")
+        _print_groups(sides[name])
     return 0
+
+
+def _print_groups(tasks: Sequence[TaskInstance]) -> None:
+    """One indented line per group: what ties it together, then its task ids."""
+    for group in group_tasks(tasks):
+        keys = sorted(set().union(*(group_keys(tasks[i]) for i in group)))
+        tie = keys[0] + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
+        print(f"  {tie}: " + ", ".join(tasks[i].instance_id for i in group))

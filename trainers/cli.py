@@ -1,15 +1,55 @@
 """The ``hrm-spawn`` command line.
 
 Each sub-command parses its arguments here and hands them to the module that does the work, imported
-lazily so that ``--help`` and ``doctor`` start fast (no torch import).
+lazily so that ``--help`` and ``doctor`` start fast (no torch import). Every ``--help`` ends with
+examples; a mistyped sub-command gets a suggestion; ``-v``/``-q`` set the log level.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Callable
+
+from hrm_spawn.envs.suggest import did_you_mean
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean ...?" for an invalid choice (sub-commands, --split values, ...), and
+    ``key=value`` overrides accepted after options too (``env check ID --steps 5 mode=replay``)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        overrides = [e for e in extras if "=" in e and not e.startswith("-")]
+        if overrides and isinstance(getattr(parsed, "overrides", None), list):
+            parsed.overrides += overrides
+            extras = [e for e in extras if e not in overrides]
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            message += did_you_mean(bad[1], re.findall(r"'([^']*)'", bad[2]) or bad[2].split(", "))
+        super().error(message)
+
+
+def _examples(*lines: str) -> dict[str, object]:
+    """``add_parser`` keywords: an examples epilog shown as written."""
+    text = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    return {"epilog": text, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _verbosity_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default, help="more log output (-vv: all)")
+    parser.add_argument("-q", "--quiet", action="count", default=default, help="warnings and errors only")
+
+
+_COMMON = Parser(add_help=False)
+_verbosity_flags(_COMMON, argparse.SUPPRESS)  # after the sub-command too, without resetting the global ones
 
 
 def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -23,17 +63,33 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _add_tasks(sub: argparse._SubParsersAction) -> None:
-    tasks = sub.add_parser("tasks", help="check and build SWE-smith task files")
+    tasks = sub.add_parser(
+        "tasks",
+        help="check and build SWE-smith task files",
+        parents=[_COMMON],
+        **_examples("hrm-spawn tasks check tinydb.jsonl", "hrm-spawn tasks split tinydb.jsonl --folds 5"),
+    )
     tsub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="{check,build,split}")
 
     check = tsub.add_parser(
-        "check", help="validate a task file; one line per bad record, exit 0 only if all valid"
+        "check",
+        help="validate a task file; one line per bad record, exit 0 only if all valid",
+        parents=[_COMMON],
+        **_examples("hrm-spawn tasks check tinydb.jsonl", "hrm-spawn tasks check tasks.parquet --fail-fast"),
     )
     check.add_argument("file", help="JSON, JSONL, parquet file or a datasets save_to_disk directory")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first bad record")
     check.set_defaults(func=_lazy("hrm_spawn.envs.tasks:cli_check"))
 
-    build = tsub.add_parser("build", help="build validated bug tasks from a real repository")
+    build = tsub.add_parser(
+        "build",
+        help="build validated bug tasks from a real repository",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn tasks build --repo pypi:tinydb==4.9.0 --out tinydb.jsonl",
+            "hrm-spawn tasks build --repo ./myproject --out mine.jsonl --max-bugs 40 --workers 2",
+        ),
+    )
     build.add_argument("--repo", required=True, help="pypi:NAME==VERSION, a local directory, or a git URL")
     build.add_argument("--out", required=True, help="output JSONL file")
     build.add_argument("--max-bugs", type=int, default=None, help="stop after this many validated tasks")
@@ -44,7 +100,14 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     )
     build.set_defaults(func=_lazy("hrm_spawn.envs.build:cli_build"))
 
-    split = tsub.add_parser("split", help="print the train/held-out split of a task file")
+    split = tsub.add_parser(
+        "split",
+        help="print the train/held-out split of a task file (its tasks and groups)",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn tasks split tinydb.jsonl", "hrm-spawn tasks split tinydb.jsonl --folds 5 --seed 1"
+        ),
+    )
     split.add_argument("file")
     split.add_argument("--folds", type=int, default=0, help="K >= 2: the cross-fitting folds instead")
     split.add_argument("--seed", type=int, default=0, help="the split seed (env.split_seed)")
@@ -52,7 +115,15 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_collect(sub: argparse._SubParsersAction) -> None:
-    collect = sub.add_parser("collect", help="run agents on tasks and fill the outcome store (resumable)")
+    collect = sub.add_parser(
+        "collect",
+        help="run agents on tasks and fill the outcome store (resumable)",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn collect --tasks tinydb.jsonl --store outcomes.sqlite --workers 2",
+            "hrm-spawn collect --tasks tinydb.jsonl --store outcomes.sqlite --agents op-flip,broad --split train",
+        ),
+    )
     collect.add_argument("--tasks", required=True, help="task file")
     collect.add_argument(
         "--agents", default=None, help="comma-separated agent names (default: the config's agents)"
@@ -66,35 +137,98 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
-    env = sub.add_parser("env", help="check environments")
+    example = "hrm-spawn env check HRMSpawn/SWESmith-v0 tasks=tinydb.jsonl store=outcomes.sqlite mode=replay"
+    env = sub.add_parser("env", help="check environments", parents=[_COMMON], **_examples(example))
     esub = env.add_subparsers(dest="env_command", required=True, metavar="{check}")
-    check = esub.add_parser("check", help="run gymnasium's and SB3's checkers and a masked random rollout")
+    check = esub.add_parser(
+        "check",
+        help="run gymnasium's and SB3's checkers and a masked random rollout",
+        parents=[_COMMON],
+        **_examples(example + " --steps 50", "hrm-spawn env check mypkg.envs:MyEnv --config my_env.yaml"),
+    )
     check.add_argument("target", help="a registered env id (HRMSpawn/SWESmith-v0) or module:Class")
     check.add_argument("--config", default=None, help="env config YAML passed to the constructor")
+    check.add_argument("--steps", type=int, default=200, help="steps of the masked random rollout")
     check.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     check.set_defaults(func=_lazy("hrm_spawn.envs.check:cli_check"))
 
 
 def _add_policy(sub: argparse._SubParsersAction) -> None:
-    policy = sub.add_parser("policy", help="inspect HRM policy configs")
+    examples = _examples(
+        "hrm-spawn policy summary policy/hrm-27m",
+        "hrm-spawn policy summary policy/hrm-tiny hidden_size=128 --agents 3",
+    )
+    policy = sub.add_parser("policy", help="inspect HRM policy configs", parents=[_COMMON], **examples)
     psub = policy.add_subparsers(dest="policy_command", required=True, metavar="{summary}")
-    summary = psub.add_parser("summary", help="print parameter counts and the attention backend as JSON")
+    summary = psub.add_parser(
+        "summary",
+        help="print parameter counts and the attention backend as JSON",
+        parents=[_COMMON],
+        **examples,
+    )
     summary.add_argument("config", help="policy config, e.g. policy/hrm-27m or a YAML path")
     summary.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    summary.add_argument("--agents", type=int, default=None, help="K agents: 1 + 2K actions (default 4)")
+    summary.add_argument(
+        "--features", type=int, default=None, help="env feature count (default: the env's count for K agents)"
+    )
     summary.set_defaults(func=_lazy("hrm_spawn.policies.summary:cli_summary"))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train a spawn policy (ACT Q-learning or MaskablePPO)")
-    train.add_argument("config", help="trainer config, e.g. trainers/act_q or a YAML path")
-    train.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    train = sub.add_parser(
+        "train",
+        help="train a spawn policy (ACT Q-learning or MaskablePPO)",
+        parents=[_COMMON],
+        **_examples(*TRAIN_EXAMPLES),
+    )
+    train.add_argument(
+        "config", nargs="?", default=None, help="trainer config: trainers/act_q, trainers/ppo or a YAML path"
+    )
+    train.add_argument(
+        "overrides", nargs="*", help="config overrides key.sub=value (env.tasks=FILE is needed)"
+    )
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--out", default=None, help="run directory (default under the data dir)")
-    train.set_defaults(func=_lazy("hrm_spawn.trainers.train:cli_train"))
+    train.set_defaults(func=_train)
+
+
+TRAIN_EXAMPLES = (
+    "hrm-spawn train trainers/act_q env.tasks=tinydb.jsonl env.store=outcomes.sqlite --out runs/a",
+    "hrm-spawn train trainers/ppo env.tasks=tinydb.jsonl env.store=outcomes.sqlite ppo.total_timesteps=20000",
+    "hrm-spawn train trainers/act_q --resume --out runs/a      # continue a killed run",
+)
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Validate the whole config (env section included) before the trainer writes anything."""
+    if args.config is None and not args.resume:
+        presets = "trainers/act_q (ACT Q-learning), trainers/ppo (MaskablePPO)"
+        raise _UsageError(
+            f"which trainer config? give one of {presets} or a YAML path, plus env.tasks=FILE; e.g.\n  "
+            + "\n  ".join(TRAIN_EXAMPLES[:2])
+        )
+    if not args.resume:
+        from hrm_spawn.trainers.preflight import check_train
+
+        check_train(args.config, list(args.overrides))
+    return _lazy("hrm_spawn.trainers.train:cli_train")(args)
+
+
+class _UsageError(ValueError):
+    """Wrong use of a command (printed with the command's name, exit status 2)."""
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="evaluate a checkpoint against baselines and the oracle")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint against baselines and the oracle",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn eval runs/a --tasks tinydb.jsonl --store outcomes.sqlite --lambda-sweep --out report/",
+            "hrm-spawn eval runs/a --tasks tinydb.jsonl --lambda 0.02 --split train --out report-train/",
+        ),
+    )
     ev.add_argument("checkpoint", help="checkpoint directory")
     ev.add_argument("--tasks", required=True, help="task file")
     ev.add_argument("--store", default=None, help="outcome store (default: the checkpoint's)")
@@ -108,7 +242,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_quickstart(sub: argparse._SubParsersAction) -> None:
-    qs = sub.add_parser("quickstart", help="the main job: build tasks, collect, train, evaluate")
+    qs = sub.add_parser(
+        "quickstart",
+        help="the main job: build tasks, collect, train, evaluate",
+        parents=[_COMMON],
+        **_examples("hrm-spawn quickstart --tiny", "hrm-spawn quickstart --out report/"),
+    )
     qs.add_argument("--tiny", action="store_true", help="a first look in a few minutes")
     qs.add_argument("--out", default=None, help="report directory (default under the data dir)")
     qs.add_argument("--config", default="quickstart", help="quickstart config")
@@ -116,11 +255,27 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     qs.set_defaults(func=_lazy("hrm_spawn.trainers.quickstart:cli_quickstart"))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hrm-spawn")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hrm-spawn",
         description="Train and evaluate HRM policies that decide when to halt, spawn or delegate agents.",
+        **_examples(
+            "hrm-spawn quickstart --tiny                  # the whole pipeline, small",
+            "hrm-spawn doctor                             # what this machine offers",
+            "hrm-spawn train --help                       # every command has examples",
+        ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _verbosity_flags(parser, 0)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tasks(sub)
     _add_collect(sub)
@@ -129,13 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_quickstart(sub)
-    doctor = sub.add_parser("doctor", help="print what this machine offers (torch, CUDA, Docker, ...)")
+    doctor = sub.add_parser(
+        "doctor",
+        help="print what this machine offers (torch, CUDA, Docker, ...)",
+        parents=[_COMMON],
+        **_examples("hrm-spawn doctor"),
+    )
     doctor.set_defaults(func=_lazy("hrm_spawn.trainers.doctor:cli_doctor"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hrm_spawn.envs.logs import flush_warnings, setup_logging
+
+    setup_logging(int(args.verbose or 0) - int(args.quiet or 0))
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -148,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hrm-spawn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        flush_warnings()
 
 
 if __name__ == "__main__":

@@ -121,8 +121,11 @@ def get_spec(name_or_path: str) -> AgentSpec:
     if ":" in name_or_path:
         obj = import_object(name_or_path)
         return AgentSpec(name_or_path, name_or_path, {}, getattr(obj, "default_budget", Budget()))
+    from hrm_spawn.envs.suggest import did_you_mean
+
     raise AgentNotFoundError(
-        f"unknown agent {name_or_path!r}; known agents: {', '.join(list_agents())} "
+        f"unknown agent {name_or_path!r}{did_you_mean(name_or_path, list_agents())}; "
+        f"known agents: {', '.join(list_agents())} "
         f"(or give a 'module:Class' path, or register one in the entry-point group {ENTRY_POINT_GROUP!r})"
     )
 

@@ -121,9 +121,16 @@ def test_cli_split_prints_counts(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path = save_tasks(tasks, tmp_path / "t.jsonl")
     assert cli_split(argparse.Namespace(file=str(path))) == 0
     split = split_tasks(tasks)
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if not line.startswith("  ")]  # the per-side summaries
     assert lines[0].startswith(f"train: {len(split['train'])} tasks in ")
     assert lines[1].startswith(f"heldout: {len(split['heldout'])} tasks in ")
+    # then the groups of each side, indented, naming every task once (docs/tasks.md promises them)
+    heldout_at = out.index(lines[1])
+    listed = [line.split(": ", 1)[1].split(", ") for line in out if line.startswith("  ")]
+    assert sorted(i for ids in listed for i in ids) == sorted(t.instance_id for t in tasks)
+    heldout_ids = {i for line in out[heldout_at + 1 :] for i in line.split(": ", 1)[1].split(", ")}
+    assert heldout_ids == {t.instance_id for t in split["heldout"]}
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -198,7 +205,7 @@ def test_cli_split_prints_folds(tmp_path: Path, capsys: pytest.CaptureFixture[st
     tasks = corpus()
     path = save_tasks(tasks, tmp_path / "t.jsonl")
     assert cli_split(argparse.Namespace(file=str(path), folds=3, seed=0)) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
     of = assign_folds(tasks, 3, 0)
     assert [line.split(":")[0] for line in lines] == ["fold 0", "fold 1", "fold 2"]
     assert [int(line.split()[2]) for line in lines] == [of.count(k) for k in range(3)]

@@ -51,3 +51,104 @@ def test_console_script_runs() -> None:
 def test_errors_are_one_line_and_nonzero(hrm_home, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "summary", "no/such/preset"]) == 2
     assert "config not found: no/such/preset" in capsys.readouterr().err
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+@pytest.mark.parametrize("words", LEVELS, ids=lambda w: " ".join(w) or "top")
+def test_every_help_ends_with_examples_that_parse(words: list[str], capsys) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([*words, "--help"])
+    help_text = capsys.readouterr().out
+    assert "examples:\n  hrm-spawn " in help_text
+    examples = [line.strip() for line in help_text.split("examples:\n", 1)[1].splitlines() if line.strip()]
+    for example in examples:  # each example is a command this parser accepts
+        argv = example.split("#")[0].split()[1:]
+        if "--help" not in argv:
+            build_parser().parse_args(argv)
+
+
+def test_a_mistyped_subcommand_gets_a_suggestion(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["trian"])
+    assert exc.value.code == 2
+    assert "did you mean 'train'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tasks", "chek", "x.jsonl"])
+    assert "did you mean 'check'?" in capsys.readouterr().err
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hrm-spawn {version('hrm-spawn')}"
+
+
+def test_train_without_arguments_names_the_presets(hrm_home, capsys) -> None:
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert "trainers/act_q" in err and "trainers/ppo" in err and "env.tasks=" in err
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "env.taks=x.jsonl",
+            "command line 'env.taks=x.jsonl': unknown key 'env.taks' (did you mean 'env.tasks'?)",
+        ),
+        ("tasks=x.jsonl", "command line 'tasks=x.jsonl': unknown key 'tasks' (did you mean 'env.tasks'?)"),
+        ("act_q.lrr=0.1", "command line 'act_q.lrr=0.1': unknown key 'act_q.lrr' (did you mean 'act_q.lr'?)"),
+        ("env.mode=rply", "command line 'env.mode=rply': key 'env.mode': Input should be"),
+        ("env.tasks=no/such.jsonl", "command line: env.tasks: no/such.jsonl does not exist"),
+    ],
+)
+def test_train_validates_everything_before_writing(hrm_home, tmp_path, capsys, override, expected) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "trainers/act_q", override, "--out", str(run)]) == 2
+    assert expected in capsys.readouterr().err
+    assert not run.exists() and not (hrm_home / "runs").exists()
+
+
+def test_train_names_the_file_for_a_bad_key_in_it(hrm_home, tmp_path, capsys) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text("algo: act_q\nenv:\n  tasks: t.jsonl\n  mdoe: replay\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: unknown key 'env.mdoe' (did you mean 'env.mode'?)" in err
+
+
+def test_train_without_tasks_suggests_the_key_that_works(hrm_home, capsys) -> None:
+    assert main(["train", "trainers/act_q"]) == 2
+    assert "add env.tasks=PATH/TO/tasks.jsonl" in capsys.readouterr().err
+
+
+def test_documented_options_exist() -> None:
+    args = build_parser().parse_args(["env", "check", "HRMSpawn/SWESmith-v0", "--steps", "5", "mode=replay"])
+    assert args.steps == 5 and args.overrides == ["mode=replay"]
+    args = build_parser().parse_args(["policy", "summary", "policy/hrm-tiny", "--agents", "3"])
+    assert args.agents == 3
+
+
+def test_policy_summary_agents_sets_the_action_count(hrm_home, capsys) -> None:
+    import json
+
+    assert main(["policy", "summary", "policy/hrm-tiny", "--agents", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_actions"] == 7
+
+
+def test_verbosity_flags_before_and_after_the_subcommand() -> None:
+    assert build_parser().parse_args(["-v", "doctor"]).verbose == 1
+    args = build_parser().parse_args(["doctor", "-qq"])
+    assert args.quiet == 2 and args.verbose == 0

@@ -1,0 +1,101 @@
+"""One logging setup for the command line: one handler on stderr, ``-v``/``-q`` levels, warnings once.
+
+On a terminal the handler is rich's (levels in colour); elsewhere (a log file, CI) plain one-line
+records, because rich pads every line to the console width. Python warnings are routed into the same
+handler as one line each (no source line), and a warning raised again from the same place during the
+run is counted, not repeated: ``flush_warnings`` reports the counts at the end.
+No torch or trainers import: every module may use this.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import IO, Any
+
+LOGGER = "hrm_spawn"
+_HANDLER_NAME = "hrm_spawn.cli"
+_PLAIN_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def level_for(verbosity: int) -> int:
+    """-q and below: warnings only; default: info; -v: debug (ours); -vv: debug everywhere."""
+    if verbosity < 0:
+        return logging.WARNING
+    return logging.INFO if verbosity == 0 else logging.DEBUG
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``get_logger(__name__)``: a child of the ``hrm_spawn`` logger whatever the module's import name."""
+    return logging.getLogger(name if name.startswith(LOGGER) else f"{LOGGER}.{name}")
+
+
+def _make_handler(stream: IO[str]) -> logging.Handler:
+    if stream.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(
+            console=Console(file=stream), show_time=False, show_path=False, markup=False
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(_PLAIN_FORMAT))
+    handler.set_name(_HANDLER_NAME)
+    return handler
+
+
+def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> logging.Handler:
+    """Install the handler (replacing one installed before), set levels, route warnings. Idempotent."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    handler = _make_handler(stream or sys.stderr)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)  # other libraries: warnings only
+    logging.getLogger(LOGGER).setLevel(level_for(verbosity))
+    # matplotlib announces building its font cache on first use; noise in every fresh run's output.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    _ONCE.install()
+    return handler
+
+
+class _WarningsOnce:
+    """``warnings.showwarning`` that logs the first warning from each place and counts the rest."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str, int], list[Any]] = {}  # place -> [first message, repeats]
+
+    def install(self) -> None:
+        self.seen.clear()
+        warnings.showwarning = self.show
+        warnings.simplefilter("default")  # Python's own dedup keys on the message text; ours on the place
+
+    def show(
+        self, message: Any, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any
+    ) -> None:
+        place = (category.__name__, filename, lineno)
+        if place in self.seen:
+            self.seen[place][1] += 1
+            return
+        self.seen[place] = [str(message), 0]
+        logging.getLogger(f"{LOGGER}.warnings").warning("%s: %s", category.__name__, message)
+
+    def flush(self) -> None:
+        for place, entry in self.seen.items():
+            message, repeats = entry
+            if repeats:
+                logging.getLogger(f"{LOGGER}.warnings").warning(
+                    "%s repeated %d more time(s) this run: %s", place[0], repeats, message[:120]
+                )
+            entry[1] = 0
+
+
+_ONCE = _WarningsOnce()
+
+
+def flush_warnings() -> None:
+    """Report how often each warning repeated (called once at the end of a command)."""
+    _ONCE.flush()

@@ -1,0 +1,58 @@
+"""One handler, -v/-q levels, each warning once per run."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import pytest
+
+from hrm_spawn.envs.logs import flush_warnings, get_logger, level_for, setup_logging
+
+
+@pytest.fixture
+def stream():
+    saved = (logging.getLogger().handlers[:], logging.getLogger().level, warnings.showwarning)
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        yield out
+    root = logging.getLogger()
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    warnings.showwarning = saved[2]
+
+
+def _warn(i: int) -> None:
+    warnings.warn(f"task t{i}: something odd", RuntimeWarning, stacklevel=1)  # one place, many messages
+
+
+def test_a_warning_from_one_place_is_shown_once_then_counted(stream) -> None:
+    setup_logging(0, stream)
+    for i in range(5):
+        _warn(i)
+    flush_warnings()
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "WARNING hrm_spawn.warnings: RuntimeWarning: task t0: something odd",
+        "WARNING hrm_spawn.warnings: RuntimeWarning repeated 4 more time(s) this run: task t0: something odd",
+    ]
+
+
+def test_levels_and_a_single_handler(stream) -> None:
+    setup_logging(0, stream)
+    setup_logging(-1, stream)  # installing twice replaces, never doubles
+    log = get_logger("hrm_spawn.envs.collect")
+    log.info("hidden at -q")
+    log.warning("shown")
+    assert stream.getvalue() == "WARNING hrm_spawn.envs.collect: shown\n"
+    assert [h.get_name() for h in logging.getLogger().handlers].count("hrm_spawn.cli") == 1
+    assert level_for(1) == logging.DEBUG and level_for(0) == logging.INFO
+    assert get_logger("mypkg").name == "hrm_spawn.mypkg"
+
+
+def test_matplotlib_font_cache_messages_are_silenced(stream) -> None:
+    setup_logging(2, stream)
+    logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache")
+    logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
+    assert stream.getvalue() == ""
