@@ -10,10 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _results import write_result  # noqa: F401  (re-exported for the agent benchmarks)
+from _results import results_dir, write_result  # noqa: F401  (re-exported for the agent benchmarks)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # this run's output folder, not the committed reference records
 # The project root first: with tests/ on the path, `envs` would otherwise resolve to tests/envs.
 sys.path.insert(0, str(ROOT))
 for extra in (ROOT / "tests", ROOT / "tests" / "envs" / "agents"):

@@ -7,7 +7,7 @@ rate counts the whole sandbox command, worker start-up included. A sample is re-
 pytest run through the sandbox (``Sandbox.run_tests``) and the verdicts compared; the record also says how
 many candidates took the validator's fast path (code swapped into its warm, collected session) and why
 the others took a fresh import.
-Writes benchmarks/results/agent_validations_per_s.json.
+Writes agent_validations_per_s.json into the bench output folder (_results.results_dir()).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``hrm-spawn collect``'s engine on the ``calc`` fixture task (built in a temporary HRM_SPAWN_HOME) with
 four built-in agents x 2 seeds, no delegation, into a fresh store. Higher is better; the goal is what
 2 workers should reach when each run takes about 12 s of sandbox time here (~8 runs/min).
-Writes benchmarks/results/collect_runs_per_min_2_workers.json.
+Writes collect_runs_per_min_2_workers.json into the bench output folder (_results.results_dir()).
 """
 
 from __future__ import annotations

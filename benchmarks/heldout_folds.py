@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _results import write_result  # noqa: E402
+from _results import skip, write_result  # noqa: E402
 
 from hrm_spawn.envs.config import load_config  # noqa: E402
 from hrm_spawn.envs.paths import data_dir  # noqa: E402
@@ -182,10 +182,7 @@ def main() -> int:
     if args.config is None:
         found = latest_quickstart_config()
         if found is None:
-            print(
-                f"heldout_folds: no quickstart run under {data_dir()}; run `make quickstart` first (skipped)"
-            )
-            return 0
+            skip(f"heldout_folds: no quickstart run under {data_dir()}; run `make quickstart` first")
         args.config = str(found)
     if args.folds == 1 or args.folds < 0:
         parser.error("--folds must be 0 (one split per seed) or >= 2")

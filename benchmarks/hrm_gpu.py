@@ -9,7 +9,7 @@ skipped. Where neither flash-attn 3 nor 2 is installed, the reference's ``flash_
 by torch SDPA (same [B, S, H, D] layout), so both sides then run the same attention kernel and the
 ratio measures everything around it.
 
-Writes three records to benchmarks/results/ (read by ``make bench``): hrm_27m_gpu_bf16_parity (max
+Writes three records into the bench output folder (``--out``; read by ``make bench``): hrm_27m_gpu_bf16_parity (max
 relative error of one segment's z_H in bf16 against fp32), hrm_27m_gpu_samples_per_s (best of eager and
 compiled) and hrm_27m_gpu_vs_reference_ratio (our best over the reference's best); the details of each
 run are in its ``meta``.
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _results import write_result  # noqa: E402
+from _results import results_dir, skip, write_result  # noqa: E402
 
 from hrm_spawn.envs.config import load_config  # noqa: E402
 from hrm_spawn.policies.config import HRMConfig  # noqa: E402
@@ -39,7 +39,7 @@ from hrm_spawn.policies.io import load_reference_state_dict  # noqa: E402
 from hrm_spawn.policies.layers import FLASH_NAME, attend, attention_backend  # noqa: E402
 from hrm_spawn.policies.spawn_policy import SpawnPolicy  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()
 # bf16 has 8 mantissa bits (relative step 2^-8 = 0.0039): one op (attention) stays within 2e-2 of fp32;
 # one ACT segment is 24 post-norm blocks in sequence, whose roundings add up, so it gets 5e-2. Beyond one
 # segment the recurrence amplifies them (reported, not bounded); there the greedy action must still agree.
@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     DEVICE, RESULTS = args.device, args.out
     if DEVICE == "cuda" and not torch.cuda.is_available():
-        print("hrm_gpu: no CUDA device on this machine; nothing to check")
-        return 0
+        skip("hrm_gpu: no CUDA device on this machine (the GPU figures need one)")
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 in the parity rows
     config = load_config(HRMConfig, args.config)
     gpu = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (dry run)"

@@ -1,6 +1,6 @@
 """HRM policy throughput: forward+backward samples/s and tokens/s.
 
-Writes benchmarks/results/hrm_tiny_cpu_samples_per_s.json (hrm-tiny, fp32, CPU). The GPU figures
+Writes hrm_tiny_cpu_samples_per_s.json into the bench output folder (_results.results_dir()) (hrm-tiny, fp32, CPU). The GPU figures
 (hrm-27m in bf16, against the reference implementation) come from benchmarks/hrm_gpu.py. Run:
 
     .venv/bin/python benchmarks/hrm_throughput.py [--seconds 5]
@@ -28,7 +28,6 @@ from hrm_spawn.policies.hrm import resolve_dtype  # noqa: E402
 from hrm_spawn.policies.layers import attention_backend  # noqa: E402
 from hrm_spawn.policies.spawn_policy import SpawnPolicy  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 NUM_ACTIONS, NUM_FEATURES = 1 + 2 * 4, num_features(4)  # K = 4 agents, the env's feature layout
 
 # hrm-tiny CPU goal: a PPO update on 2 shared cores with n_steps=256 x 4 epochs is 1024 forward+backward

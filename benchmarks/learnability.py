@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _results import write_result  # noqa: E402
+from _results import skip, write_result  # noqa: E402
 from heldout_folds import latest_quickstart_config  # noqa: E402
 
 from hrm_spawn.envs.config import load_config  # noqa: E402
@@ -109,8 +109,7 @@ def main() -> int:
     if args.config is None:
         found = latest_quickstart_config()
         if found is None:
-            print("learnability: no quickstart run under the data dir; run `make quickstart` first (skipped)")
-            return 0
+            skip("learnability: no quickstart run under the data dir; run `make quickstart` first")
         args.config = str(found)
     config = load_config(TrainConfig, args.config)
     env = load_env_config({**config.env, "split": "all"})

@@ -4,7 +4,7 @@ Live mode on the ``calc`` fixture task (built in a temporary HRM_SPAWN_HOME): ea
 built-in agent in the local sandbox, then judges its candidate on the hidden tests. The value divides
 the step's wall time by the sandbox seconds the step cannot avoid: the agent's own measured sandbox
 time plus the hidden evaluation's. Meta also gives the ratio against the agent's time alone.
-Writes benchmarks/results/live_step_overhead_ratio.json.
+Writes live_step_overhead_ratio.json into the bench output folder (_results.results_dir()).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ the invertible kinds; every kind is reported in meta.
 Observations can be saved (``--save-obs``) and re-ranked without running tests (``--obs``), and an older
 ``localize.py`` given with ``--baseline FILE`` is ranked on the same observations for a before/after.
 Use ``--repos-dir`` to keep the sandboxes' clones out of a read-only data directory.
-Writes benchmarks/results/localization_rank.json.
+Writes localization_rank.json into the bench output folder (_results.results_dir()).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _agent_tasks import tinydb_tasks, write_result
+from _results import skip
 
 from hrm_spawn.envs.agents.localize import localize
 from hrm_spawn.envs.agents.repair import SCRATCH, WORKER_SOURCE, RepairAgent, _nearby, _Session
@@ -164,7 +165,11 @@ def collect(
 
     found = tinydb_tasks(Path(tasks_file) if tasks_file else None)
     if not found:
-        sys.exit("no built task set: build one with `hrm-spawn tasks build` (see docs/tasks.md)")
+        skip(
+            "localization_rank: no built tinydb task set under the data dir; build one with "
+            "`hrm-spawn tasks build --repo pypi:tinydb==4.9.0 --out $HRM_SPAWN_HOME/tasks/tinydb.jsonl` "
+            "or run `make quickstart` first"
+        )
     tasks, source = found
     singles = [t for t in tasks if len(t.modifier_kinds) == 1][:limit]
     observations = []

@@ -4,7 +4,7 @@ The figure is the batched replay env (``envs.replay.BatchedReplayEnv``: 4096 epi
 with numpy, full observations: tokens, features, masks; random masked actions; auto-reset). Meta also
 reports one SpawnEnv in replay mode and gymnasium's SyncVectorEnv over 8 SpawnEnvs, for comparison.
 The store is a synthetic one (tests/envs/custom_env_example.py) of 64 tasks x 5 agents.
-Writes benchmarks/results/replay_steps_per_s.json.
+Writes replay_steps_per_s.json into the bench output folder (_results.results_dir()).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reset latency of a prepared local Sandbox: seconds for ``reset()`` after an agent-like edit (goal 0.5 s).
 
 Runs on a built tinydb repository if ``data_dir()/repos/`` has one, else on the ``calc`` fixture.
-Writes benchmarks/results/reset_latency_s.json (median over the repeats; p90 and max in meta).
+Writes reset_latency_s.json into the bench output folder (_results.results_dir()) (median over the repeats; p90 and max in meta).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The bare command is the same pytest command (same test ids, same env) run directly with subprocess on the
 sandbox's checkout with the patch applied. Runs on a built tinydb repository if ``data_dir()/repos/`` has
-one, else on the ``calc`` fixture. Writes benchmarks/results/sandbox_overhead_ratio.json (ratio of medians).
+one, else on the ``calc`` fixture. Writes sandbox_overhead_ratio.json into the bench output folder (_results.results_dir()) (ratio of medians).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ how often delegating a partial fix to a second agent resolves a combined bug tha
 
 Tasks: ``--tasks FILE``, else data_dir()/tasks/tinydb.jsonl when it and its repository are built, else the
 hand-made calc fixture bugs. Every run is judged by ``Sandbox.evaluate`` (FAIL_TO_PASS + PASS_TO_PASS).
-Writes benchmarks/results/solve_matrix.json and solve_matrix.md (the table in docs/agents.md).
+Writes solve_matrix.json into the bench output folder (_results.results_dir()) and solve_matrix.md (the table in docs/agents.md).
 """
 
 from __future__ import annotations
