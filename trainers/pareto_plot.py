@@ -223,3 +223,23 @@ def plot_pareto(report: dict[str, Any], path: Path) -> None:
     fig = pareto_figure(report)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hrm_spawn.trainers.pareto_plot REPORT.json OUT.png``: draw a report's plot again."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hrm_spawn.trainers.pareto_plot", description=main.__doc__
+    )
+    parser.add_argument("report", type=Path, help="report.json written by hrm-spawn eval or quickstart")
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    args = parser.parse_args(argv)
+    plot_pareto(json.loads(args.report.read_text(encoding="utf-8")), args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

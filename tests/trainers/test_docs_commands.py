@@ -47,6 +47,8 @@ def documented_commands() -> list[tuple[str, str]]:
             for match in _INVOCATION.finditer(text):
                 # a comment, an arrow or a parenthesised note ends the command
                 words = re.split(r"\s#|\s->|\s\(|\s\|\s(?!-)", match[1])[0].strip()
+                if re.match(r"[\w-]+:", words):  # "hrm-spawn train: error: ...": output, not a command
+                    continue
                 found.append((f"{doc.relative_to(ROOT)}: hrm-spawn {words}", words))
     return found
 
@@ -61,7 +63,10 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def _leaf(words: list[str]) -> tuple[list[str], argparse.ArgumentParser, list[str]]:
     """The sub-command path, its parser and the remaining words."""
     parser, path = build_parser(), []
-    while words and words[0] in _subparsers(parser):
+    while words and (words[0] in _subparsers(parser) or words[0] in ("-v", "-vv", "-q", "-qq")):
+        if words[0].startswith("-"):  # global flags before the sub-command
+            words.pop(0)
+            continue
         parser = _subparsers(parser)[words[0]]
         path.append(words.pop(0))
     return path, parser, words

@@ -99,3 +99,14 @@ def test_plot_pareto_writes_a_png(tmp_path) -> None:
     path = tmp_path / "pareto.png"
     plot_pareto(synthetic_report(), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plot_can_be_drawn_again_from_a_report_file(tmp_path) -> None:
+    import json
+
+    from hrm_spawn.trainers.pareto_plot import main
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(synthetic_report()))
+    assert main([str(report), str(tmp_path / "again.png")]) == 0
+    assert (tmp_path / "again.png").stat().st_size > 10_000
