@@ -62,6 +62,14 @@ def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> logging.
     return handler
 
 
+def teardown_logging() -> None:
+    """Remove the handler and give warnings back to Python (after a command run in-process)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    _ONCE.uninstall()
+
+
 class _WarningsOnce:
     """``warnings.showwarning`` that logs the first warning from each place and counts the rest."""
 
@@ -70,8 +78,13 @@ class _WarningsOnce:
 
     def install(self) -> None:
         self.seen.clear()
+        if warnings.showwarning != self.show:  # bound methods: equal, never identical
+            self._saved = warnings.showwarning
         warnings.showwarning = self.show
-        warnings.simplefilter("default")  # Python's own dedup keys on the message text; ours on the place
+
+    def uninstall(self) -> None:
+        if warnings.showwarning == self.show:
+            warnings.showwarning = getattr(self, "_saved", warnings._showwarning_orig)  # type: ignore[attr-defined]
 
     def show(
         self, message: Any, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any

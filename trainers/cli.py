@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hrm_spawn.envs.logs import flush_warnings, setup_logging
+    from hrm_spawn.envs.logs import flush_warnings, setup_logging, teardown_logging
 
     setup_logging(int(args.verbose or 0) - int(args.quiet or 0))
     try:
@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         flush_warnings()
+        teardown_logging()
 
 
 if __name__ == "__main__":

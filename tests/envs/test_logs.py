@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from hrm_spawn.envs.logs import flush_warnings, get_logger, level_for, setup_logging
+from hrm_spawn.envs.logs import flush_warnings, get_logger, level_for, setup_logging, teardown_logging
 
 
 @pytest.fixture
@@ -56,3 +56,12 @@ def test_matplotlib_font_cache_messages_are_silenced(stream) -> None:
     logging.getLogger("matplotlib.font_manager").warning("Matplotlib is building the font cache")
     logging.getLogger("matplotlib.font_manager").info("generated new fontManager")
     assert stream.getvalue() == ""
+
+
+def test_teardown_gives_logging_and_warnings_back(stream) -> None:
+    before = warnings.showwarning
+    setup_logging(0, stream)
+    assert warnings.showwarning is not before
+    teardown_logging()
+    assert warnings.showwarning is before
+    assert "hrm_spawn.cli" not in [h.get_name() for h in logging.getLogger().handlers]
