@@ -3,18 +3,28 @@
 On a terminal the handler is rich's (levels in colour); elsewhere (a log file, CI) plain one-line
 records, because rich pads every line to the console width. Python warnings are routed into the same
 handler as one line each (no source line), and a warning raised again from the same place during the
-run is counted, not repeated: ``flush_warnings`` reports the counts at the end.
+run is counted, not repeated: ``flush_warnings`` reports the counts at the end. Worker processes of
+the same run (``setup_worker_logging`` in their initializer) share the "already shown" marks through
+a run-scoped folder, so a warning every worker raises is still shown once.
 No torch or trainers import: every module may use this.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 from typing import IO, Any
 
 LOGGER = "hrm_spawn"
+# Set by setup_logging for the run's child processes: the level and the shared "already warned" folder.
+VERBOSITY_ENV = "HRM_SPAWN_LOG_VERBOSITY"
+WARNED_ENV = "HRM_SPAWN_WARNED_DIR"
 _HANDLER_NAME = "hrm_spawn.cli"
 _PLAIN_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -58,8 +68,17 @@ def setup_logging(verbosity: int = 0, stream: IO[str] | None = None) -> logging.
     logging.getLogger(LOGGER).setLevel(level_for(verbosity))
     # matplotlib announces building its font cache on first use; noise in every fresh run's output.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    if not os.environ.get(WARNED_ENV):  # a worker reuses its run's folder
+        os.environ[WARNED_ENV] = tempfile.mkdtemp(prefix="hrm-spawn-warned-")
+    os.environ[VERBOSITY_ENV] = str(verbosity)
     _ONCE.install()
     return handler
+
+
+def setup_worker_logging() -> None:
+    """In a worker process's initializer: the parent run's handler, level and shared warning marks."""
+    if os.environ.get(VERBOSITY_ENV) is not None:
+        setup_logging(int(os.environ[VERBOSITY_ENV]))
 
 
 def teardown_logging() -> None:
@@ -68,6 +87,10 @@ def teardown_logging() -> None:
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     _ONCE.uninstall()
+    folder = os.environ.pop(WARNED_ENV, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    os.environ.pop(VERBOSITY_ENV, None)
 
 
 class _WarningsOnce:
@@ -94,7 +117,8 @@ class _WarningsOnce:
             self.seen[place][1] += 1
             return
         self.seen[place] = [str(message), 0]
-        logging.getLogger(f"{LOGGER}.warnings").warning("%s: %s", category.__name__, message)
+        if _first_in_run(place):
+            logging.getLogger(f"{LOGGER}.warnings").warning("%s: %s", category.__name__, message)
 
     def flush(self) -> None:
         for place, entry in self.seen.items():
@@ -104,6 +128,21 @@ class _WarningsOnce:
                     "%s repeated %d more time(s) this run: %s", place[0], repeats, message[:120]
                 )
             entry[1] = 0
+
+
+def _first_in_run(place: tuple[str, str, int]) -> bool:
+    """True for the first process of the run to warn from ``place`` (an exclusive-create mark file)."""
+    folder = os.environ.get(WARNED_ENV)
+    if not folder:
+        return True
+    mark = Path(folder) / hashlib.sha1(repr(place).encode()).hexdigest()
+    try:
+        os.close(os.open(mark, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    except OSError:  # the folder is gone (the run ended): show it rather than lose it
+        return True
+    return True
 
 
 _ONCE = _WarningsOnce()

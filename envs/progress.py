@@ -101,6 +101,8 @@ class Progress:
     def set_figures(self, **figures: Any) -> None:
         self.update(0, **figures)
 
+    set_postfix = set_figures  # tqdm's name, so a tqdm call site switches by changing its constructor
+
     # -- plain lines -----------------------------------------------------------------------------
     _last_done = -1
 

@@ -17,6 +17,7 @@ def stream():
     out = io.StringIO()
     with warnings.catch_warnings():
         yield out
+    teardown_logging()
     root = logging.getLogger()
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
@@ -65,3 +66,37 @@ def test_teardown_gives_logging_and_warnings_back(stream) -> None:
     teardown_logging()
     assert warnings.showwarning is before
     assert "hrm_spawn.cli" not in [h.get_name() for h in logging.getLogger().handlers]
+
+
+WORKERS = """
+import multiprocessing as mp
+import warnings
+
+from hrm_spawn.envs.logs import flush_warnings, setup_logging, setup_worker_logging, teardown_logging
+
+
+def job(i):
+    warnings.warn(f"host execution (task {i})", RuntimeWarning, stacklevel=1)
+    return i
+
+
+if __name__ == "__main__":
+    setup_logging(0)
+    with mp.get_context("spawn").Pool(2, setup_worker_logging) as pool:
+        assert sorted(pool.map(job, range(6), chunksize=1)) == list(range(6))
+    job(99)
+    flush_warnings()
+    teardown_logging()
+"""
+
+
+def test_worker_processes_of_one_run_show_a_warning_once(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "workers.py"
+    script.write_text(WORKERS)
+    err = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stderr
+    shown = [line for line in err.splitlines() if "RuntimeWarning: host execution" in line]
+    assert len(shown) == 1, err
+    assert "warnings.warn(" not in err  # no source lines
