@@ -62,7 +62,20 @@ def _subparsers(parser):
     return {}
 
 
-@pytest.mark.parametrize("words", LEVELS, ids=lambda w: " ".join(w) or "top")
+def _all_levels(parser=None, words=()) -> list[list[str]]:
+    """Every command path of the parser as built now (commands added later are included)."""
+    parser = parser or build_parser()
+    found = [list(words)]
+    for name, child in _subparsers(parser).items():
+        found += _all_levels(child, (*words, name))
+    return found
+
+
+def test_the_level_list_is_complete() -> None:
+    assert {tuple(w) for w in LEVELS} <= {tuple(w) for w in _all_levels()}
+
+
+@pytest.mark.parametrize("words", _all_levels(), ids=lambda w: " ".join(w) or "top")
 def test_every_help_ends_with_examples_that_parse(words: list[str], capsys) -> None:
     parser = build_parser()
     with pytest.raises(SystemExit):
