@@ -196,6 +196,7 @@ class ProfileFraming:
     def command(self, repo_dir: str, targets: list[str] | None, timeout_s: float | None) -> str:
         script = "\n".join(
             [
+                "exec 2>&1",  # the trace lines (stderr) stay in order with the test output
                 "PS4='+ '",
                 "set -uxo pipefail",
                 f"cd {shlex.quote(repo_dir)}",

@@ -109,7 +109,7 @@ def test_parse_selected_ids_including_one_with_spaces(sample_dir: Path):
 
 
 def test_killed_run_keeps_the_results_printed_before(sample_dir: Path):
-    output = _run(sample_dir, [], timeout_s=1.5, extra_env="export SLEEP=30; ")
+    output = _run(sample_dir, [], timeout_s=6, extra_env="export SLEEP=30; ")
     assert output.endswith(f"EXIT={KILLED_EXIT}")
     report = parse_report(output, timed_out=True)
     assert report.status["test_sample.py::test_ok"] == "PASSED"
