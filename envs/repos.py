@@ -125,3 +125,38 @@ def source_head(source_dir: Path) -> str:
     )
     head = proc.stdout.strip()
     return head if proc.returncode == 0 and _HEX_RE.match(head) else ""
+
+
+def patch_check(env: RepoEnv, commit: str, patch: str) -> tuple[str, str] | None:
+    """Dry-run ``patch`` on the checkout at ``commit`` (a scratch index: the checkout is not touched).
+
+    None when it applies, else ``(field, reason)``: ``base_commit`` for a commit the checkout lacks,
+    ``patch`` for a patch that does not apply (git's message).
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    git = ["git", "-C", str(env.checkout)]
+    with tempfile.TemporaryDirectory(prefix="hrm-apply-") as tmp:
+        run_env = {**os.environ, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        tree = subprocess.run(
+            [*git, "read-tree", commit], capture_output=True, text=True, env=run_env, timeout=120
+        )
+        if tree.returncode != 0:
+            return "base_commit", f"commit {commit} is not in {env.checkout}: {_one_line(tree.stderr)[-300:]}"
+        check = subprocess.run(
+            [*git, "apply", "--check", "--cached", "--whitespace=nowarn", "-"],
+            input=patch if patch.endswith("\n") else patch + "\n",
+            capture_output=True,
+            text=True,
+            env=run_env,
+            timeout=120,
+        )
+    if check.returncode != 0:
+        return "patch", f"does not apply to {env.name} at {commit[:12]}: {_one_line(check.stderr)[-500:]}"
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())

@@ -295,6 +295,7 @@ class TaskError(ValueError):
 class TaskLoadResult:
     tasks: list[TaskInstance] = field(default_factory=list)
     problems: list[TaskProblem] = field(default_factory=list)
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # instance_id -> (file, line)
 
     @property
     def ok(self) -> bool:
@@ -327,6 +328,7 @@ def load_tasks(path: str | Path, on_error: Literal["skip", "raise"] = "skip") ->
                 )
             else:
                 first_seen[task.instance_id] = f"{label}:{line}"
+                result.where[task.instance_id] = (label, line)
                 result.tasks.append(task)
         if problem is not None:
             if on_error == "raise":
@@ -569,15 +571,47 @@ def save_tasks(tasks: Iterable[TaskInstance], path: str | Path) -> Path:
     return path
 
 
+def apply_problems(result: TaskLoadResult, repos_root: Path | None = None) -> list[TaskProblem]:
+    """Dry-run every valid task's patch on its built repository at its base commit (``tasks check --apply``):
+    a patch that does not apply is reported here, not by every job that would run it later."""
+    from hrm_spawn.envs.repos import RepoEnv, patch_check
+
+    problems = []
+    for task in result.tasks:
+        if task.replay_only:
+            continue  # nothing to apply
+        file, line = result.where.get(task.instance_id, ("?", 0))
+        try:
+            env = RepoEnv.load(task.repo, repos_root)
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append(TaskProblem(file, line, task.instance_id, "repo", str(exc)))
+            continue
+        found = patch_check(env, env.resolve_commit(task.base_commit), task.patch)
+        if found:
+            problems.append(TaskProblem(file, line, task.instance_id, *found))
+    return problems
+
+
 def cli_check(args: argparse.Namespace) -> int:
-    """``hrm-spawn tasks check FILE [--fail-fast]``: one line per bad record, a summary, exit 0 only if all valid."""
+    """``hrm-spawn tasks check FILE [--fail-fast] [--apply]``: one line per bad record, a summary, exit 0 only
+    if all valid; ``--apply`` also dry-runs every patch against the built repository."""
+    fail_fast = getattr(args, "fail_fast", False)
     try:
-        result = load_tasks(args.file, on_error="raise" if getattr(args, "fail_fast", False) else "skip")
+        result = load_tasks(args.file, on_error="raise" if fail_fast else "skip")
     except TaskError as exc:  # the first bad record with --fail-fast, or a file that cannot be read at all
         print(exc)
-        print("stopped at the first problem" if getattr(args, "fail_fast", False) else "no records read")
+        print("stopped at the first problem" if fail_fast else "no records read")
         return 1
-    for problem in result.problems:
+    problems = list(result.problems)
+    if getattr(args, "apply", False):
+        applied = apply_problems(result)
+        if applied and fail_fast:
+            print(applied[0])
+            print("stopped at the first problem")
+            return 1
+        problems += applied
+    for problem in problems:
         print(problem)
-    print(f"{len(result.tasks)} valid, {len(result.problems)} invalid")
-    return 0 if result.ok else 1
+    bad = {(p.file, p.line) for p in problems}
+    print(f"{len(result.tasks) + len(result.problems) - len(bad)} valid, {len(bad)} invalid")
+    return 0 if not problems else 1

@@ -31,6 +31,9 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument("file", help="JSON, JSONL, parquet file or a datasets save_to_disk directory")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first bad record")
+    check.add_argument(
+        "--apply", action="store_true", help="also dry-run every patch against its built repository"
+    )
     check.set_defaults(func=_lazy("hrm_spawn.envs.tasks:cli_check"))
 
     build = tsub.add_parser("build", help="build validated bug tasks from a real repository")
