@@ -184,6 +184,11 @@ class TaskInstance(BaseModel):
                 )
         return value
 
+    @field_validator("base_commit", mode="before")
+    @classmethod
+    def _blank_commit(cls, value: Any) -> Any:
+        return None if value == "" else value  # some exports write "" for "not given"
+
     @field_validator("base_commit")
     @classmethod
     def _check_commit(cls, value: str | None) -> str | None:
