@@ -24,6 +24,7 @@ from hrm_spawn.envs.paths import repos_dir
 REPO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _NAMESPACED_RE = re.compile(r"^(?P<ns>[A-Za-z0-9][A-Za-z0-9_.\-]*)/(?P<name>[A-Za-z0-9][A-Za-z0-9_.\-]*)$")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+_SWESMITH_SHA_RE = re.compile(r"__[A-Za-z0-9_.\-]+\.([0-9a-fA-F]{8})$")  # <owner>__<name>.<sha8>
 
 
 @dataclass
@@ -98,20 +99,31 @@ def plain_repo_name(repo: str) -> str:
 
 def resolve_repo_name(repo: str, root: Path | None = None) -> str:
     """The directory under ``root`` (default ``data_dir()/repos``) that holds ``repo``: the name itself
-    (namespace dropped) when built under it, else the repository that lists it among its ``aliases``.
-    Without a match the plain name is returned, and loading it says it is not built."""
+    (namespace dropped) when built under it; else the repository that lists it among its ``aliases``;
+    else, for a SWE-smith name ``<owner>__<name>.<sha8>``, the one repository prepared from a copy of the
+    source at that commit (``source_commit``). Without a match the plain name is returned, and loading it
+    says it is not built; two copies of that commit are an error naming both."""
     name = plain_repo_name(repo)
     base = root or repos_dir()
     if (base / name / "repo.json").is_file() or not base.is_dir():
         return name
+    sha = _SWESMITH_SHA_RE.search(name)
+    by_commit = []
     for path in sorted(base.glob("*/repo.json")):
         try:
-            aliases = json.loads(path.read_text()).get("aliases") or []
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a half-written or foreign repo.json is not a match
-        if name in aliases or repo in aliases:
+        if name in (data.get("aliases") or []) or repo in (data.get("aliases") or []):
             return path.parent.name
-    return name
+        if sha and str(data.get("source_commit") or "").lower().startswith(sha.group(1).lower()):
+            by_commit.append(path.parent.name)
+    if len(by_commit) > 1:
+        raise ValueError(
+            f"repo {repo!r}: several repositories were prepared from commit {sha.group(1) if sha else ''}: "
+            f"{', '.join(by_commit)} (name one of them after {name!r})"
+        )
+    return by_commit[0] if by_commit else name
 
 
 def source_head(source_dir: Path) -> str:

@@ -280,3 +280,10 @@ HELDOUT_BEFORE_REPOSITORY_STRATA = [
     "noent2",
     "noent5",
 ]
+
+
+def test_the_kind_in_a_swesmith_id_sets_the_stratum() -> None:
+    swap = task("o__r.1234abcd.func_pm_op_swap__abcd1234")
+    removal = task("o__r.1234abcd.func_pm_remove_assign__abcd1234")
+    assert swap.modifier_kinds == ["func_pm_op_swap"] and swap.invertible
+    assert removal.modifier_kinds == ["func_pm_remove_assign"] and not removal.invertible

@@ -177,3 +177,18 @@ def test_upstream_commit_is_recorded_by_the_copy(tmp_path: Path) -> None:
     env = prepare_local_copy(src, tmp_path / "repos")
     assert env.source_commit == upstream
     assert git(env.checkout, "rev-parse", "HEAD").strip() == env.base_commit != upstream
+
+
+def test_a_copy_of_the_upstream_commit_is_found_without_aliases(tmp_path: Path) -> None:
+    src, upstream = make_upstream(tmp_path)
+    repos = tmp_path / "repos"
+    env = prepare_local_copy(src, repos)
+    assert not env.aliases
+    name = f"swesmith/{OWNER}__{NAME}.{upstream[:8]}"
+    assert resolve_repo_name(name, repos) == LOCAL_NAME
+    assert resolve_repo_name(f"swesmith/{OWNER}__{NAME}.00000000", repos) == f"{OWNER}__{NAME}.00000000"
+    twin = RepoEnv.from_dict({**env.__dict__, "name": "twin", "root": str(repos / "twin")})
+    (repos / "twin").mkdir()
+    twin.save()
+    with pytest.raises(ValueError, match="several repositories were prepared from commit"):
+        resolve_repo_name(name, repos)
