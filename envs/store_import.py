@@ -5,7 +5,9 @@ what the run cost and how many steps it took. ``hrm-spawn store import`` turns s
 outcomes a spawn policy can be trained and judged on in replay:
 
 * **formats**: ``jsonl`` and ``csv`` (one record per task x agent), ``leaderboard`` (the nested JSON
-  leaderboards publish: agent -> task id -> fields, or -> a bare resolved flag);
+  leaderboards publish: agent -> task id -> fields, or -> a bare resolved flag), ``mini-swe-agent`` (a
+  batch run's output folder: ``preds.json`` and ``<id>/<id>.traj.json``, with the resolved ids from
+  swebench's evaluation report, ``--report``);
 * **fields** (other spellings in ``FIELD_ALIASES``): ``instance_id``, ``agent``, ``resolved``, and
   optionally ``pass_fraction``, ``cost_usd``, ``tokens_in``/``tokens_out``, ``steps``, ``patch``,
   ``repo``, ``seed``;
@@ -39,7 +41,7 @@ from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
 from hrm_spawn.envs.store import DEFAULT_COST_UNIT, Outcome, OutcomeKey, OutcomeStore
 from hrm_spawn.envs.tasks import ID_RE, TaskInstance, load_tasks, save_tasks
 
-FORMATS = ("jsonl", "csv", "leaderboard")
+FORMATS = ("jsonl", "csv", "leaderboard", "mini-swe-agent")
 DEFAULT_VERSION = "imported"
 PASS_SCALE = 10_000  # a pass fraction is kept as passed/PASS_SCALE FAIL_TO_PASS tests (4 decimals)
 AGENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # "@" separates name and version
@@ -116,11 +118,13 @@ class ImportReport:
 # ---------------------------------------------------------------- reading tables
 
 
-def read_table(path: str | Path, fmt: str) -> list[Record]:
+def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> list[Record]:
     """Every record of the table, normalised; TableError at the first bad one (nothing is half-imported)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise TableError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "mini-swe-agent":
+        return _checked([_record(where, raw) for where, raw in _mini_rows(path, report)], path)
     if not path.is_file():
         raise TableError(f"{path}: file not found")
     text = path.read_text(encoding="utf-8", errors="strict")
@@ -130,7 +134,11 @@ def read_table(path: str | Path, fmt: str) -> list[Record]:
         rows = _csv_rows(path, text)
     else:
         rows = _leaderboard_rows(path, text)
-    records = [_record(where, raw) for where, raw in rows]
+    return _checked([_record(where, raw) for where, raw in rows], path)
+
+
+def _checked(records: list[Record], path: Path) -> list[Record]:
+    """``records`` when there is at least one and no (task, agent, seed) twice."""
     if not records:
         raise TableError(f"{path}: no records")
     seen: dict[tuple[str, str, int], str] = {}
@@ -185,6 +193,50 @@ def _leaderboard_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, An
             if not isinstance(fields, dict):
                 raise TableError(f"{where}: expected an object of fields or true/false")
             yield where, {**fields, "instance_id": task_id, "agent": agent}
+
+
+def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A mini-swe-agent batch run: the patch per task from ``preds.json``, cost and steps from each
+    trajectory's ``info.model_stats``, resolved from swebench's report (``resolved_ids``). Tasks the
+    evaluation did not complete (``error_ids``, or never submitted) are left out: a harness failure is
+    not the agent's outcome."""
+    preds_path = run_dir / "preds.json"
+    if not preds_path.is_file():
+        raise TableError(f"{run_dir}: no preds.json (a mini-swe-agent batch run's output folder)")
+    if report is None or not Path(report).is_file():
+        raise TableError(f"{run_dir}: --report must name swebench's evaluation report (with resolved_ids)")
+    evaluated = _json(Path(report))
+    resolved = set(evaluated.get("resolved_ids") or [])
+    done = set(evaluated.get("completed_ids") or []) - set(evaluated.get("error_ids") or [])
+    for instance_id, pred in sorted(_json(preds_path).items()):
+        where = f"{run_dir}: task {instance_id}"
+        if instance_id not in done:
+            continue
+        traj_path = run_dir / instance_id / f"{instance_id}.traj.json"
+        if not traj_path.is_file():
+            raise TableError(f"{where}: no trajectory {traj_path} (its cost and steps)")
+        stats = (_json(traj_path).get("info") or {}).get("model_stats") or {}
+        yield (
+            where,
+            {
+                "instance_id": instance_id,
+                "agent": pred.get("model_name_or_path"),
+                "resolved": instance_id in resolved,
+                "patch": pred.get("model_patch"),
+                "cost_usd": stats.get("instance_cost"),
+                "steps": stats.get("api_calls"),
+            },
+        )
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise TableError(f"{path}: expected a JSON object")
+    return data
 
 
 def _pick(raw: dict[str, Any], name: str) -> Any:
@@ -386,9 +438,11 @@ def import_table(
     agent_map: str | dict[str, tuple[str, str]] | None = None,
     task_file: str | Path | None = None,
     tasks_out: str | Path | None = None,
+    eval_report: str | Path | None = None,
 ) -> ImportReport:
-    """Read, check, then write: the store gets every record or none (a bad table changes nothing)."""
-    records = read_table(table, fmt)
+    """Read, check, then write: the store gets every record or none (a bad table changes nothing).
+    ``eval_report``: swebench's evaluation report, for the ``mini-swe-agent`` format."""
+    records = read_table(table, fmt, eval_report)
     mapping = parse_agent_map(agent_map) if isinstance(agent_map, str) or agent_map is None else agent_map
     skipped: Counter[str] = Counter()
     chosen: list[tuple[Record, str, str]] = []
@@ -463,7 +517,9 @@ def store_agents(store_path: str | Path) -> tuple[str, list[tuple[str, str, int,
 def cli_import(args: argparse.Namespace) -> int:
     """``hrm-spawn store import FILE --format F --store PATH [--agent-map M] [--tasks T] [--tasks-out O]``."""
     try:
-        report = import_table(args.file, args.format, args.store, args.agent_map, args.tasks, args.tasks_out)
+        report = import_table(
+            args.file, args.format, args.store, args.agent_map, args.tasks, args.tasks_out, args.report
+        )
     except (TableError, OSError, UnicodeDecodeError) as exc:
         print(f"hrm-spawn store import: {exc}", file=sys.stderr)
         return 2

@@ -75,7 +75,10 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
         "import", help="per-task, per-agent results from another harness -> replay outcomes"
     )
     imp.add_argument("file", help="the table: JSONL, CSV, or a leaderboard's nested JSON")
-    imp.add_argument("--format", required=True, choices=["jsonl", "csv", "leaderboard"])
+    imp.add_argument("--format", required=True, choices=["jsonl", "csv", "leaderboard", "mini-swe-agent"])
+    imp.add_argument(
+        "--report", default=None, help="mini-swe-agent: swebench's evaluation report (resolved_ids)"
+    )
     imp.add_argument(
         "--store", required=True, help="SQLite outcome store to write (its cost unit is recorded)"
     )

@@ -244,3 +244,53 @@ def test_leaderboard_with_bare_flags(tmp_path: Path) -> None:
     ]
     with pytest.raises(TableError, match="every run needs a cost"):
         import_table(path, "leaderboard", tmp_path / "s.sqlite")
+
+
+def _mini_run(root: Path) -> tuple[Path, Path]:
+    """A mini-swe-agent batch output folder (preds.json written by mini-swe-agent's own writer) and a
+    swebench evaluation report: 3 tasks done, one resolved, one whose evaluation errored."""
+    from minisweagent.run.benchmarks.swebench import update_preds_file
+
+    run = root / "run"
+    run.mkdir()
+    for i, iid in enumerate(["a__b-1", "a__b-2", "c__d-3"]):
+        update_preds_file(run / "preds.json", iid, "openai/gpt-x", f"diff --git a/f{i}.py b/f{i}.py\n")
+        traj = {
+            "info": {"model_stats": {"instance_cost": 0.1 * (i + 1), "api_calls": 10 + i}},
+            "instance_id": iid,
+        }
+        (run / iid).mkdir()
+        (run / iid / f"{iid}.traj.json").write_text(json.dumps(traj))
+    report = root / "openai__gpt-x.run1.json"
+    report.write_text(
+        json.dumps(
+            {
+                "completed_ids": ["a__b-1", "a__b-2"],
+                "resolved_ids": ["a__b-1"],
+                "unresolved_ids": ["a__b-2"],
+                "error_ids": ["c__d-3"],
+            }
+        )
+    )
+    return run, report
+
+
+def test_mini_swe_agent_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, report = _mini_run(tmp_path)
+    store = tmp_path / "s.sqlite"
+    argv = ["store", "import", str(run), "--format", "mini-swe-agent", "--store", str(store)]
+    assert main(argv) == 2  # no --report
+    assert "--report must name swebench's evaluation report" in capsys.readouterr().err
+    assert main([*argv, "--report", str(report)]) == 2  # "openai/gpt-x" is not a plain agent name
+    assert "rename it with --agent-map" in capsys.readouterr().err
+    assert main([*argv, "--report", str(report), "--agent-map", "openai/gpt-x=gpt-x"]) == 0
+    assert "imported 2 runs of 1 agents on 2 tasks" in capsys.readouterr().out
+    got = _contents(store)
+    assert got == {  # the errored evaluation is not an outcome
+        ("a__b-1", "gpt-x", "imported", 0): (True, 1.0, 0.1, 0, 0, 0.0),
+        ("a__b-2", "gpt-x", "imported", 0): (False, 0.0, 0.2, 0, 0, 0.0),
+    }
+    with OutcomeStore(store, readonly=True) as s:
+        outcome = s.get(OutcomeKey("a__b-2", "gpt-x", "imported", 0))
+        assert outcome.result.patch == "diff --git a/f1.py b/f1.py\n"
+        assert outcome.result.trajectory[0].endswith(": 11 steps")
