@@ -294,3 +294,16 @@ def test_mini_swe_agent_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         outcome = s.get(OutcomeKey("a__b-2", "gpt-x", "imported", 0))
         assert outcome.result.patch == "diff --git a/f1.py b/f1.py\n"
         assert outcome.result.trajectory[0].endswith(": 11 steps")
+
+
+def test_cost_in_the_stores_unit(tmp_path: Path) -> None:
+    cost = Cost(sandbox_s=12.0, tokens_in=900, tokens_out=100, money_usd=0.25)
+    assert cost.in_unit("test_runs", test_run_s=4.0) == 3.0
+    assert cost.in_unit("usd") == 0.25 and cost.in_unit("tokens") == 1000.0
+    with pytest.raises(ValueError, match="unknown cost unit"):
+        cost.in_unit("minutes")
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["jsonl"], "jsonl", store, MAP)
+    with OutcomeStore(store, readonly=True) as s:
+        outcome = s.get(OutcomeKey("psf__requests-2317", "strong", "v2", 0))
+        assert outcome.result.cost.in_unit(s.cost_unit) == pytest.approx(0.95 * 1.4)  # the table's dollars
