@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm_spawn.envs.paths import repos_dir
-from hrm_spawn.envs.repos import REPO_NAME_RE, RepoEnv
+from hrm_spawn.envs.repos import REPO_NAME_RE, RepoEnv, source_head
 from hrm_spawn.envs.results import TestReport
 from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
 
@@ -79,7 +79,7 @@ def prepare_repo(source: str, name: str | None = None, root: Path | None = None)
         shutil.rmtree(repo_root)  # a half-built earlier attempt
     repo_root.mkdir(parents=True)
     checkout = repo_root / "checkout"
-    _fetch(kind, detail, source, checkout)
+    source_commit = _fetch(kind, detail, source, checkout)
     base_commit = commit_all(checkout)
     env = RepoEnv(
         name=name,
@@ -89,6 +89,7 @@ def prepare_repo(source: str, name: str | None = None, root: Path | None = None)
         base_commit=base_commit,
         pythonpath=detect_pythonpath(checkout),
         test_paths=detect_test_paths(checkout),
+        source_commit=source_commit,  # a row's base_commit naming the source maps to base_commit
     )
     make_venv(repo_root / "venv", checkout)
     report, _ = run_suite(env, env.checkout, timeout_s=BASELINE_TIMEOUT_S)
@@ -159,11 +160,15 @@ def _reuse(repo_root: Path, source: str) -> RepoEnv | None:
     return env if ok else None
 
 
-def _fetch(kind: str, detail: Any, source: str, checkout: Path) -> None:
+def _fetch(kind: str, detail: Any, source: str, checkout: Path) -> str:
+    """Copy the source into ``checkout``; the source's git commit when it had one, else ""."""
+    head = ""
     if kind == "dir":
         shutil.copytree(detail, checkout, ignore=COPY_IGNORE, symlinks=True)
+        head = source_head(detail)
     elif kind == "git":
         _run(["git", "clone", "--quiet", "--depth", "1", source, str(checkout)], f"git clone {source}")
+        head = source_head(checkout)
         shutil.rmtree(checkout / ".git")
     else:
         with tempfile.TemporaryDirectory(prefix="hrm-sdist-") as tmp:
@@ -188,6 +193,7 @@ def _fetch(kind: str, detail: Any, source: str, checkout: Path) -> None:
             if not archives:
                 raise RepoBuildError(f"{source}: pip download produced no sdist")
             extract_sdist(archives[0], checkout)
+    return head
 
 
 def extract_sdist(archive: Path, dest: Path) -> None:

@@ -105,6 +105,17 @@ class Cost:
     def __add__(self, other: Cost) -> Cost:
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
+    def in_unit(self, unit: str, test_run_s: float = 1.0) -> float:
+        """This cost in an outcome store's unit (``OutcomeStore.cost_unit``): ``test_runs`` (sandbox seconds
+        over one full test run of the task, ``test_run_s``), ``usd``, or ``tokens`` (in + out)."""
+        if unit == "test_runs":
+            return self.sandbox_s / (test_run_s if test_run_s > 0 else 1.0)
+        if unit == "usd":
+            return self.money_usd
+        if unit == "tokens":
+            return float(self.tokens_in + self.tokens_out)
+        raise ValueError(f"unknown cost unit {unit!r} (test_runs, usd, tokens)")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -30,14 +30,22 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from hrm_spawn.envs.config import StrictModel
 from hrm_spawn.envs.paths import data_dir
-from hrm_spawn.envs.repos import REPO_NAME_RE, RepoEnv
+from hrm_spawn.envs.repos import RepoEnv, plain_repo_name, resolve_repo_name
 from hrm_spawn.envs.results import Evaluation, TestReport
 from hrm_spawn.envs.tasks import TaskInstance
-from hrm_spawn.envs.testlog import KILLED_EXIT, evaluate_report, parse_report, pytest_command, test_env
+from hrm_spawn.envs.testlog import (
+    KILLED_EXIT,
+    OwnFraming,
+    ProfileFraming,
+    evaluate_report,
+    framing_for,
+    test_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,8 @@ class Sandbox:
         self._buggy = ""  # the commit every reset returns to
         self._clean_flags = "-qfdx"
         self._testbed_base = ""
+        self._repo_env: RepoEnv | None = None  # the built repository in use (local layout)
+        self._framing: OwnFraming | ProfileFraming = OwnFraming("python", {}, [])
 
     @classmethod
     def from_config(cls, data: dict[str, Any] | SandboxConfig | None = None) -> Sandbox:
@@ -177,7 +187,11 @@ class Sandbox:
 
     def prepare(self, task: TaskInstance) -> None:
         """Bring ``task``'s repository to its buggy state (the task patch applied and committed)."""
-        image = None if self._built_layout else (self.config.image or task.image_name or None)
+        if task.replay_only:
+            raise SandboxError(
+                f"task {task.instance_id} is known only by id (replay_only): it cannot run live"
+            )
+        image = None if self._built_layout else (self.config.image or task.image_name or _profile_image(task))
         if not self._built_layout and not image:
             raise SandboxError(
                 f"task {task.instance_id}: no image_name and no SandboxConfig.image for "
@@ -189,6 +203,8 @@ class Sandbox:
         else:
             self._checkout_testbed()
         self.task = None
+        # SWE-smith rows are judged by their repository's profile; tasks built here by this project's framing
+        self._framing = framing_for(task, self.python, self.test_env, self._repo_env, self._built_layout)
         try:
             self.apply_patch(task.patch)
         except PatchApplyError as exc:
@@ -199,6 +215,16 @@ class Sandbox:
         self._sh(f"git add -A && {commit}", what="commit the buggy state")
         self._buggy = self._sh("git rev-parse HEAD").strip().splitlines()[-1]
         self.task = task
+        if task.test_run_s is None:  # SWE-smith rows do not carry the cost unit: measure it once
+            task.test_run_s = self._measure_test_run_s()
+
+    def _measure_test_run_s(self) -> float:
+        """Wall seconds of one grading run on the buggy state (the built repository's own figure if known)."""
+        if self._repo_env is not None and self._repo_env.test_run_s > 0:
+            return self._repo_env.test_run_s
+        timeout = self.config.test_timeout_s
+        result = self.run(self._test_line(None, timeout), timeout_s=timeout + KILL_GRACE_S)
+        return round(result.duration_s, 3)
 
     def prepare_clean(self, repo_name: str) -> None:
         """The built repository ``repo_name`` at its base commit, no bug (for building tasks)."""
@@ -206,6 +232,7 @@ class Sandbox:
         if not self._built_layout:
             raise SandboxError("prepare_clean needs a built repository (local, or repos_dir set)")
         self._checkout_built(repo_name, f"clean-{repo_name}", None)
+        self._framing = OwnFraming(self.python, self.test_env, list(self.test_paths))
         self._buggy = self._sh("git rev-parse HEAD").strip().splitlines()[-1]
         self.task = None
 
@@ -213,8 +240,12 @@ class Sandbox:
         return self.config.repos_dir or str(data_dir() / "repos")
 
     def _checkout_built(self, repo_name: str, label: str, base_commit: str | None) -> None:
-        if not REPO_NAME_RE.match(repo_name):
-            raise SandboxError(f"repo name {repo_name!r} is not a plain identifier")
+        try:  # swesmith/<owner>__<name>.<sha8> -> the built repository's directory (never a path outside)
+            repo_name = plain_repo_name(repo_name)
+            if self.config.deployment == "local":
+                repo_name = resolve_repo_name(repo_name, Path(self._repos_dir()))
+        except ValueError as exc:
+            raise SandboxError(str(exc)) from None
         root = posixpath.join(self._repos_dir(), repo_name)
         repo = self._load_repo(root, repo_name)
         self._discard_work_dir()
@@ -230,7 +261,8 @@ class Sandbox:
         )
         self._work_dir, self._owns_work_dir, self._clean_flags = work, True, "-qfdx"
         self._enter_repo(repo_dir)
-        commit = base_commit or repo.base_commit
+        self._repo_env = repo
+        commit = repo.resolve_commit(base_commit)  # a row's commit of the copied source -> the checkout's
         if commit:
             self._sh(f"git checkout -q {shlex.quote(commit)}", what=f"check out base commit {commit}")
         self.python = repo.python
@@ -251,11 +283,12 @@ class Sandbox:
         try:
             data = json.loads(text)
             data["root"] = root
-            return RepoEnv(**data)
+            return RepoEnv.from_dict(data)
         except (ValueError, TypeError) as exc:
             raise SandboxError(f"{path}: not a valid repo.json: {exc}") from None
 
     def _checkout_testbed(self) -> None:
+        self._repo_env = None
         self._work_dir, self._owns_work_dir, self._clean_flags = "/tmp/hrm-spawn", False, "-qfd"
         self._sh(f"mkdir -p {self._work_dir}")
         self._enter_repo(TESTBED_DIR)
@@ -468,10 +501,9 @@ class Sandbox:
         self._require_repo()
         return self._run_tests(list(test_ids) if test_ids else self.test_paths, timeout_s)
 
-    def _test_line(self, targets: list[str], timeout: float) -> str:
-        command = pytest_command(self.python, targets, self.test_env, timeout_s=timeout)
-        # A subshell, so the session's cwd and variables stay as the agent left them.
-        return f"( cd {shlex.quote(self.repo_dir)} || exit 1; {command} )"
+    def _test_line(self, targets: list[str] | None, timeout: float) -> str:
+        # targets None: the grading run. A subshell, so the session's cwd and variables stay as they were.
+        return self._framing.command(self.repo_dir, targets, timeout)
 
     def _run_tests(self, targets: list[str], timeout_s: float | None) -> TestReport:
         timeout = timeout_s if timeout_s is not None else self.config.test_timeout_s
@@ -480,7 +512,7 @@ class Sandbox:
 
     def _report(self, result: CommandResult) -> TestReport:
         timed_out = result.timed_out or result.exit_code == KILLED_EXIT
-        return parse_report(result.output, duration_s=result.duration_s, timed_out=timed_out)
+        return self._framing.parse(result.output, result.duration_s, timed_out)
 
     def evaluate(self, patch: str) -> Evaluation:
         """Judge ``patch`` against the buggy repository on FAIL_TO_PASS + PASS_TO_PASS; resets before and after.
@@ -497,7 +529,7 @@ class Sandbox:
             ready += f" && {self._apply_command(patch)}"
         failed = f"__hrm_not_applied_{uuid.uuid4().hex[:8]}__"
         script = (
-            f"if {ready}; then {self._test_line(f2p + p2p, timeout)}; rc=$?; "
+            f"if {ready}; then {self._test_line(None, timeout)}; rc=$?; "
             f"else rc=1; echo {failed}; fi; {self._reset_command()}; (exit $rc)"
         )
         result = self.run(script, timeout_s=timeout + KILL_GRACE_S)
@@ -509,6 +541,14 @@ class Sandbox:
         evaluation = evaluate_report(self._report(result), f2p, p2p)
         evaluation.duration_s = time.perf_counter() - start
         return evaluation
+
+
+def _profile_image(task: TaskInstance) -> str | None:
+    """The image of the task's SWE-smith profile, when the row does not name one."""
+    from hrm_spawn.envs.swesmith_py import profile_for
+
+    profile = profile_for(task.repo)
+    return profile.image_name if profile is not None else None
 
 
 def _describe_apply_error(output: str) -> tuple[str, str | None]:

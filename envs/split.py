@@ -7,9 +7,11 @@ small repository into a handful of groups (tinydb: 267 tasks in 14 groups), leav
 the price is that a combined bug may share its other functions with the other side.
 Groups are ranked by a seeded SHA-256 of their smallest key (stable across processes and Python
 versions) and taken into held-out until it holds ``heldout_fraction`` of the tasks, separately per
-stratum: groups with a bug the agents can undo (``TaskInstance.invertible``) and the rest. Without
-strata a small set can put nearly every fixable bug on one side (a 30-task tinydb set gave 3 fixable
-of 22 train tasks and 5 of 8 held-out), and a policy then learns from, or is judged on, almost nothing.
+stratum: per repository, groups with a bug the agents can undo (``TaskInstance.invertible``) and the
+rest. Without strata a small set can put nearly every fixable bug on one side (a 30-task tinydb set gave
+3 fixable of 22 train tasks and 5 of 8 held-out), and a policy then learns from, or is judged on, almost
+nothing; a table imported from another harness spans many repositories, and each gets its share of
+held-out. A task known only by id (``replay_only``: no patch, no entity) is a group of its own.
 A task with an explicit ``split`` field keeps it, and the rest of its group follows it.
 
 Cross-fitting (``folds`` = K >= 2) partitions the groups into K folds instead, balanced per stratum;
@@ -52,9 +54,10 @@ def group_tasks(tasks: Sequence[TaskInstance]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    owner: dict[str, int] = {}
+    owner: dict[tuple[str, str], int] = {}
     for i, task in enumerate(tasks):
-        for key in group_keys(task):
+        # keys join tasks of one repository only: two repositories may both have a "src/utils.py"
+        for key in ((task.repo_key, k) for k in group_keys(task)):
             if key in owner:
                 parent[find(i)] = find(owner[key])
             else:
@@ -69,9 +72,18 @@ def _rank(keys: set[str], seed: int) -> str:
     return hashlib.sha256(f"{seed}\0{min(keys)}".encode()).hexdigest()
 
 
-def _fixable(tasks: Sequence[TaskInstance], group: list[int]) -> bool:
-    """A group is in the fixable stratum when any of its bugs is."""
-    return any(tasks[i].invertible for i in group)
+Stratum = tuple[str, bool]  # (repository, fixable)
+
+
+def _stratum(tasks: Sequence[TaskInstance], group: list[int]) -> Stratum:
+    """A group's repository (its first task's: a group never spans two in practice) and whether any of
+    its bugs is of a fixable kind."""
+    return tasks[group[0]].repo_key, any(tasks[i].invertible for i in group)
+
+
+def _strata_order(strata: set[Stratum]) -> list[Stratum]:
+    # per repository, the fixable stratum first (the order the split has always filled them in)
+    return sorted(strata, key=lambda s: (s[0], not s[1]))
 
 
 def _free_groups(tasks: Sequence[TaskInstance], side: dict[int, str], seed: int) -> list[list[int]]:
@@ -118,13 +130,13 @@ def _fraction_sides(tasks: Sequence[TaskInstance], heldout_fraction: float, seed
         raise ValueError(f"heldout_fraction must be in [0, 1], got {heldout_fraction}")
     side: dict[int, str] = {}
     free = _free_groups(tasks, side, seed)
-    # the stratum of a task: its group's for free groups, its own kind for explicitly labelled ones
-    stratum = {i: tasks[i].invertible for i in side} | {i: _fixable(tasks, g) for g in free for i in g}
-    for wanted in (True, False):
-        members = [i for i in range(len(tasks)) if stratum[i] is wanted]
+    # the stratum of a task: its group's for free groups, its own for explicitly labelled ones
+    stratum = {i: _stratum(tasks, [i]) for i in side} | {i: _stratum(tasks, g) for g in free for i in g}
+    for wanted in _strata_order(set(stratum.values())):
+        members = [i for i in range(len(tasks)) if stratum[i] == wanted]
         target = heldout_fraction * len(members)
         held = sum(1 for i in members if side.get(i) == "heldout")
-        for group in (g for g in free if stratum[g[0]] is wanted):
+        for group in (g for g in free if stratum[g[0]] == wanted):
             # take a group when that brings held-out closer to the target than leaving it out
             to_heldout = heldout_fraction > 0 and held + len(group) / 2 <= target
             held += len(group) if to_heldout else 0
@@ -146,10 +158,10 @@ def assign_folds(tasks: Sequence[TaskInstance], folds: int, seed: int = 0) -> li
     of = [0] * len(tasks)
     total = [0] * folds
     free = _free_groups(tasks, {}, seed)
-    for wanted in (True, False):
+    for wanted in _strata_order({_stratum(tasks, g) for g in free}):
         in_stratum = [0] * folds
         # larger groups first, so the small ones can even out the folds (stable: seeded order within a size)
-        for group in sorted((g for g in free if _fixable(tasks, g) is wanted), key=len, reverse=True):
+        for group in sorted((g for g in free if _stratum(tasks, g) == wanted), key=len, reverse=True):
             k = min(range(folds), key=lambda f: (in_stratum[f], total[f], f))
             in_stratum[k] += len(group)
             total[k] += len(group)
@@ -204,7 +216,8 @@ def cli_split(args: argparse.Namespace) -> int:
     sides = split_tasks(result.tasks, seed=seed)
     for name in SPLITS:
         groups = len(group_tasks(sides[name]))
-        print(f"{name}: {len(sides[name])} tasks in {groups} groups")
+        repos = len({t.repo_key for t in sides[name]})
+        print(f"{name}: {len(sides[name])} tasks in {groups} groups from {repos} repositories")
         _print_groups(sides[name])
     return 0
 

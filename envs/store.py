@@ -24,6 +24,8 @@ from hrm_spawn.envs.results import AgentResult, Evaluation
 
 SCHEMA_VERSION = 1
 CLEAN = "clean"
+COST_UNITS = ("test_runs", "usd", "tokens")
+DEFAULT_COST_UNIT = "test_runs"
 
 
 class StoreError(RuntimeError):
@@ -219,6 +221,22 @@ class OutcomeStore:
             else self.conn.execute(sql)
         )
         return {OutcomeKey(*row) for row in rows}
+
+    # -- metadata: what the numbers mean (e.g. the cost unit of imported outcomes) ------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def cost_unit(self) -> str:
+        """What an outcome's cost is counted in: ``test_runs`` (sandbox seconds / the task's test_run_s,
+        outcomes collected here) unless the store says otherwise (``usd``, ``tokens``: imported tables)."""
+        return self.get_meta("cost_unit") or DEFAULT_COST_UNIT
 
     def tasks(self) -> list[str]:
         return [

@@ -71,3 +71,81 @@ def entities_from_file(path: str) -> list[Any]:
 def patch_for(entity: Any, rewrite: Any, repo_dir: str) -> str | None:
     """The git diff that replaces ``entity`` by ``rewrite`` (SWE-smith's difflib patch writer)."""
     return _load()["generate_patch_fast"](entity, rewrite, repo_dir)
+
+
+# ---------------------------------------------------------------- profiles (swesmith's registry)
+
+_LOCAL_PROFILES: dict[tuple[str, str, str, str], Any] = {}
+
+
+def _registry() -> Any:
+    # Imported lazily: swesmith.profiles loads every language's profiles (seconds on a small machine).
+    from swesmith.profiles import registry
+
+    return registry
+
+
+def register_local_profile(env: Any, owner: str, repo: str, commit: str) -> Any:
+    """Register a SWE-smith ``PythonProfile`` for the local copy ``env`` (a RepoEnv) and return it.
+
+    ``owner``/``repo``/``commit`` are what the profile stands for upstream (its ``repo_name`` is
+    ``owner__repo.commit[:8]``, its mirror ``swesmith/<repo_name>``). ``clone`` hands out the checkout
+    and ``_mirror_exists`` says yes, so nothing calls GitHub. ``env.aliases`` and ``env.swesmith_profile``
+    are updated (the caller saves ``env``), so any process can register it again from repo.json.
+    """
+    import dataclasses
+    import os
+    from dataclasses import field
+
+    python_modifiers()  # swesmith's Python adapter, importable without the other languages' grammars
+    from swesmith.profiles.python import PythonProfile
+
+    key = (owner, repo, commit, str(env.checkout))
+    if key not in _LOCAL_PROFILES:
+        checkout = str(env.checkout)
+
+        def clone(self: Any, dest: str | None = None) -> tuple[str, bool]:
+            return checkout, False  # already here; False: the caller must not delete it
+
+        def _mirror_exists(self: Any) -> bool:
+            return True
+
+        def _is_test_path(self: Any, root: str, file: str) -> bool:
+            # judged inside the checkout: the data dir itself may sit under a folder named "tests"
+            rel = os.path.relpath(root, checkout)
+            return PythonProfile._is_test_path(self, "" if rel == "." else rel, file)
+
+        name = "LocalCopy_" + "".join(c if c.isalnum() else "_" for c in f"{owner}__{repo}_{commit[:8]}")
+        cls = dataclasses.make_dataclass(
+            name,
+            [
+                ("owner", str, field(default=owner)),
+                ("repo", str, field(default=repo)),
+                ("commit", str, field(default=commit)),
+            ],
+            bases=(PythonProfile,),
+            namespace={"clone": clone, "_mirror_exists": _mirror_exists, "_is_test_path": _is_test_path},
+        )
+        _registry().register_profile(cls)
+        _LOCAL_PROFILES[key] = cls
+    profile = _LOCAL_PROFILES[key]()
+    env.swesmith_profile = {"owner": owner, "repo": repo, "commit": commit}
+    for alias in (profile.repo_name, profile.mirror_name):
+        if alias not in env.aliases and alias != env.name:
+            env.aliases.append(alias)
+    return profile
+
+
+def profile_for(repo: str, env: Any = None) -> Any | None:
+    """swesmith's profile for a row's ``repo`` (mirror name ``swesmith/…`` or ``repo_name``), or None.
+
+    A local copy's profile recorded in ``env`` (a RepoEnv) is registered first, so a fresh process finds it.
+    """
+    if env is not None and env.swesmith_profile:
+        spec = env.swesmith_profile
+        register_local_profile(env, spec["owner"], spec["repo"], spec["commit"])
+    registry = _registry()
+    for key in (repo, repo.rsplit("/", 1)[-1]):
+        if key in registry:
+            return registry.get(key)
+    return None

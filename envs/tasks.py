@@ -19,7 +19,15 @@ from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
@@ -37,6 +45,15 @@ IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@\-]*$")  # goes on a docker c
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _PATCH_PATH_LINE_RE = re.compile(r"^(?:rename|copy) (?:from|to) (.*)$", re.MULTILINE)
 _ID_SNIFF_RE = re.compile(r'"instance_id"\s*:\s*"([^"\\]{1,256})"')
+COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")  # an abbreviated or full git object name (SHA-1 or SHA-256)
+# SWE-smith's instance ids end in ".<modifier kind>__<hash>" (bug_gen: f"{repo}.{modifier}__{hash8}").
+KIND_IN_ID_RE = re.compile(r"\.(?P<kind>[a-z][a-z0-9_]*?)__(?P<hash>[0-9a-z]{4,40})$")
+
+
+def kind_from_instance_id(instance_id: str) -> str | None:
+    """The SWE-smith modifier kind named in an instance id (``….func_pm_ctrl_invert_if__hvauvyvv``), or None."""
+    match = KIND_IN_ID_RE.search(instance_id)
+    return match.group("kind") if match else None
 
 
 # SWE-smith modifier kinds whose edit the repair agents' mutation families can undo (envs/agents/mutate.py).
@@ -60,6 +77,9 @@ class TaskInstance(BaseModel):
 
     instance_id: str
     repo: str
+    # A task known only by id (e.g. from an imported outcome table): no patch or tests, replay only.
+    # Declared before the fields whose checks it relaxes (validators see the fields declared earlier).
+    replay_only: bool = False
     patch: str
     FAIL_TO_PASS: list[str]
     PASS_TO_PASS: list[str]
@@ -72,6 +92,22 @@ class TaskInstance(BaseModel):
     entity: str | None = None  # "path/to/file.py::Qualified.name", the split key
     test_run_s: float | None = None  # wall seconds of one full test run, the cost unit
     split: Literal["train", "heldout"] | None = None  # an explicit split wins over the computed one
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # SWE-smith rows carry the bug's kind only in the instance id: the per-kind reports and the split's
+        # strata read modifier_kinds.
+        if not data.get("modifier_kinds") and isinstance(data.get("instance_id"), str):
+            kind = kind_from_instance_id(data["instance_id"])
+            if kind:
+                data = {**data, "modifier_kinds": [kind]}
+        if data.get("replay_only") is True:
+            # no bug patch, no tests: the outcome table is all there is
+            data = {"patch": "", "FAIL_TO_PASS": [], "PASS_TO_PASS": [], "image_name": "", **data}
+        return data
 
     @property
     def invertible(self) -> bool:
@@ -101,10 +137,17 @@ class TaskInstance(BaseModel):
             raise ValueError(f"{_show(value)} is not a docker image name")
         return value
 
+    @property
+    def repo_key(self) -> str:
+        """The repository's identifier without a namespace (``swesmith/a__b.1234abcd`` -> ``a__b.1234abcd``)."""
+        return self.repo.rsplit("/", 1)[-1]
+
     @field_validator("patch")
     @classmethod
-    def _check_patch(cls, value: str) -> str:
+    def _check_patch(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
+            if value == "" and _replay_only(info):
+                return value
             raise ValueError("empty patch")
         if len(value.encode("utf-8", "surrogatepass")) > MAX_PATCH_BYTES:
             raise ValueError(f"patch larger than {MAX_PATCH_BYTES} bytes")
@@ -127,13 +170,30 @@ class TaskInstance(BaseModel):
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS")
     @classmethod
     def _check_tests(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if info.field_name == "FAIL_TO_PASS" and not value:
+        if info.field_name == "FAIL_TO_PASS" and not value and not _replay_only(info):
             raise ValueError("empty: a task needs at least one failing test")
         if len(value) > MAX_TESTS:
             raise ValueError(f"{len(value)} tests, more than {MAX_TESTS}")
         for i, test in enumerate(value):
             if not test or len(test) > MAX_TEST_ID_CHARS or _CONTROL_RE.search(test):
                 raise ValueError(f"test id {i} {_show(test)} is empty, too long or holds control characters")
+            if test.startswith("-"):
+                # a test runner reads it as an option (pytest: --junitxml=PATH writes a file)
+                raise ValueError(
+                    f"test id {i} {_show(test)} starts with '-' (a test runner reads it as an option)"
+                )
+        return value
+
+    @field_validator("base_commit", mode="before")
+    @classmethod
+    def _blank_commit(cls, value: Any) -> Any:
+        return None if value == "" else value  # some exports write "" for "not given"
+
+    @field_validator("base_commit")
+    @classmethod
+    def _check_commit(cls, value: str | None) -> str | None:
+        if value is not None and not COMMIT_RE.match(value):
+            raise ValueError(f"{_show(value)} is not a git commit (7 to 64 hex digits)")
         return value
 
     @field_validator("problem_statement")
@@ -159,6 +219,10 @@ class TaskInstance(BaseModel):
     def to_record(self) -> dict[str, Any]:
         """The JSON row: given fields and extras, without defaults that were never set."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _replay_only(info: ValidationInfo) -> bool:
+    return bool(info.data.get("replay_only"))
 
 
 def patch_problem(patch: str) -> str | None:
@@ -217,6 +281,8 @@ class TaskProblem:
     reason: str
 
     def __str__(self) -> str:
+        if self.line == 0 and self.instance_id is None and self.field is None:
+            return f"{self.file}: {self.reason}"  # the file as a whole (missing, empty, unreadable)
         instance = _show(self.instance_id)[1:-1] if self.instance_id is not None else "<unknown>"
         where = f"field {self.field}" if self.field else "record"
         return f"{self.file}:{self.line}: instance {instance}: {where}: {self.reason}"
@@ -234,6 +300,7 @@ class TaskError(ValueError):
 class TaskLoadResult:
     tasks: list[TaskInstance] = field(default_factory=list)
     problems: list[TaskProblem] = field(default_factory=list)
+    where: dict[str, tuple[str, int]] = field(default_factory=dict)  # instance_id -> (file, line)
 
     @property
     def ok(self) -> bool:
@@ -266,6 +333,7 @@ def load_tasks(path: str | Path, on_error: Literal["skip", "raise"] = "skip") ->
                 )
             else:
                 first_seen[task.instance_id] = f"{label}:{line}"
+                result.where[task.instance_id] = (label, line)
                 result.tasks.append(task)
         if problem is not None:
             if on_error == "raise":
@@ -335,7 +403,7 @@ def _iter_raw(path: Path) -> Iterator[_Raw]:
     if path.is_dir():
         yield from _iter_arrow_dir(path)
     elif not path.is_file():
-        raise TaskError(TaskProblem(str(path), 0, None, None, "no such file or directory"))
+        raise TaskError(TaskProblem(str(path), 0, None, None, "file not found"))
     elif path.suffix == ".parquet":
         yield from _iter_rows(str(path), _parquet_rows(path))
     elif path.suffix in (".jsonl", ".ndjson"):
@@ -508,15 +576,47 @@ def save_tasks(tasks: Iterable[TaskInstance], path: str | Path) -> Path:
     return path
 
 
+def apply_problems(result: TaskLoadResult, repos_root: Path | None = None) -> list[TaskProblem]:
+    """Dry-run every valid task's patch on its built repository at its base commit (``tasks check --apply``):
+    a patch that does not apply is reported here, not by every job that would run it later."""
+    from hrm_spawn.envs.repos import RepoEnv, patch_check
+
+    problems = []
+    for task in result.tasks:
+        if task.replay_only:
+            continue  # nothing to apply
+        file, line = result.where.get(task.instance_id, ("?", 0))
+        try:
+            env = RepoEnv.load(task.repo, repos_root)
+        except (FileNotFoundError, ValueError) as exc:
+            problems.append(TaskProblem(file, line, task.instance_id, "repo", str(exc)))
+            continue
+        found = patch_check(env, env.resolve_commit(task.base_commit), task.patch)
+        if found:
+            problems.append(TaskProblem(file, line, task.instance_id, *found))
+    return problems
+
+
 def cli_check(args: argparse.Namespace) -> int:
-    """``hrm-spawn tasks check FILE [--fail-fast]``: one line per bad record, a summary, exit 0 only if all valid."""
+    """``hrm-spawn tasks check FILE [--fail-fast] [--apply]``: one line per bad record, a summary, exit 0 only
+    if all valid; ``--apply`` also dry-runs every patch against the built repository."""
+    fail_fast = getattr(args, "fail_fast", False)
     try:
-        result = load_tasks(args.file, on_error="raise" if getattr(args, "fail_fast", False) else "skip")
+        result = load_tasks(args.file, on_error="raise" if fail_fast else "skip")
     except TaskError as exc:  # the first bad record with --fail-fast, or a file that cannot be read at all
         print(exc)
-        print("stopped at the first problem" if getattr(args, "fail_fast", False) else "no records read")
+        print("stopped at the first problem" if fail_fast else "no records read")
         return 1
-    for problem in result.problems:
+    problems = list(result.problems)
+    if getattr(args, "apply", False):
+        applied = apply_problems(result)
+        if applied and fail_fast:
+            print(applied[0])
+            print("stopped at the first problem")
+            return 1
+        problems += applied
+    for problem in problems:
         print(problem)
-    print(f"{len(result.tasks)} valid, {len(result.problems)} invalid")
-    return 0 if result.ok else 1
+    bad = {(p.file, p.line) for p in problems}
+    print(f"{len(result.tasks) + len(result.problems) - len(bad)} valid, {len(bad)} invalid")
+    return 0 if not problems else 1

@@ -79,6 +79,9 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument("file", help="JSON, JSONL, parquet file or a datasets save_to_disk directory")
     check.add_argument("--fail-fast", action="store_true", help="stop at the first bad record")
+    check.add_argument(
+        "--apply", action="store_true", help="also dry-run every patch against its built repository"
+    )
     check.set_defaults(func=_lazy("hrm_spawn.envs.tasks:cli_check"))
 
     build = tsub.add_parser(
@@ -134,6 +137,33 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--split", default=None, choices=["train", "heldout"], help="only this split")
     collect.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     collect.set_defaults(func=_lazy("hrm_spawn.envs.collect:cli_collect"))
+
+
+def _add_store(sub: argparse._SubParsersAction) -> None:
+    store = sub.add_parser("store", help="outcome stores: import tables from other harnesses, list agents")
+    ssub = store.add_subparsers(dest="store_command", required=True, metavar="{import,agents}")
+    imp = ssub.add_parser(
+        "import", help="per-task, per-agent results from another harness -> replay outcomes"
+    )
+    imp.add_argument("file", help="the table: JSONL, CSV, or a leaderboard's nested JSON")
+    imp.add_argument("--format", required=True, choices=["jsonl", "csv", "leaderboard", "mini-swe-agent"])
+    imp.add_argument(
+        "--report", default=None, help="mini-swe-agent: swebench's evaluation report (resolved_ids)"
+    )
+    imp.add_argument(
+        "--store", required=True, help="SQLite outcome store to write (its cost unit is recorded)"
+    )
+    imp.add_argument(
+        "--agent-map", default=None, help="raw=name[@version],... or a YAML/JSON file; only these"
+    )
+    imp.add_argument(
+        "--tasks", default=None, help="task file with the rows (and problem text) of known tasks"
+    )
+    imp.add_argument("--tasks-out", default=None, help="task file for replay (default: STORE.tasks.jsonl)")
+    imp.set_defaults(func=_lazy("hrm_spawn.envs.store_import:cli_import"))
+    agents = ssub.add_parser("agents", help="the agent identities in a store with their run counts")
+    agents.add_argument("store")
+    agents.set_defaults(func=_lazy("hrm_spawn.envs.store_import:cli_agents"))
 
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
@@ -279,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tasks(sub)
     _add_collect(sub)
+    _add_store(sub)
     _add_env(sub)
     _add_policy(sub)
     _add_train(sub)

@@ -212,3 +212,85 @@ def test_cli_split_prints_folds(tmp_path: Path, capsys: pytest.CaptureFixture[st
     labelled = save_tasks([tasks[0].model_copy(update={"split": "train"}), *tasks[1:]], tmp_path / "l.jsonl")
     assert cli_split(argparse.Namespace(file=str(labelled), folds=3, seed=0)) == 1
     assert "f0_b0 has one" in capsys.readouterr().err
+
+
+def imported(n_per_repo: dict[str, int]) -> list[TaskInstance]:
+    """Tasks known only by id, as `store import` writes them: no patch, no entity, several repositories."""
+    return [
+        TaskInstance(instance_id=f"{repo.replace('/', '__')}-{i}", repo=repo, replay_only=True)
+        for repo, n in n_per_repo.items()
+        for i in range(n)
+    ]
+
+
+def test_imported_tasks_split_per_repository() -> None:
+    sizes = {"django/django": 40, "sympy/sympy": 20, "psf/requests": 8}
+    split = split_tasks(imported(sizes), heldout_fraction=0.25, seed=3)
+    assert len(split["heldout"]) == 17  # not all-or-nothing: every task is a group of its own
+    for repo, n in sizes.items():
+        held = sum(t.repo == repo for t in split["heldout"])
+        assert held == round(0.25 * n), (repo, held)
+
+
+def test_imported_tasks_spread_over_folds_per_repository() -> None:
+    sizes = {"django/django": 12, "sympy/sympy": 6, "psf/requests": 3}
+    tasks = imported(sizes)
+    of = assign_folds(tasks, 3, seed=0)
+    for repo, n in sizes.items():
+        counts = [
+            sum(1 for t, f in zip(tasks, of, strict=True) if f == k and t.repo == repo) for k in range(3)
+        ]
+        assert counts == [n // 3] * 3, (repo, counts)
+
+
+def test_same_file_in_two_repositories_is_two_groups() -> None:
+    a = task("a1", files=("src/utils.py",))
+    b = task("b1", files=("src/utils.py",)).model_copy(update={"repo": "other"})
+    assert len(group_tasks([a, b])) == 2
+    assert len(group_tasks([a, task("a2", files=("src/utils.py",))])) == 1
+
+
+def test_one_repository_splits_as_before() -> None:
+    """Repository strata change nothing for a one-repository set (the quickstart's figures stay valid)."""
+    held = [t.instance_id for t in split_tasks(corpus(), 0.25, seed=0)["heldout"]]
+    assert held == HELDOUT_BEFORE_REPOSITORY_STRATA
+
+
+# The held-out side of corpus() at seed 0 before the split knew about repositories.
+HELDOUT_BEFORE_REPOSITORY_STRATA = [
+    "f3_b0",
+    "f3_b1",
+    "f3_b2",
+    "f3_b3",
+    "f5_b0",
+    "f5_b1",
+    "f12_b0",
+    "f13_b0",
+    "f13_b1",
+    "f15_b0",
+    "f15_b1",
+    "f15_b2",
+    "f15_b3",
+    "f21_b0",
+    "f21_b1",
+    "f30_b0",
+    "f30_b1",
+    "f30_b2",
+    "f31_b0",
+    "f31_b1",
+    "f31_b2",
+    "f31_b3",
+    "f32_b0",
+    "f36_b0",
+    "combo1",
+    "combo3",
+    "noent2",
+    "noent5",
+]
+
+
+def test_the_kind_in_a_swesmith_id_sets_the_stratum() -> None:
+    swap = task("o__r.1234abcd.func_pm_op_swap__abcd1234")
+    removal = task("o__r.1234abcd.func_pm_remove_assign__abcd1234")
+    assert swap.modifier_kinds == ["func_pm_op_swap"] and swap.invertible
+    assert removal.modifier_kinds == ["func_pm_remove_assign"] and not removal.invertible

@@ -310,7 +310,7 @@ def test_single_object_json_and_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     assert "no task records" in str(load_tasks(empty).problems[0])
-    with pytest.raises(TaskError, match="no such file"):
+    with pytest.raises(TaskError, match="missing.jsonl: file not found"):
         load_tasks(tmp_path / "missing.jsonl")
 
 

@@ -109,7 +109,7 @@ def test_parse_selected_ids_including_one_with_spaces(sample_dir: Path):
 
 
 def test_killed_run_keeps_the_results_printed_before(sample_dir: Path):
-    output = _run(sample_dir, [], timeout_s=1.5, extra_env="export SLEEP=30; ")
+    output = _run(sample_dir, [], timeout_s=6, extra_env="export SLEEP=30; ")
     assert output.endswith(f"EXIT={KILLED_EXIT}")
     report = parse_report(output, timed_out=True)
     assert report.status["test_sample.py::test_ok"] == "PASSED"
@@ -125,3 +125,42 @@ def test_evaluate_report_counts_and_marks_missing():
     assert not ev.resolved and ev.error is None
     timed = evaluate_report(TestReport(status={"a": "PASSED"}, timed_out=True), ["a"], [])
     assert timed.resolved and timed.error == "test run timed out"
+
+
+class _Profile:
+    """The two things ProfileFraming reads of a swesmith profile, for command-line tests without swesmith."""
+
+    test_cmd = "source /opt/miniconda3/bin/activate; conda activate testbed; pytest --verbose -rA"
+
+    def get_test_cmd(self, instance: dict) -> tuple[str, list]:
+        return self.test_cmd + " tests/test_a.py", []
+
+    def log_parser(self, log: str) -> dict[str, str]:
+        return {line.split()[0]: line.split()[1] for line in log.splitlines() if len(line.split()) == 2}
+
+
+def test_profile_command_in_an_image_and_on_a_local_copy() -> None:
+    from hrm_spawn.envs.testlog import ProfileFraming
+
+    image = ProfileFraming(_Profile(), {})
+    assert image.test_command(None) == _Profile.test_cmd + " tests/test_a.py"
+    local = ProfileFraming(_Profile(), {}, "/v/bin/python", {"PYTHONPATH": "/r"})
+    assert (
+        local.test_command(None) == "env PYTHONPATH=/r /v/bin/python -m pytest --verbose -rA tests/test_a.py"
+    )
+    assert local.test_command(["t.py::x[a b]"]).endswith("-rA 't.py::x[a b]'")
+
+
+def test_profile_log_is_read_between_the_traced_markers(tmp_path: Path) -> None:
+    from hrm_spawn.envs.testlog import ProfileFraming
+
+    class Printing(_Profile):
+        def get_test_cmd(self, instance: dict) -> tuple[str, list]:
+            return "echo noise; echo 't::a PASSED'", []
+
+    framing = ProfileFraming(Printing(), {})
+    script = f"echo 'before FAILED'; {framing.command(str(tmp_path), None, 30)}"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout
+    assert framing.parse(out, 1.0, False).status == {"t::a": "PASSED"}  # "before FAILED" is outside
+    killed = out.split("+ : '>>>>> End")[0]  # a run killed before the end marker keeps what it printed
+    assert framing.parse(killed, 1.0, True).status == {"t::a": "PASSED"}

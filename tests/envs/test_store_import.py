@@ -1,0 +1,309 @@
+"""Outcome tables from other harnesses become replay outcomes, with the store's cost unit stated.
+
+The synthetic table (tests/fixtures/tables/: the same 18 runs as JSONL, CSV and a leaderboard's nested
+JSON) has three agents on six tasks from four repositories, dollar costs, token counts and steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hrm_spawn.envs.collect import resolve_agents
+from hrm_spawn.envs.replay import build_task_table
+from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+from hrm_spawn.envs.split import split_tasks
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
+from hrm_spawn.envs.store_import import (
+    TableError,
+    import_table,
+    parse_agent_map,
+    read_table,
+    repo_from_id,
+    store_agents,
+)
+from hrm_spawn.envs.tasks import load_tasks, save_tasks
+from hrm_spawn.trainers.cli import main
+
+TABLES = Path(__file__).resolve().parents[1] / "fixtures" / "tables"
+FILES = {
+    "jsonl": TABLES / "runs.jsonl",
+    "csv": TABLES / "runs.csv",
+    "leaderboard": TABLES / "leaderboard.json",
+}
+MAP = "20250101_cheap=cheap,20250101_mid=mid,20250101_strong=strong@v2"
+
+
+def _contents(store_path: Path) -> dict[tuple, tuple]:
+    with OutcomeStore(store_path, readonly=True) as store:
+        out = {}
+        for task in store.tasks():
+            for key, outcome in store.iter_task(task):
+                ev, cost = outcome.evaluation, outcome.result.cost
+                out[(key.instance_id, key.agent, key.agent_version, key.seed)] = (
+                    ev.resolved,
+                    round(ev.pass_rate, 4),
+                    cost.money_usd,
+                    cost.tokens_in,
+                    cost.tokens_out,
+                    outcome.result.visible_pass_rate,
+                )
+        return out
+
+
+@pytest.mark.parametrize("fmt", sorted(FILES))
+def test_every_format_gives_the_same_outcomes(tmp_path: Path, fmt: str) -> None:
+    reference = tmp_path / "ref.sqlite"
+    import_table(FILES["jsonl"], "jsonl", reference, MAP)
+    store = tmp_path / f"{fmt}.sqlite"
+    report = import_table(FILES[fmt], fmt, store, MAP)
+    assert report.records == 18 and report.tasks == 6 and report.cost_unit == "usd"
+    assert _contents(store) == _contents(reference)
+    assert len(_contents(store)) == 18
+
+
+def test_outcomes_keep_the_tables_figures(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["jsonl"], "jsonl", store, MAP)
+    rows = {
+        (r["instance_id"], r["agent"]): r for r in map(json.loads, FILES["jsonl"].read_text().splitlines())
+    }
+    names = {raw: ident for raw, ident in parse_agent_map(MAP).items()}
+    got = _contents(store)
+    for (task, raw), row in rows.items():
+        name, version = names[raw]
+        resolved, pass_rate, usd, tokens_in, tokens_out, visible = got[(task, name, version, 0)]
+        assert resolved is row["resolved"]
+        assert pass_rate == row.get("pass_fraction", float(row["resolved"]))
+        assert (usd, tokens_in, tokens_out) == (row["cost_usd"], row["tokens_in"], row["tokens_out"])
+        assert visible == 0.0  # nothing of the verdict is observable from the run itself
+    with OutcomeStore(store, readonly=True) as s:
+        outcome = s.get(OutcomeKey("django__django-11099", "cheap", "imported", 0))
+        assert outcome.result.patch.startswith("diff --git a/django/x.py")  # the table's own patch
+        assert outcome.result.trajectory == [
+            "imported from runs.jsonl (" + str(FILES["jsonl"]) + ":1): 12 steps"
+        ]
+        assert s.cost_unit == "usd"
+
+
+def test_cli_import_and_agents(tmp_path: Path, capsys: pytest.CaptureFixture[str], fixture_task) -> None:
+    known = fixture_task.model_copy(update={"instance_id": "sympy__sympy-20590"})
+    task_file = save_tasks([known], tmp_path / "known.jsonl")
+    store = tmp_path / "s.sqlite"
+    argv = ["store", "import", str(FILES["csv"]), "--format", "csv", "--store", str(store)]
+    code = main(
+        [*argv, "--agent-map", "20250101_cheap=cheap,20250101_strong=strong", "--tasks", str(task_file)]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0] == f"imported 12 runs of 2 agents on 6 tasks into {store} (cost unit: usd)"
+    assert out[1] == f"tasks: {store}.tasks.jsonl (1 from the task file, 5 known only by id: replay only)"
+    assert out[-1] == "not in --agent-map, left out: 20250101_mid (6)"
+
+    tasks = {t.instance_id: t for t in load_tasks(f"{store}.tasks.jsonl").tasks}
+    assert tasks["sympy__sympy-20590"].patch == known.patch and not tasks["sympy__sympy-20590"].replay_only
+    assert tasks["django__django-11099"].replay_only and tasks["django__django-11099"].repo == "django/django"
+    tinydb = tasks["tinydb__tinydb.10f5f5d9.func_pm_ctrl_invert_if__hvauvyvv"]
+    assert tinydb.repo == "swesmith/tinydb__tinydb.10f5f5d9"
+    assert tinydb.modifier_kinds == ["func_pm_ctrl_invert_if"]
+
+    assert main(["store", "agents", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{store}: cost unit usd"
+    assert [line.split() for line in lines[2:]] == [
+        ["cheap", "imported", "6", "6"],
+        ["strong", "imported", "6", "6"],
+    ]
+    assert store_agents(store)[0] == "usd"
+
+
+def test_imported_outcomes_replay_and_split(tmp_path: Path) -> None:
+    store_path = tmp_path / "s.sqlite"
+    import_table(FILES["leaderboard"], "leaderboard", store_path, MAP)
+    tasks = load_tasks(f"{store_path}.tasks.jsonl").tasks
+    slots = resolve_agents(["cheap@imported", "mid@imported", "strong@v2"], build=False)  # no agent code
+    with OutcomeStore(store_path, readonly=True) as store:
+        resolved_by = {}
+        for task in tasks:
+            table = build_task_table(task, store, slots)
+            assert len(table.outcomes) == 3 and len(table.candidates()) == 3
+            resolved_by[task.instance_id] = sorted(
+                k for (k, _, _), job in table.outcomes.items() if job.resolved
+            )
+    assert resolved_by["django__django-11099"] == [0, 1, 2]
+    assert resolved_by["sympy__sympy-20590"] == [2]
+    assert resolved_by["tinydb__tinydb.10f5f5d9.func_pm_ctrl_invert_if__hvauvyvv"] == []
+    sides = split_tasks(tasks, heldout_fraction=0.5, seed=0)
+    for repo in ("django/django", "sympy/sympy"):  # each id its own group, each repository on both sides
+        assert (
+            sum(t.repo == repo for t in sides["heldout"]) == sum(t.repo == repo for t in sides["train"]) == 1
+        )
+
+
+def test_reimport_is_idempotent(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["jsonl"], "jsonl", store, MAP)
+    first = _contents(store)
+    import_table(FILES["csv"], "csv", store, MAP)
+    assert _contents(store) == first
+    assert len(load_tasks(f"{store}.tasks.jsonl").tasks) == 6
+
+
+def test_units_never_mix(tmp_path: Path) -> None:
+    live = tmp_path / "live.sqlite"
+    with OutcomeStore(live) as store:
+        result = AgentResult(patch="", status="ok", cost=Cost(sandbox_s=3.0))
+        store.put(OutcomeKey("t", "a", "1", 0), Outcome(result, Evaluation(0, 1, 1, 1)))
+    with pytest.raises(TableError, match="its outcomes cost test_runs, the table's cost usd"):
+        import_table(FILES["jsonl"], "jsonl", live, MAP)
+    assert _contents(live).keys() == {("t", "a", "1", 0)}  # nothing written
+
+    tokens_only = tmp_path / "tokens.jsonl"
+    rows = [json.loads(line) for line in FILES["jsonl"].read_text().splitlines()]
+    tokens_only.write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "cost_usd"}) + "\n" for r in rows)
+    )
+    usd = tmp_path / "usd.sqlite"
+    import_table(FILES["jsonl"], "jsonl", usd, MAP)
+    with pytest.raises(TableError, match="its outcomes cost usd, the table's cost tokens"):
+        import_table(tokens_only, "jsonl", usd, MAP)
+    assert import_table(tokens_only, "jsonl", tmp_path / "tok.sqlite", MAP).cost_unit == "tokens"
+
+
+def _bad(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+GOOD = {"instance_id": "a__b-1", "agent": "x", "resolved": True, "cost_usd": 0.1}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([GOOD, {**GOOD, "resolved": "maybe"}], "bad.jsonl:2: field resolved: 'maybe' is not true/false"),
+        ([{k: v for k, v in GOOD.items() if k != "resolved"}], "bad.jsonl:1: field resolved: missing"),
+        ([{**GOOD, "instance_id": "../etc"}], "bad.jsonl:1: field instance_id: '../etc' is missing or not"),
+        ([{**GOOD, "cost_usd": -1}], "bad.jsonl:1: field cost_usd: -1.0 is outside"),
+        ([{**GOOD, "pass_fraction": 0.5}], "bad.jsonl:1: field pass_fraction: 0.5 contradicts resolved=True"),
+        ([GOOD, GOOD], "bad.jsonl:2: a second record for task a__b-1, agent x, seed 0"),
+        ([{**GOOD, "agent": "gpt 4o"}], "bad.jsonl:1: field agent (rename it with --agent-map)"),
+        ([GOOD, {k: v for k, v in GOOD.items() if k != "cost_usd"} | {"instance_id": "c__d-2"}], "in USD"),
+    ],
+)
+def test_bad_tables_are_named(tmp_path: Path, rows: list[dict], message: str) -> None:
+    with pytest.raises(TableError, match=None) as caught:
+        import_table(_bad(tmp_path, rows), "jsonl", tmp_path / "s.sqlite")
+    assert message in str(caught.value)
+    assert not (tmp_path / "s.sqlite.tasks.jsonl").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["store", "import", str(tmp_path / "nope.csv"), "--format", "csv", "--store", str(tmp_path / "s")]
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip() == f"hrm-spawn store import: {tmp_path / 'nope.csv'}: file not found"
+    )
+
+
+def test_agent_map_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "map.yaml"
+    path.write_text("20250101_cheap: cheap@v1\n20250101_mid: mid\n")
+    assert parse_agent_map(str(path)) == {
+        "20250101_cheap": ("cheap", "v1"),
+        "20250101_mid": ("mid", "imported"),
+    }
+    with pytest.raises(TableError, match="not raw=name"):
+        parse_agent_map("cheap")
+
+
+@pytest.mark.parametrize(
+    ("instance_id", "repo"),
+    [
+        ("django__django-11099", "django/django"),
+        ("pandas-dev__pandas.95280573.func_pm_op_swap__abcd1234", "swesmith/pandas-dev__pandas.95280573"),
+        ("mytask", "unknown"),
+    ],
+)
+def test_repo_from_id(instance_id: str, repo: str) -> None:
+    assert repo_from_id(instance_id) == repo
+
+
+def test_leaderboard_with_bare_flags(tmp_path: Path) -> None:
+    path = tmp_path / "lb.json"
+    path.write_text(json.dumps({"sys-a": {"a__b-1": True, "a__b-2": False}}))
+    records = read_table(path, "leaderboard")
+    assert [(r.instance_id, r.agent, r.resolved) for r in records] == [
+        ("a__b-1", "sys-a", True),
+        ("a__b-2", "sys-a", False),
+    ]
+    with pytest.raises(TableError, match="every run needs a cost"):
+        import_table(path, "leaderboard", tmp_path / "s.sqlite")
+
+
+def _mini_run(root: Path) -> tuple[Path, Path]:
+    """A mini-swe-agent batch output folder (preds.json written by mini-swe-agent's own writer) and a
+    swebench evaluation report: 3 tasks done, one resolved, one whose evaluation errored."""
+    from minisweagent.run.benchmarks.swebench import update_preds_file
+
+    run = root / "run"
+    run.mkdir()
+    for i, iid in enumerate(["a__b-1", "a__b-2", "c__d-3"]):
+        update_preds_file(run / "preds.json", iid, "openai/gpt-x", f"diff --git a/f{i}.py b/f{i}.py\n")
+        traj = {
+            "info": {"model_stats": {"instance_cost": 0.1 * (i + 1), "api_calls": 10 + i}},
+            "instance_id": iid,
+        }
+        (run / iid).mkdir()
+        (run / iid / f"{iid}.traj.json").write_text(json.dumps(traj))
+    report = root / "openai__gpt-x.run1.json"
+    report.write_text(
+        json.dumps(
+            {
+                "completed_ids": ["a__b-1", "a__b-2"],
+                "resolved_ids": ["a__b-1"],
+                "unresolved_ids": ["a__b-2"],
+                "error_ids": ["c__d-3"],
+            }
+        )
+    )
+    return run, report
+
+
+def test_mini_swe_agent_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, report = _mini_run(tmp_path)
+    store = tmp_path / "s.sqlite"
+    argv = ["store", "import", str(run), "--format", "mini-swe-agent", "--store", str(store)]
+    assert main(argv) == 2  # no --report
+    assert "--report must name swebench's evaluation report" in capsys.readouterr().err
+    assert main([*argv, "--report", str(report)]) == 2  # "openai/gpt-x" is not a plain agent name
+    assert "rename it with --agent-map" in capsys.readouterr().err
+    assert main([*argv, "--report", str(report), "--agent-map", "openai/gpt-x=gpt-x"]) == 0
+    assert "imported 2 runs of 1 agents on 2 tasks" in capsys.readouterr().out
+    got = _contents(store)
+    assert got == {  # the errored evaluation is not an outcome
+        ("a__b-1", "gpt-x", "imported", 0): (True, 1.0, 0.1, 0, 0, 0.0),
+        ("a__b-2", "gpt-x", "imported", 0): (False, 0.0, 0.2, 0, 0, 0.0),
+    }
+    with OutcomeStore(store, readonly=True) as s:
+        outcome = s.get(OutcomeKey("a__b-2", "gpt-x", "imported", 0))
+        assert outcome.result.patch == "diff --git a/f1.py b/f1.py\n"
+        assert outcome.result.trajectory[0].endswith(": 11 steps")
+
+
+def test_cost_in_the_stores_unit(tmp_path: Path) -> None:
+    cost = Cost(sandbox_s=12.0, tokens_in=900, tokens_out=100, money_usd=0.25)
+    assert cost.in_unit("test_runs", test_run_s=4.0) == 3.0
+    assert cost.in_unit("usd") == 0.25 and cost.in_unit("tokens") == 1000.0
+    with pytest.raises(ValueError, match="unknown cost unit"):
+        cost.in_unit("minutes")
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["jsonl"], "jsonl", store, MAP)
+    with OutcomeStore(store, readonly=True) as s:
+        outcome = s.get(OutcomeKey("psf__requests-2317", "strong", "v2", 0))
+        assert outcome.result.cost.in_unit(s.cost_unit) == pytest.approx(0.95 * 1.4)  # the table's dollars
