@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 from hrm_spawn.envs.paths import subdir
@@ -32,6 +33,8 @@ def _set_defaults() -> None:
 def litellm() -> Any:
     """The litellm module, imported with the offline defaults."""
     _set_defaults()
+    # litellm's types trip pydantic's ReadOnly warning, at import and when it loads a provider lazily
+    warnings.filterwarnings("ignore", message=".*the `ReadOnly` qualifier", category=UserWarning)
     try:
         import litellm as module
     except ImportError as exc:  # pragma: no cover - the llm extra is missing

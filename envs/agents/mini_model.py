@@ -26,9 +26,6 @@ import openai  # noqa: E402 (litellm's exceptions derive from openai's)
 from minisweagent.exceptions import FormatError  # noqa: E402
 from minisweagent.models.litellm_textbased_model import LitellmTextbasedModel  # noqa: E402
 
-# Faults worth another try after a short wait; anything else from the endpoint fails at once.
-_TRANSIENT = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
-
 
 class ContextWindowError(RuntimeError):
     """The conversation outgrew the model's context window: the agent's own outcome."""
@@ -106,7 +103,7 @@ class EndpointModel(LitellmTextbasedModel):
             except _litellm.exceptions.ContextWindowExceededError as exc:
                 raise ContextWindowError(f"the conversation outgrew the context window of {s.model}") from exc
             except openai.OpenAIError as exc:
-                if isinstance(exc, _TRANSIENT) and attempt < s.max_retries:
+                if transient(exc) and attempt < s.max_retries:
                     time.sleep(s.retry_wait_s * 2**attempt)
                     continue
                 raise EndpointError(describe_endpoint_error(exc, s, attempt + 1)) from exc
@@ -139,15 +136,38 @@ class EndpointModel(LitellmTextbasedModel):
         return (tokens_in * (s.price_in_per_mtok or 0.0) + tokens_out * (s.price_out_per_mtok or 0.0)) / 1e6
 
 
+def transient(exc: Exception) -> bool:
+    """Worth another try after a short wait: no connection, a timeout, HTTP 429 or 5xx."""
+    status = getattr(exc, "status_code", None) or 0
+    return (
+        isinstance(exc, openai.APIConnectionError | openai.RateLimitError) or status == 429 or status >= 500
+    )
+
+
 def describe_endpoint_error(exc: Exception, settings: EndpointSettings, attempts: int) -> str:
     where = settings.base_url or f"the {settings.model.split('/')[0]} API"
     tries = f" after {attempts} attempts" if attempts > 1 else ""
-    if isinstance(exc, openai.APITimeoutError):
+    causes = _chain(exc)
+    if any(isinstance(e, openai.APITimeoutError) or "Timeout" in type(e).__name__ for e in causes):
         return f"{where} did not answer within {settings.request_timeout_s:g} s{tries}"
-    if isinstance(exc, openai.APIConnectionError):
+    # litellm reports a refused connection as an InternalServerError caused by httpx's ConnectError
+    if any(
+        isinstance(e, openai.APIConnectionError | ConnectionError) or type(e).__name__ == "ConnectError"
+        for e in causes
+    ):
         return f"{where} is unreachable{tries}: {str(exc)[:200]}"
     status = getattr(exc, "status_code", None)
     if status in (401, 403):
         return f"{where} refused the API key (HTTP {status})"
     code = f"HTTP {status}" if status else type(exc).__name__
     return f"{where} answered {code}{tries}: {str(exc)[:200]}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, innermost last."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
