@@ -69,10 +69,15 @@ OBSERVATION_TEMPLATE = (
 )
 
 
+# litellm providers that speak the OpenAI protocol to a base_url; any other name behind base_url is the
+# server's own model name
+_COMPATIBLE_PREFIXES = ("openai/", "hosted_vllm/", "llamafile/", "lm_studio/", "ollama/", "ollama_chat/")
+
+
 class LLMConfig(StrictModel):
     """The LLM agent's kwargs. Everything but the endpoint's address, key and retry policy is identity."""
 
-    model: str = "gpt-4o-mini"  # litellm name; with base_url and no provider prefix it means openai/<model>
+    model: str = "gpt-4o-mini"  # litellm's name; with base_url, the name the server knows (see litellm_model)
     base_url: str | None = None  # an OpenAI-compatible server (vLLM, llama.cpp); None: the provider's API
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from config
     endpoint_family: str | None = None  # identity: default the provider prefix (openai, anthropic, ...)
@@ -96,7 +101,9 @@ class LLMConfig(StrictModel):
     retry_wait_s: float = Field(2.0, ge=0)
 
     def litellm_model(self) -> str:
-        if self.base_url and "/" not in self.model:
+        """The model name litellm routes by: behind ``base_url`` the server's own name, sent as
+        ``openai/<name>`` (``Qwen/Qwen2.5-Coder-7B-Instruct`` is a vLLM model, not a provider ``Qwen``)."""
+        if self.base_url and not self.model.startswith(_COMPATIBLE_PREFIXES):
             return f"openai/{self.model}"
         return self.model
 

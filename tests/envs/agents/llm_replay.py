@@ -82,7 +82,9 @@ class ReplayServer:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     status, answer = 404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
                 elif status != 200:
-                    answer = {"error": {"message": "scripted failure", "type": "server_error", "code": status}}
+                    answer = {
+                        "error": {"message": "scripted failure", "type": "server_error", "code": status}
+                    }
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

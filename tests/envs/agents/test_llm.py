@@ -16,11 +16,19 @@ pytest.importorskip("minisweagent")
 
 from llm_replay import ReplayServer, free_port, recorded, reply  # noqa: E402
 
+from hrm_spawn.envs.agents.base import AgentSpec  # noqa: E402
 from hrm_spawn.envs.agents.llm import LLMAgent, LLMConfig  # noqa: E402
 from hrm_spawn.envs.agents.mini_env import cut_middle  # noqa: E402
+from hrm_spawn.envs.agents.registry import (  # noqa: E402
+    build_agent,
+    register_agent_specs,
+    unregister_agent_specs,
+)
+from hrm_spawn.envs.collect import collect  # noqa: E402
 from hrm_spawn.envs.failures import EndpointError, is_infrastructure_failure  # noqa: E402
 from hrm_spawn.envs.results import Budget  # noqa: E402
-from hrm_spawn.envs.sandbox import Sandbox  # noqa: E402
+from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig  # noqa: E402
+from hrm_spawn.envs.store import OutcomeStore  # noqa: E402
 from hrm_spawn.envs.tasks import TaskInstance  # noqa: E402
 
 KEY_ENV = "TEST_LLM_KEY"
@@ -92,7 +100,9 @@ def test_recorded_replies_really_fix_the_task(serve: Any, box: Sandbox, task: Ta
         sum(u["completion_tokens"] for u in usage),
     )
     prices = litellm.model_cost["gpt-4o-mini"]
-    expected = cost.tokens_in * prices["input_cost_per_token"] + cost.tokens_out * prices["output_cost_per_token"]
+    expected = (
+        cost.tokens_in * prices["input_cost_per_token"] + cost.tokens_out * prices["output_cost_per_token"]
+    )
     assert cost.money_usd == pytest.approx(expected) and cost.money_usd > 0
     assert cost.steps == 5 and cost.test_runs == 1  # the visible check after the loop
     assert cost.wall_s >= cost.sandbox_s > 0
@@ -105,7 +115,9 @@ def test_recorded_replies_really_fix_the_task(serve: Any, box: Sandbox, task: Ta
     first = server.requests[0]
     assert first["model"] == "gpt-4o-mini" and first["seed"] == 7 and first["temperature"] == 0
     assert all(t in first["messages"][1]["content"] for t in task.FAIL_TO_PASS)
-    assert server.requests[1]["messages"][-1]["content"].startswith("exit code: 0\n4:def clamp(value, low, high):")
+    assert server.requests[1]["messages"][-1]["content"].startswith(
+        "exit code: 0\n4:def clamp(value, low, high):"
+    )
     assert "failed" in server.requests[2]["messages"][-1]["content"]
     assert "+    if value > high:" in server.requests[3]["messages"][-1]["content"]
     assert "6 passed" in server.requests[4]["messages"][-1]["content"]
@@ -130,12 +142,13 @@ def test_step_budget(serve: Any, box: Sandbox, task: TaskInstance) -> None:
 def test_usd_budget_with_the_config_price_table(serve: Any, box: Sandbox, task: TaskInstance) -> None:
     # litellm has no price for this model: the agent's table gives 1000 USD per million tokens each way
     server = serve([reply(NEVER_DONE, prompt_tokens=80, completion_tokens=20)] * 6)
-    agent = agent_for(server, model="local-coder-7b", price_in_per_mtok=1000.0, price_out_per_mtok=1000.0)
+    model = "Qwen/Qwen2.5-Coder-7B-Instruct"  # a server's own name, slash included
+    agent = agent_for(server, model=model, price_in_per_mtok=1000.0, price_out_per_mtok=1000.0)
     result = agent.run(box, task, "", Budget(max_money_usd=0.25), seed=0)
     assert result.status == "budget_exhausted" and "USD" in result.reason
     assert len(server.requests) == 3  # 0.1 USD a call: checked before each, stops once 0.3 >= 0.25
     assert result.cost.money_usd == pytest.approx(0.3)
-    assert server.requests[0]["model"] == "local-coder-7b"
+    assert server.requests[0]["model"] == model
 
 
 def test_token_budget(serve: Any, box: Sandbox, task: TaskInstance) -> None:
@@ -158,6 +171,53 @@ def test_endpoint_down_raises_endpoint_error(box: Sandbox, task: TaskInstance) -
     with pytest.raises(EndpointError, match="unreachable after 2 attempts") as err:
         agent.run(box, task, "", Budget(), seed=0)
     assert is_infrastructure_failure(err.value)
+
+
+@pytest.mark.slow
+def test_collect_stores_the_real_run_and_never_the_endpoint_fault(
+    serve: Any, fixture_repo: Any, fixture_task: TaskInstance, tmp_path: Any
+) -> None:
+    """Through ``collect`` (a worker process): the replayed run is stored with its identity and costs;
+    the run against a dead endpoint is a failed job, and nothing of it is in the store."""
+    server = serve(recorded("llm_fix_clamp.json"))
+    common = {"api_key_env": KEY_ENV, "max_retries": 0, "model": "gpt-4o-mini"}
+    specs = [
+        AgentSpec(
+            "llm-replay", "hrm_spawn.envs.agents.llm:LLMAgent", {**common, "base_url": server.base_url}
+        ),
+        AgentSpec(
+            "llm-down",
+            "hrm_spawn.envs.agents.llm:LLMAgent",
+            {**common, "base_url": agent_for(None).config.base_url},
+        ),
+    ]
+    register_agent_specs(specs)  # in this process only: the worker builds the agents from the slots' specs
+    try:
+        store = OutcomeStore(tmp_path / "store.db")
+        counts = collect(
+            [fixture_task],
+            ["llm-replay", "llm-down"],
+            store,
+            workers=1,
+            depth=0,
+            sandbox_config=SandboxConfig(),
+            progress=False,
+        )
+    finally:
+        unregister_agent_specs(["llm-replay", "llm-down"])
+    assert (counts.ran, counts.failed) == (1, 1)
+    assert "EndpointError" in counts.errors[0] and "unreachable" in counts.errors[0]
+    keys = store.keys()
+    assert [k.agent for k in keys] == ["llm-replay"]  # the endpoint fault is not an outcome
+    key = next(iter(keys))
+    assert key.agent_version == build_agent(specs[0]).version
+    outcome = store.get(key)
+    assert outcome is not None and outcome.evaluation.resolved
+    assert (
+        outcome.result.cost.tokens_in > 0
+        and outcome.result.cost.money_usd > 0
+        and outcome.result.cost.steps == 5
+    )
 
 
 def test_server_errors_are_retried_then_raised(serve: Any, box: Sandbox, task: TaskInstance) -> None:
@@ -219,7 +279,9 @@ def test_identity_changes_with_behaviour_only() -> None:
     assert same.version == base.version
     local = LLMAgent(model="qwen2.5-coder", base_url="http://127.0.0.1:8000/v1")
     assert local.version == LLMAgent(model="qwen2.5-coder", base_url="http://10.0.0.2:8080/v1").version
-    assert local.version != LLMAgent(model="qwen2.5-coder", base_url="http://x/v1", endpoint_family="q4").version
+    assert (
+        local.version != LLMAgent(model="qwen2.5-coder", base_url="http://x/v1", endpoint_family="q4").version
+    )
     assert LLMAgent(model="gpt-4o-mini").version == base.version  # stable across instances
 
 
