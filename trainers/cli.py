@@ -65,6 +65,15 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     collect.set_defaults(func=_lazy("hrm_spawn.envs.collect:cli_collect"))
 
 
+def _add_agents(sub: argparse._SubParsersAction) -> None:
+    agents = sub.add_parser("agents", help="list agents with the identity (version) the store keys on")
+    agents.add_argument(
+        "--file", help="an agents YAML file or preset (agents/llm-two-models); default: all known"
+    )
+    agents.add_argument("overrides", nargs="*", help="agents.NAME.key=value overrides of --file's agents")
+    agents.set_defaults(func=_lazy("hrm_spawn.envs.agents.registry:cli_agents"))
+
+
 def _add_env(sub: argparse._SubParsersAction) -> None:
     env = sub.add_parser("env", help="check environments")
     esub = env.add_subparsers(dest="env_command", required=True, metavar="{check}")
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_tasks(sub)
     _add_collect(sub)
+    _add_agents(sub)
     _add_env(sub)
     _add_policy(sub)
     _add_train(sub)

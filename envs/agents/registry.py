@@ -270,3 +270,25 @@ def _entries_by_name(entries: list[Any], file: Path) -> dict[str, Any]:
             raise ValueError(f"{file}: agents[{i}]: the name {entry['name']!r} is used twice")
         by_name[entry["name"]] = entry
     return by_name
+
+
+def describe(spec: AgentSpec) -> dict[str, Any]:
+    """One row of ``hrm-spawn agents``: the name, the identity the store keys on, the class and budget."""
+    budget = {k: v for k, v in spec.budget.to_dict().items() if v is not None}
+    return {"name": spec.name, "version": build_agent(spec).version, "cls": spec.cls, "budget": budget}
+
+
+def cli_agents(args: Any) -> int:
+    """``hrm-spawn agents [--file FILE] [agents.NAME.key=value ...]``: print each agent's identity as JSON."""
+    import json
+
+    overrides = list(getattr(args, "overrides", None) or [])
+    if getattr(args, "file", None):
+        specs = load_agent_specs(args.file, overrides)
+    elif overrides:
+        raise ConfigError("overrides need --file: they change the agents of that file")
+    else:
+        specs = {name: get_spec(name) for name in list_agents()}
+    for spec in specs.values():
+        print(json.dumps(describe(spec)))
+    return 0

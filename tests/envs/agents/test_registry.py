@@ -229,3 +229,20 @@ def test_slots_carry_the_spec_to_other_processes(tmp_path: Path):
         get_spec("my-llm")
     shipped = AgentSlot(slot[0].name, slot[0].version, slot[0].budget, spec=slot[0].spec)
     assert shipped.get_agent().version == slot[0].version and shipped.get_agent().config.temperature == 0.3
+
+
+def test_agents_command_prints_identities(capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from hrm_spawn.trainers.cli import main
+
+    assert main(["agents", "--file", "agents/llm-two-models", "agents.llm-strong.kwargs.model=gpt-4.1"]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == {"llm-cheap", "llm-strong"}
+    assert rows["llm-cheap"]["version"] == get_agent("llm-cheap").version
+    assert rows["llm-strong"]["version"] != get_agent("llm-strong").version  # the override is identity
+    assert rows["llm-strong"]["budget"]["max_turns"] == 50
+    assert main(["agents", "agents.llm-strong.kwargs.model=x"]) == 2  # overrides need --file
+    assert main(["agents"]) == 0
+    names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+    assert names[:5] == list(AGENT_SPECS) and {"llm-cheap", "llm-strong"} <= set(names)
