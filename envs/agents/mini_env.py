@@ -47,8 +47,10 @@ class SandboxEnvironment:
         command_timeout_s: float = 60.0,
         max_output_chars: int = 10_000,
         deadline: float | None = None,
+        hidden_env: tuple[str, ...] = (),
     ):
         self.sandbox = sandbox
+        self.hidden_env = hidden_env  # variables unset for the model's commands (its own API key)
         self.config = SandboxEnvConfig(
             cwd=sandbox.repo_dir, timeout=command_timeout_s, max_output_chars=max_output_chars
         )
@@ -94,6 +96,8 @@ class SandboxEnvironment:
         where = posixpath.join(sandbox.repo_dir, cwd) if cwd else sandbox.repo_dir
         exports = [f"export {k}={shlex.quote(v)}" for k, v in (sandbox.test_env or {}).items()]
         exports.append("export PAGER=cat GIT_PAGER=cat")  # the session is a terminal: no pager may wait
+        if self.hidden_env:  # a local shell inherits the host's variables: `env` must not show the key
+            exports.append("unset " + " ".join(shlex.quote(v) for v in self.hidden_env))
         if sandbox.python and posixpath.isabs(sandbox.python):
             exports.append(f'export PATH={shlex.quote(posixpath.dirname(sandbox.python))}:"$PATH"')
         # A subshell: cwd, variables and an `exit` stay inside; the session is as the adapter left it.

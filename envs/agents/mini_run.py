@@ -72,7 +72,13 @@ class MiniRun:
         self.config, self.sandbox, self.budget = config, sandbox, budget
         self.started = time.monotonic()
         deadline = self.started + budget.max_wall_s if budget.max_wall_s is not None else None
-        self.env = SandboxEnvironment(sandbox, config.command_timeout_s, config.max_output_chars, deadline)
+        self.env = SandboxEnvironment(
+            sandbox,
+            config.command_timeout_s,
+            config.max_output_chars,
+            deadline,
+            hidden_env=(config.api_key_env,),
+        )
         settings = EndpointSettings(
             model=config.litellm_model(),
             base_url=config.base_url,

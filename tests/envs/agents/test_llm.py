@@ -124,6 +124,18 @@ def test_recorded_replies_really_fix_the_task(serve: Any, box: Sandbox, task: Ta
     assert (result.agent, result.version, result.seed) == ("llm", agent.version, 7)
 
 
+def test_commands_run_in_a_subshell_without_the_api_key(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    steps = ["cd / && export LEFT=1 && exit 3", "pwd; echo LEFT=$LEFT; env | grep -c sk-test-123", "exit 0"]
+    replies = [reply(f"Step.\n\n```bash\n{cmd}\n```") for cmd in steps]
+    server = serve([*replies, reply("```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```")])
+    result = agent_for(server).run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok"
+    assert server.requests[1]["messages"][-1]["content"] == "exit code: 3\n"  # `exit` ended only the subshell
+    second = server.requests[2]["messages"][-1]["content"]
+    assert second.splitlines()[1:] == [box.repo_dir, "LEFT=", "0"]  # fresh cwd and variables, no key
+    assert box.run("echo alive").output.strip() == "alive"  # the session itself survived
+
+
 def test_a_wrong_fix_is_an_unresolved_outcome(serve: Any, box: Sandbox, task: TaskInstance) -> None:
     server = serve(recorded("llm_wrong_fix.json"))
     result = agent_for(server).run(box, task, "", Budget(), seed=0)
