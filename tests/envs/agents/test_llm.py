@@ -7,7 +7,14 @@ judged by ``Sandbox.evaluate`` on the hidden tests.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,6 +141,52 @@ def test_commands_run_in_a_subshell_without_the_api_key(serve: Any, box: Sandbox
     second = server.requests[2]["messages"][-1]["content"]
     assert second.splitlines()[1:] == [box.repo_dir, "LEFT=", "0"]  # fresh cwd and variables, no key
     assert box.run("echo alive").output.strip() == "alive"  # the session itself survived
+
+
+@pytest.fixture
+def swerex_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A real ``swerex-remote`` on 127.0.0.1 with a token; yields its port."""
+    exe = shutil.which("swerex-remote", path=str(Path(sys.executable).parent)) or shutil.which(
+        "swerex-remote"
+    )
+    if exe is None:
+        pytest.skip("the swerex-remote console script is not installed")
+    token, port = uuid.uuid4().hex, free_port()
+    monkeypatch.setenv("HRM_TEST_SWEREX_TOKEN", token)
+    args = [exe, "--host", "127.0.0.1", "--port", str(port), "--auth-token", token]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # up to a minute for the server to listen
+            if proc.poll() is not None:
+                pytest.fail(f"swerex-remote exited with {proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_same_run_on_a_remote_sandbox(
+    serve: Any, swerex_port: int, fixture_repo: Any, fixture_task: TaskInstance
+) -> None:
+    """The adapter only uses the Sandbox's interface, so a remote deployment serves the agent as well."""
+    config = SandboxConfig(
+        deployment="remote",
+        port=swerex_port,
+        token_env="HRM_TEST_SWEREX_TOKEN",
+        repos_dir=str(Path(fixture_repo.root).parent),
+    )
+    server = serve(recorded("llm_fix_clamp.json"))
+    with Sandbox(config) as remote:
+        remote.prepare(fixture_task)
+        result = agent_for(server).run(remote, fixture_task, "", Budget(), seed=0)
+        assert result.status == "ok" and remote.evaluate(result.patch).resolved
+    assert len(server.requests) == 5 and "6 passed" in server.requests[4]["messages"][-1]["content"]
 
 
 def test_a_wrong_fix_is_an_unresolved_outcome(serve: Any, box: Sandbox, task: TaskInstance) -> None:
