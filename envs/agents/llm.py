@@ -189,7 +189,8 @@ class LLMAgent:
         return {"task": intro, "repo": task.repo, "repo_dir": sandbox.repo_dir, "failing_tests": failing}
 
     def _check(self, sandbox: Sandbox, task: TaskInstance, run: Any) -> TestReport | None:
-        if not self.config.visible_check or not task.FAIL_TO_PASS:
+        # With its time spent, the run gets no more test runs: the budget holds (no visible report then).
+        if not self.config.visible_check or not task.FAIL_TO_PASS or not run.time_left():
             return None
         return run.run_tests(task.FAIL_TO_PASS)
 

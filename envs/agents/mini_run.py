@@ -139,6 +139,11 @@ class MiniRun:
             return "error", f"{cfg.max_format_errors} replies in a row without exactly one ```bash block"
         return "error", f"the loop ended with {self.exit_status or 'no exit status'}: {last[:200]}"
 
+    def time_left(self) -> bool:
+        """Neither the wall-clock nor the sandbox-seconds budget is spent."""
+        spent = spent_limits(self.budget, self.cost(time.monotonic() - self.started), 0)
+        return not {"wall seconds", "sandbox seconds"} & set(spent)
+
     def cost(self, wall_s: float) -> Cost:
         usage = self.model.usage
         return Cost(

@@ -229,6 +229,7 @@ def test_wall_clock_budget_cuts_the_running_command(serve: Any, box: Sandbox, ta
     assert result.status == "budget_exhausted" and "wall seconds" in result.reason
     assert len(server.requests) == 1 and "(timed out)" in result.trajectory[0]
     assert result.cost.wall_s >= 3.0
+    assert result.visible is None and result.cost.test_runs == 0  # no test run past the budget
 
 
 def test_endpoint_down_raises_endpoint_error(box: Sandbox, task: TaskInstance) -> None:
