@@ -34,19 +34,24 @@ if TYPE_CHECKING:
 
 LOOP = "mini-swe-agent-2"  # part of the identity: another loop is another agent
 
-SYSTEM_TEMPLATE = """\
-You are fixing a bug in a software repository through a bash shell.
-Answer every time with a short explanation of what you will do next, followed by exactly one shell
-command in a ```bash code block. The command runs in a fresh subshell in the repository root; its exit
-code and output come back to you. Directory changes and variables do not persist between commands.
-Use non-interactive commands only (no editors, no pagers). Edit files with sed, python or cat <<'EOF'.
-When the fix is complete and the failing tests pass, run exactly:
+_SYSTEM_HEAD = """\
+You are fixing a bug in a software repository through a bash shell."""
 
-```bash
-echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT
-```
-
+_SYSTEM_TAIL = """\
+The command runs in a fresh subshell in the repository root; its exit code and output come back to you.
+Directory changes and variables do not persist between commands. Use non-interactive commands only (no
+editors, no pagers). Edit files with sed, python or cat <<'EOF'.
+When the fix is complete and the failing tests pass, run exactly: echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT
 Your changes in the working tree are the answer: do not commit them, do not edit the tests."""
+
+SYSTEM_TEMPLATE = f"""{_SYSTEM_HEAD}
+Answer every time with a short explanation of what you will do next, followed by exactly one shell
+command in a ```bash code block.
+{_SYSTEM_TAIL}"""
+
+TOOL_SYSTEM_TEMPLATE = f"""{_SYSTEM_HEAD}
+Answer every time with a short explanation of what you will do next and one call of the bash tool.
+{_SYSTEM_TAIL}"""
 
 INSTANCE_TEMPLATE = """\
 Repository: {{repo}}, checked out at {{repo_dir}} (the working directory of every command).
@@ -62,6 +67,10 @@ ACTION_REGEX = r"```(?:bash|sh)\s*\n(.*?)\n```"
 FORMAT_ERROR_TEMPLATE = (
     "Your reply must contain exactly one ```bash block ({{actions|length}} found). "
     "Reply again with one command, or run `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT` when you are done."
+)
+TOOL_FORMAT_ERROR_TEMPLATE = (
+    "{{error}} Call the bash tool with one command, "
+    "or run `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT` with it when you are done."
 )
 OBSERVATION_TEMPLATE = (
     "{% if output.exception_info %}{{output.exception_info}}\n{% endif %}"
@@ -83,9 +92,10 @@ class LLMConfig(StrictModel):
     endpoint_family: str | None = None  # identity: default the provider prefix (openai, anthropic, ...)
     temperature: float = Field(0.0, ge=0)
     max_reply_tokens: int = Field(2048, ge=1)
-    system_template: str = SYSTEM_TEMPLATE
+    action_format: Literal["text", "tool"] = "text"  # a ```bash block per reply, or a `bash` tool call
+    system_template: str | None = None  # None: the default for the action format
     instance_template: str = INSTANCE_TEMPLATE
-    action_regex: str = ACTION_REGEX
+    action_regex: str = ACTION_REGEX  # text format only
     command_timeout_s: float = Field(60.0, gt=0)
     max_output_chars: int = Field(10_000, ge=200)
     max_format_errors: int = Field(3, ge=0)  # consecutive replies without one command; 0 = no limit
@@ -106,6 +116,14 @@ class LLMConfig(StrictModel):
         if self.base_url and not self.model.startswith(_COMPATIBLE_PREFIXES):
             return f"openai/{self.model}"
         return self.model
+
+    def system(self) -> str:
+        if self.system_template is not None:
+            return self.system_template
+        return TOOL_SYSTEM_TEMPLATE if self.action_format == "tool" else SYSTEM_TEMPLATE
+
+    def format_error(self) -> str:
+        return TOOL_FORMAT_ERROR_TEMPLATE if self.action_format == "tool" else FORMAT_ERROR_TEMPLATE
 
     def family(self) -> str:
         if self.endpoint_family:
@@ -138,8 +156,11 @@ class LLMAgent:
     def behaviour(self) -> dict[str, Any]:
         """Every setting that changes what the agent does (the endpoint's address does not)."""
         settings = self.config.model_dump(exclude=_NOT_IDENTITY)
+        if self.config.action_format == "tool":
+            settings.pop("action_regex")
         return {
             **settings,
+            "system_template": self.config.system(),
             "model": self.config.litellm_model(),
             "family": self.config.family(),
             "loop": LOOP,

@@ -24,6 +24,7 @@ minisweagent()
 _litellm = litellm()
 import openai  # noqa: E402 (litellm's exceptions derive from openai's)
 from minisweagent.exceptions import FormatError  # noqa: E402
+from minisweagent.models.litellm_model import LitellmModel  # noqa: E402
 from minisweagent.models.litellm_textbased_model import LitellmTextbasedModel  # noqa: E402
 
 
@@ -60,8 +61,15 @@ class EndpointSettings:
     seed: int | None = None
 
 
-class EndpointModel(LitellmTextbasedModel):
-    """A mini-swe-agent ``Model``: one bash block per reply, measured usage, ``EndpointError`` on faults."""
+class _Measured:
+    """What both action formats share: the request settings, measured usage, ``EndpointError`` on faults.
+
+    Mixed in before a mini-swe-agent litellm model, whose parsing and observation formatting it keeps.
+    """
+
+    _query: Any
+    _parse_actions: Any
+    _prepare_messages_for_api: Any
 
     def __init__(self, settings: EndpointSettings, **config: Any):
         kwargs: dict[str, Any] = {
@@ -77,7 +85,7 @@ class EndpointModel(LitellmTextbasedModel):
             kwargs["api_key"] = settings.api_key
         if settings.seed is not None:
             kwargs["seed"] = settings.seed
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]
             model_name=settings.model, model_kwargs=kwargs, cost_tracking="ignore_errors", **config
         )
         self.settings = settings
@@ -134,6 +142,15 @@ class EndpointModel(LitellmTextbasedModel):
                 self.usage.notes.append(f"no price known for {s.model}: USD counted as 0")
             return 0.0
         return (tokens_in * (s.price_in_per_mtok or 0.0) + tokens_out * (s.price_out_per_mtok or 0.0)) / 1e6
+
+
+class EndpointModel(_Measured, LitellmTextbasedModel):
+    """Text actions: each reply holds one bash block (any chat endpoint can do this)."""
+
+
+class ToolEndpointModel(_Measured, LitellmModel):
+    """Tool-call actions: the model calls a ``bash`` tool (mini-swe-agent 2's default; the endpoint must
+    support tools: OpenAI, vLLM with ``--enable-auto-tool-choice``, llama.cpp with ``--jinja``)."""
 
 
 def transient(exc: Exception) -> bool:

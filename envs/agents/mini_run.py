@@ -12,9 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hrm_spawn.envs.agents.llm import FORMAT_ERROR_TEMPLATE, OBSERVATION_TEMPLATE
+from hrm_spawn.envs.agents.llm import OBSERVATION_TEMPLATE
 from hrm_spawn.envs.agents.mini_env import SandboxEnvironment
-from hrm_spawn.envs.agents.mini_model import ContextWindowError, EndpointModel, EndpointSettings
+from hrm_spawn.envs.agents.mini_model import (
+    ContextWindowError,
+    EndpointModel,
+    EndpointSettings,
+    ToolEndpointModel,
+)
 from hrm_spawn.envs.results import Budget, Cost, TestReport
 
 from minisweagent.agents.default import DefaultAgent  # isort: skip (imported after mini_env set it up)
@@ -30,7 +35,7 @@ class BudgetedAgent(DefaultAgent):
 
     def __init__(
         self,
-        model: EndpointModel,
+        model: EndpointModel | ToolEndpointModel,
         env: SandboxEnvironment,
         budget: Budget,
         spent: Callable[[], Cost],
@@ -94,12 +99,14 @@ class MiniRun:
             price_source=config.price_source,
             seed=seed,
         )
-        self.model = EndpointModel(
-            settings,
-            action_regex=config.action_regex,
-            format_error_template=FORMAT_ERROR_TEMPLATE,
-            observation_template=OBSERVATION_TEMPLATE,
-        )
+        formats: dict[str, Any] = {
+            "format_error_template": config.format_error(),
+            "observation_template": OBSERVATION_TEMPLATE,
+        }
+        if config.action_format == "tool":
+            self.model: EndpointModel | ToolEndpointModel = ToolEndpointModel(settings, **formats)
+        else:
+            self.model = EndpointModel(settings, action_regex=config.action_regex, **formats)
         self.test_runs = 0
         self.test_s = 0.0
         self.exit_status = ""
@@ -119,7 +126,7 @@ class MiniRun:
             self.env,
             self.budget,
             lambda: self.cost(time.monotonic() - self.started),
-            system_template=cfg.system_template,
+            system_template=cfg.system(),
             instance_template=cfg.instance_template,
             max_consecutive_format_errors=cfg.max_format_errors,
         )
@@ -136,7 +143,8 @@ class MiniRun:
         if self.exit_status == "LimitsExceeded":
             return "budget_exhausted", last
         if self.exit_status == "RepeatedFormatError":
-            return "error", f"{cfg.max_format_errors} replies in a row without exactly one ```bash block"
+            what = "a bash tool call" if cfg.action_format == "tool" else "exactly one ```bash block"
+            return "error", f"{cfg.max_format_errors} replies in a row without {what}"
         return "error", f"the loop ended with {self.exit_status or 'no exit status'}: {last[:200]}"
 
     def time_left(self) -> bool:

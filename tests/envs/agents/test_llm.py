@@ -7,6 +7,8 @@ judged by ``Sandbox.evaluate`` on the hidden tests.
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
 import socket
 import subprocess
@@ -187,6 +189,40 @@ def test_the_same_run_on_a_remote_sandbox(
         result = agent_for(server).run(remote, fixture_task, "", Budget(), seed=0)
         assert result.status == "ok" and remote.evaluate(result.patch).resolved
     assert len(server.requests) == 5 and "6 passed" in server.requests[4]["messages"][-1]["content"]
+
+
+def as_tool_calls(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded text replies as tool-call replies: the bash block becomes a call of the bash tool."""
+    out = []
+    for i, answer in enumerate(copy.deepcopy(replies)):
+        message = answer["choices"][0]["message"]
+        thought, _, rest = message["content"].partition("```bash\n")
+        call = {"name": "bash", "arguments": json.dumps({"command": rest.rsplit("\n```", 1)[0]})}
+        message.update(
+            content=thought.strip(), tool_calls=[{"id": f"call_{i}", "type": "function", "function": call}]
+        )
+        answer["choices"][0]["finish_reason"] = "tool_calls"
+        out.append(answer)
+    return out
+
+
+def test_tool_call_format_fixes_the_task(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve(as_tool_calls(recorded("llm_fix_clamp.json")))
+    agent = agent_for(server, action_format="tool")
+    assert agent.version != agent_for(server).version  # another action format, another agent
+    result = agent.run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok", result.reason
+    assert box.evaluate(result.patch).resolved and result.cost.steps == 5
+    first = server.requests[0]
+    assert [t["function"]["name"] for t in first["tools"]] == ["bash"]
+    assert "bash tool" in first["messages"][0]["content"]
+    answer = server.requests[1]["messages"][-1]
+    assert answer["role"] == "tool" and answer["tool_call_id"] == "call_0"
+    assert answer["content"].startswith("exit code: 0\n4:def clamp(value, low, high):")
+
+    server = serve([reply("No tool this time."), *as_tool_calls(recorded("llm_fix_clamp.json"))[4:]])
+    result = agent_for(server, action_format="tool").run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok" and "Call the bash tool" in server.requests[1]["messages"][-1]["content"]
 
 
 def test_a_wrong_fix_is_an_unresolved_outcome(serve: Any, box: Sandbox, task: TaskInstance) -> None:
