@@ -252,6 +252,7 @@ def _pass_rate(report: TestReport | None, task: TaskInstance) -> float:
 
 
 def _is_sandbox_error(exc: BaseException) -> bool:
-    from hrm_spawn.envs.sandbox import SandboxError
+    """A fault of the sandbox itself; a start patch that does not apply is the agent contract's `error`."""
+    from hrm_spawn.envs.sandbox import PatchApplyError, SandboxError
 
-    return isinstance(exc, SandboxError)
+    return isinstance(exc, SandboxError) and not isinstance(exc, PatchApplyError)

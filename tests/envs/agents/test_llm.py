@@ -370,6 +370,12 @@ def test_delegation_applies_the_start_patch_and_summarises_it(
     assert result.cost.test_runs == 2  # the start patch's tests and the visible check
 
 
+def test_a_start_patch_that_does_not_apply_is_an_error_outcome(box: Sandbox, task: TaskInstance) -> None:
+    stale = "--- a/calc/compare.py\n+++ b/calc/compare.py\n@@ -1,1 +1,1 @@\n-no such line\n+x\n"
+    result = agent_for(None).run(box, task, stale, Budget(), seed=0)  # fails before any model call
+    assert result.status == "error" and "PatchApplyError" in result.reason and result.patch == ""
+
+
 def test_identity_changes_with_behaviour_only() -> None:
     base = LLMAgent(model="gpt-4o-mini")
     assert base.version.startswith("2+")
