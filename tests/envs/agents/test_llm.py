@@ -308,7 +308,7 @@ def test_collect_stores_the_real_run_and_never_the_endpoint_fault(
     finally:
         unregister_agent_specs(["llm-replay", "llm-down"])
     assert (counts.ran, counts.failed) == (1, 1)
-    assert "EndpointError" in counts.errors[0] and "unreachable" in counts.errors[0]
+    assert "llm-down" in counts.errors[0] and "unreachable" in counts.errors[0]
     keys = store.keys()
     assert [k.agent for k in keys] == ["llm-replay"]  # the endpoint fault is not an outcome
     key = next(iter(keys))
