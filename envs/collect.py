@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from hrm_spawn.envs.agents.base import AgentSpec
 from hrm_spawn.envs.config import StrictModel
 from hrm_spawn.envs.results import Budget
 from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
@@ -58,12 +59,13 @@ class AgentSlot:
     version: str  # the store key's version: the agent's version, plus a budget tag when overridden
     budget: Budget = field(default_factory=Budget)
     agent: Agent | None = None  # built lazily: replay needs none
+    spec: AgentSpec | None = None  # how to build it in another process (configured agents, overrides)
 
     def get_agent(self) -> Agent:
         if self.agent is None:
-            from hrm_spawn.envs.agents.registry import get_agent
+            from hrm_spawn.envs.agents.registry import build_agent, get_agent
 
-            self.agent = get_agent(self.name)
+            self.agent = build_agent(self.spec) if self.spec is not None else get_agent(self.name)
         return self.agent
 
 
@@ -83,16 +85,16 @@ def resolve_agents(
     slots = []
     for entry in names:
         name, _, version = entry.partition("@")
-        agent = None
+        agent, spec = None, None
         default_budget = Budget()
         if not version or build:
-            from hrm_spawn.envs.agents.registry import get_agent, get_spec
+            from hrm_spawn.envs.agents.registry import build_agent, get_spec
 
-            default_budget = get_spec(name).budget
-            agent = get_agent(name)
+            spec = get_spec(name)
+            default_budget, agent = spec.budget, build_agent(spec)
             version = version or agent.version
         merged = Budget(**{**default_budget.to_dict(), **overrides})
-        slots.append(AgentSlot(name, version + tag, merged, agent))
+        slots.append(AgentSlot(name, version + tag, merged, agent, spec))
     return slots
 
 
@@ -132,7 +134,9 @@ def run_job(
 _W: dict[str, Any] = {}
 
 
-def _worker_init(store_path: str, sandbox_config: dict[str, Any], slots: list[tuple[str, str, dict]]) -> None:
+def _worker_init(
+    store_path: str, sandbox_config: dict[str, Any], slots: list[tuple[str, str, dict, dict | None]]
+) -> None:
     from multiprocessing.util import Finalize
 
     from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
@@ -141,7 +145,12 @@ def _worker_init(store_path: str, sandbox_config: dict[str, Any], slots: list[tu
     _W["sandbox"] = Sandbox(SandboxConfig.model_validate(sandbox_config))
     # on a clean pool shutdown, remove the sandbox's work copy and stop its runtime
     Finalize(_W["sandbox"], _W["sandbox"].close, exitpriority=10)
-    _W["slots"] = {name: AgentSlot(name, version, Budget(**budget)) for name, version, budget in slots}
+    _W["slots"] = {
+        name: AgentSlot(
+            name, version, Budget(**budget), spec=AgentSpec.from_dict(name, spec) if spec else None
+        )
+        for name, version, budget, spec in slots
+    }
 
 
 def _worker_run(job: tuple[dict[str, Any], str, int, str]) -> tuple[OutcomeKey, dict | None, str]:
@@ -210,7 +219,7 @@ def collect(
     init = (
         str(store.path),
         sandbox_config.model_dump(),
-        [(s.name, s.version, s.budget.to_dict()) for s in slots],
+        [(s.name, s.version, s.budget.to_dict(), s.spec.to_dict() if s.spec else None) for s in slots],
     )
     by_id = {t.instance_id: t for t in tasks}
     # round 0: spawns on the clean repository

@@ -101,6 +101,8 @@ class Cost:
     tokens_in: int = 0
     tokens_out: int = 0
     money_usd: float = 0.0
+    wall_s: float = 0.0  # wall seconds of the whole run (model calls included); 0 where not measured
+    steps: int = 0  # model calls of an LLM agent; 0 for agents without a model
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -133,9 +135,11 @@ class Budget:
     max_turns: int | None = None
     max_tokens: int | None = None
     max_money_usd: float | None = None
+    max_wall_s: float | None = None
 
     def exhausted_by(self, cost: Cost, turns: int = 0) -> bool:
         checks = [
+            (self.max_wall_s, cost.wall_s),
             (self.max_validations, cost.validations),
             (self.max_sandbox_s, cost.sandbox_s),
             (self.max_turns, turns),

@@ -140,10 +140,21 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_store(sub: argparse._SubParsersAction) -> None:
-    store = sub.add_parser("store", help="outcome stores: import tables from other harnesses, list agents")
+    store = sub.add_parser(
+        "store",
+        help="outcome stores: import tables from other harnesses, list agents",
+        parents=[_COMMON],
+        **_examples("hrm-spawn store agents outcomes.sqlite"),
+    )
     ssub = store.add_subparsers(dest="store_command", required=True, metavar="{import,agents}")
     imp = ssub.add_parser(
-        "import", help="per-task, per-agent results from another harness -> replay outcomes"
+        "import",
+        help="per-task, per-agent results from another harness -> replay outcomes",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn store import runs.jsonl --format jsonl --store imported.sqlite",
+            "hrm-spawn store import board.json --format leaderboard --store imported.sqlite --tasks tasks.jsonl",
+        ),
     )
     imp.add_argument("file", help="the table: JSONL, CSV, or a leaderboard's nested JSON")
     imp.add_argument("--format", required=True, choices=["jsonl", "csv", "leaderboard", "mini-swe-agent"])
@@ -161,9 +172,28 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--tasks-out", default=None, help="task file for replay (default: STORE.tasks.jsonl)")
     imp.set_defaults(func=_lazy("hrm_spawn.envs.store_import:cli_import"))
-    agents = ssub.add_parser("agents", help="the agent identities in a store with their run counts")
+    agents = ssub.add_parser(
+        "agents",
+        help="the agent identities in a store with their run counts",
+        parents=[_COMMON],
+        **_examples("hrm-spawn store agents outcomes.sqlite"),
+    )
     agents.add_argument("store")
     agents.set_defaults(func=_lazy("hrm_spawn.envs.store_import:cli_agents"))
+
+
+def _add_agents(sub: argparse._SubParsersAction) -> None:
+    agents = sub.add_parser(
+        "agents",
+        help="list agents with the identity (version) the store keys on",
+        parents=[_COMMON],
+        **_examples("hrm-spawn agents", "hrm-spawn agents --file agents/llm-two-models"),
+    )
+    agents.add_argument(
+        "--file", help="an agents YAML file or preset (agents/llm-two-models); default: all known"
+    )
+    agents.add_argument("overrides", nargs="*", help="agents.NAME.key=value overrides of --file's agents")
+    agents.set_defaults(func=_lazy("hrm_spawn.envs.agents.registry:cli_agents"))
 
 
 def _add_env(sub: argparse._SubParsersAction) -> None:
@@ -310,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tasks(sub)
     _add_collect(sub)
     _add_store(sub)
+    _add_agents(sub)
     _add_env(sub)
     _add_policy(sub)
     _add_train(sub)

@@ -7,6 +7,8 @@ is a diff against the buggy repository that includes ``start_patch``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -19,7 +21,13 @@ if TYPE_CHECKING:  # the sandbox and task modules are only needed for type hints
 
 @runtime_checkable
 class Agent(Protocol):
-    """Anything with a name, a version and ``run``; the outcome store keys on (name, version)."""
+    """Anything with a name, a version and ``run``; the outcome store keys on (name, version).
+
+    The version is the agent's identity: whatever changes its behaviour must change it, or the store hands
+    one configuration's outcomes to another. An agent may define ``behaviour() -> dict`` (the settings that
+    change what it does) and fold it into its own version, as the LLM agent does; for any other agent the
+    registry adds a hash of its kwargs and budget when they differ from the registered defaults.
+    """
 
     name: str
     version: str
@@ -43,7 +51,9 @@ class AgentSpec:
     def from_dict(cls, name: str, data: dict[str, Any], where: str = "agent spec") -> AgentSpec:
         if not isinstance(data, dict):
             raise ValueError(f"{where}: agent {name!r} must be a mapping, got {type(data).__name__}")
-        unknown = set(data) - {"cls", "kwargs", "budget", "description"}
+        if "name" in data and data["name"] != name:
+            raise ValueError(f"{where}: agent {name!r} has a different name {data['name']!r} inside")
+        unknown = set(data) - {"name", "cls", "kwargs", "budget", "description"}
         if unknown:
             raise ValueError(f"{where}: agent {name!r} has unknown keys {sorted(unknown)}")
         if not isinstance(data.get("cls"), str) or ":" not in data["cls"]:
@@ -62,3 +72,9 @@ class AgentSpec:
     def to_dict(self) -> dict[str, Any]:
         budget = {k: v for k, v in self.budget.to_dict().items() if v is not None}
         return {"cls": self.cls, "kwargs": self.kwargs, "budget": budget, "description": self.description}
+
+
+def stable_hash(data: Any, length: int = 10) -> str:
+    """A hash of JSON-able ``data`` that does not depend on key order, process or machine."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -1,255 +1,258 @@
-"""A bash-loop agent driven by any OpenAI-compatible chat-completions endpoint.
+"""The LLM agent: mini-swe-agent's loop, run in this project's Sandbox against any chat endpoint.
 
-Each turn the model answers with one shell command in a ```bash block; the command runs in the
-sandbox and its (truncated) output goes back as the next user message. The model ends with a line
-``SUBMIT``; the candidate is then the sandbox's working-tree diff. Tokens come from the endpoint's
-``usage``, money from the configured prices, so the cost is measured, never estimated. Needs the
-``llm`` extra (``pip install 'hrm-spawn[llm]'``).
+mini-swe-agent (the reference bash-only loop behind public SWE-bench results) drives the model:
+each reply holds one ```bash block, the command runs in the sandbox (``SandboxEnvironment``), its
+output goes back, until the model runs ``echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT``. The candidate
+is the sandbox's working-tree diff, so the model never has to write a patch file. The model is
+reached through litellm (``EndpointModel``): OpenAI, Anthropic and any OpenAI-compatible server
+(vLLM, llama.cpp, ...).
+
+What this module adds around the loop: the budget (steps, tokens, USD, wall clock; checked before
+each model call, an exhausted one is the agent's outcome), measured costs, delegation (the start
+patch applied and summarised in the task text, with how the failing tests fare on it), a visible
+check of the candidate on the failing tests, and the agent's identity: ``version`` is ``2+<hash>``
+of every setting that changes its behaviour, so two models never share stored outcomes. An endpoint
+that fails raises ``EndpointError``: never an outcome. Needs the ``llm`` extra.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from hrm_spawn.envs.agents.base import stable_hash
 from hrm_spawn.envs.config import StrictModel
-from hrm_spawn.envs.results import AgentResult, Budget, Cost
+from hrm_spawn.envs.failures import is_infrastructure_failure
+from hrm_spawn.envs.results import AgentResult, Budget, TestReport
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.sandbox import Sandbox
     from hrm_spawn.envs.tasks import TaskInstance
 
-_BASH_BLOCK_RE = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL)
-_SUBMIT_RE = re.compile(r"^\s*SUBMIT\s*$", re.MULTILINE)
+LOOP = "mini-swe-agent-2"  # part of the identity: another loop is another agent
 
-SYSTEM_PROMPT = """You fix a bug in a Python repository by running shell commands.
-Rules:
-- Each reply holds exactly one shell command in a ```bash block. You will get its exit code and output.
-- The command runs in a non-interactive bash shell in the repository; do not start editors or pagers.
-- Edit files with tools such as sed, python or cat with a here-document.
-- When the fix is done, reply with a line containing only SUBMIT (no command). Your changes to the
-  working tree are the answer; do not commit them."""
+_SYSTEM_HEAD = """\
+You are fixing a bug in a software repository through a bash shell."""
+
+_SYSTEM_TAIL = """\
+The command runs in a fresh subshell in the repository root; its exit code and output come back to you.
+Directory changes and variables do not persist between commands. Use non-interactive commands only (no
+editors, no pagers). Edit files with sed, python or cat <<'EOF'.
+When the fix is complete and the failing tests pass, run exactly: echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT
+Your changes in the working tree are the answer: do not commit them, do not edit the tests."""
+
+SYSTEM_TEMPLATE = f"""{_SYSTEM_HEAD}
+Answer every time with a short explanation of what you will do next, followed by exactly one shell
+command in a ```bash code block.
+{_SYSTEM_TAIL}"""
+
+TOOL_SYSTEM_TEMPLATE = f"""{_SYSTEM_HEAD}
+Answer every time with a short explanation of what you will do next and one call of the bash tool.
+{_SYSTEM_TAIL}"""
+
+INSTANCE_TEMPLATE = """\
+Repository: {{repo}}, checked out at {{repo_dir}} (the working directory of every command).
+
+{{task}}
+
+These tests fail and must pass after your fix:
+{{failing_tests}}
+
+Run tests with: python -m pytest -q <test id>"""
+
+ACTION_REGEX = r"```(?:bash|sh)\s*\n(.*?)\n```"
+FORMAT_ERROR_TEMPLATE = (
+    "Your reply must contain exactly one ```bash block ({{actions|length}} found). "
+    "Reply again with one command, or run `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT` when you are done."
+)
+TOOL_FORMAT_ERROR_TEMPLATE = (
+    "{{error}} Call the bash tool with one command, "
+    "or run `echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT` with it when you are done."
+)
+OBSERVATION_TEMPLATE = (
+    "{% if output.exception_info %}{{output.exception_info}}\n{% endif %}"
+    "exit code: {{output.returncode}}\n{{output.output}}"
+)
+
+
+# litellm providers that speak the OpenAI protocol to a base_url; any other name behind base_url is the
+# server's own model name
+_COMPATIBLE_PREFIXES = ("openai/", "hosted_vllm/", "llamafile/", "lm_studio/", "ollama/", "ollama_chat/")
 
 
 class LLMConfig(StrictModel):
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "gpt-4o-mini"
+    """The LLM agent's kwargs. Everything but the endpoint's address, key and retry policy is identity."""
+
+    model: str = "gpt-4o-mini"  # litellm's name; with base_url, the name the server knows (see litellm_model)
+    base_url: str | None = None  # an OpenAI-compatible server (vLLM, llama.cpp); None: the provider's API
     api_key_env: str = "OPENAI_API_KEY"  # the key is read from this environment variable, never from config
-    price_in_per_mtok: float = Field(0.0, ge=0)  # USD per million prompt tokens
-    price_out_per_mtok: float = Field(0.0, ge=0)  # USD per million completion tokens
-    max_turns: int = Field(30, ge=1)
-    command_timeout_s: float = Field(60.0, gt=0)
-    max_observation_chars: int = Field(4000, ge=200)
-    max_reply_tokens: int = Field(1024, ge=1)
+    endpoint_family: str | None = None  # identity: default the provider prefix (openai, anthropic, ...)
     temperature: float = Field(0.0, ge=0)
+    max_reply_tokens: int = Field(2048, ge=1)
+    action_format: Literal["text", "tool"] = "text"  # a ```bash block per reply, or a `bash` tool call
+    system_template: str | None = None  # None: the default for the action format
+    instance_template: str = INSTANCE_TEMPLATE
+    action_regex: str = ACTION_REGEX  # text format only
+    command_timeout_s: float = Field(60.0, gt=0)
+    max_output_chars: int = Field(10_000, ge=200)
+    max_format_errors: int = Field(3, ge=0)  # consecutive replies without one command; 0 = no limit
+    delegation_tests: bool = True  # tell a delegated agent how the failing tests fare on the start patch
+    visible_check: bool = True  # run the failing tests on the candidate at the end (AgentResult.visible)
+    # USD per million tokens where litellm does not know the model (or always, with price_source=table)
+    price_in_per_mtok: float | None = Field(None, ge=0)
+    price_out_per_mtok: float | None = Field(None, ge=0)
+    price_source: Literal["auto", "table"] = "auto"
+    # not identity: how to reach the endpoint
     request_timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(1, ge=0)
+    max_retries: int = Field(2, ge=0)
+    retry_wait_s: float = Field(2.0, ge=0)
+
+    def litellm_model(self) -> str:
+        """The model name litellm routes by: behind ``base_url`` the server's own name, sent as
+        ``openai/<name>`` (``Qwen/Qwen2.5-Coder-7B-Instruct`` is a vLLM model, not a provider ``Qwen``)."""
+        if self.base_url and not self.model.startswith(_COMPATIBLE_PREFIXES):
+            return f"openai/{self.model}"
+        return self.model
+
+    def system(self) -> str:
+        if self.system_template is not None:
+            return self.system_template
+        return TOOL_SYSTEM_TEMPLATE if self.action_format == "tool" else SYSTEM_TEMPLATE
+
+    def format_error(self) -> str:
+        return TOOL_FORMAT_ERROR_TEMPLATE if self.action_format == "tool" else FORMAT_ERROR_TEMPLATE
+
+    def family(self) -> str:
+        if self.endpoint_family:
+            return self.endpoint_family
+        model = self.litellm_model()
+        return model.split("/", 1)[0] if "/" in model else "default"
+
+
+_NOT_IDENTITY = {
+    "base_url",
+    "api_key_env",
+    "endpoint_family",
+    "request_timeout_s",
+    "max_retries",
+    "retry_wait_s",
+}
 
 
 class LLMAgent:
-    """Agent ``llm`` v1; kwargs are ``LLMConfig`` fields (``base_url``, ``model``, prices, ...)."""
+    """Agent ``llm``: kwargs are ``LLMConfig`` fields; ``version`` is ``2+<hash of behaviour()>``."""
 
     name = "llm"
-    version = "1"
-    default_budget = Budget(max_turns=30, max_tokens=300_000)
+    default_budget = Budget(max_turns=30, max_tokens=500_000, max_money_usd=2.0, max_wall_s=1800.0)
 
     def __init__(self, config: LLMConfig | dict[str, Any] | None = None, **kwargs: Any):
         base = config.model_dump() if isinstance(config, LLMConfig) else dict(config or {})
         self.config = LLMConfig.model_validate({**base, **kwargs})
-        self._client: Any = None
+        self.version = f"2+{stable_hash(self.behaviour(), 10)}"
 
-    def client(self) -> Any:
-        if self._client is None:
-            try:
-                from openai import OpenAI
-            except ImportError as exc:
-                raise RuntimeError(
-                    "the llm agent needs the openai client: pip install 'hrm-spawn[llm]'"
-                ) from exc
-            cfg = self.config
-            # local endpoints often need no key; the client insists on one, so send a placeholder
-            key = os.environ.get(cfg.api_key_env) or "not-set"
-            self._client = OpenAI(
-                base_url=cfg.base_url, api_key=key, timeout=cfg.request_timeout_s, max_retries=cfg.max_retries
-            )
-        return self._client
+    def behaviour(self) -> dict[str, Any]:
+        """Every setting that changes what the agent does (the endpoint's address does not)."""
+        settings = self.config.model_dump(exclude=_NOT_IDENTITY)
+        if self.config.action_format == "tool":
+            settings.pop("action_regex")
+        return {
+            **settings,
+            "system_template": self.config.system(),
+            "model": self.config.litellm_model(),
+            "family": self.config.family(),
+            "loop": LOOP,
+        }
 
     def run(
         self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int
     ) -> AgentResult:
-        run = _Run(self, sandbox, task, budget, seed)
+        from hrm_spawn.envs.agents.mini_run import MiniRun
+
+        started = time.monotonic()
+        run = MiniRun(self.config, sandbox, budget, seed, api_key=os.environ.get(self.config.api_key_env))
+        status, reason, visible = "error", "", None
         try:
-            run.enter()
-            if start_patch:
-                sandbox.apply_patch(start_patch)
-            run.loop()
-        except Exception as exc:  # an endpoint or sandbox failure is a result, not a crash of the caller
-            run.fail(exc)
-        return run.result()
-
-
-class _Run:
-    """The state of one attempt: the conversation, what it cost, how it ended."""
-
-    def __init__(self, agent: LLMAgent, sandbox: Sandbox, task: TaskInstance, budget: Budget, seed: int):
-        self.agent, self.cfg, self.sandbox, self.task, self.budget, self.seed = (
-            agent,
-            agent.config,
-            sandbox,
-            task,
-            budget,
-            seed,
-        )
-        self.cost = Cost()
-        self.turns = 0
-        self.status = "budget_exhausted"
-        self.reason = ""
-        self.trajectory: list[str] = []
-        self.messages: list[dict[str, str]] = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": task_prompt(task, sandbox)},
-        ]
-
-    def enter(self) -> None:
-        """Start in the repository with the test environment: an earlier attempt may have left the shell elsewhere."""
-        repo_dir = getattr(self.sandbox, "repo_dir", "")
-        env = getattr(self.sandbox, "test_env", None) or {}
-        if not repo_dir:
-            return
-        exports = "".join(f" && export {k}={shlex.quote(v)}" for k, v in env.items())
-        result = self.sandbox.run(
-            f"cd {shlex.quote(repo_dir)}{exports}", timeout_s=self.cfg.command_timeout_s
-        )
-        self.cost.sandbox_s += float(getattr(result, "duration_s", 0.0) or 0.0)
-        if result.exit_code != 0:
-            raise RuntimeError(f"cannot enter the repository {repo_dir}: {result.output.strip()[-300:]}")
-
-    def loop(self) -> None:
-        while True:
-            if self.turns >= self.cfg.max_turns or self.budget.exhausted_by(self.cost, self.turns):
-                self.status, self.reason = "budget_exhausted", f"budget spent after {self.turns} turns"
-                return
-            reply = self.ask()
-            self.messages.append({"role": "assistant", "content": reply})
-            command = extract_command(reply)
-            if command is not None:
-                self.messages.append({"role": "user", "content": self.execute(command)})
-            if _SUBMIT_RE.search(reply):
-                self.status = "ok"
-                self.trajectory.append(f"turn {self.turns}: SUBMIT")
-                return
-            if command is None:
-                self.trajectory.append(f"turn {self.turns}: no command")
-                self.messages.append(
-                    {
-                        "role": "user",
-                        "content": "No command found. Reply with one ```bash block, "
-                        "or a line SUBMIT when you are done.",
-                    }
-                )
-
-    def ask(self) -> str:
-        cfg = self.cfg
-        response = self.agent.client().chat.completions.create(
-            model=cfg.model,
-            messages=self.messages,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_reply_tokens,
-            seed=self.seed,
-        )
-        self.turns += 1
-        usage = getattr(response, "usage", None)
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        if usage is None:
-            self.trajectory.append(f"turn {self.turns}: the endpoint reported no token usage")
-        self.cost.tokens_in += tokens_in
-        self.cost.tokens_out += tokens_out
-        self.cost.money_usd += (tokens_in * cfg.price_in_per_mtok + tokens_out * cfg.price_out_per_mtok) / 1e6
-        if not response.choices:
-            raise RuntimeError("the endpoint returned no choices")
-        return response.choices[0].message.content or ""
-
-    def execute(self, command: str) -> str:
-        start = time.monotonic()
-        result = self.sandbox.run(command, timeout_s=self.cfg.command_timeout_s)
-        self.cost.sandbox_s += float(getattr(result, "duration_s", 0.0) or (time.monotonic() - start))
-        first_line = command.strip().splitlines()[0][:100] if command.strip() else ""
-        note = " (timed out)" if result.timed_out else ""
-        self.trajectory.append(f"turn {self.turns}: $ {first_line} -> exit {result.exit_code}{note}")
-        return format_observation(result, self.cfg.max_observation_chars, self.cfg.command_timeout_s)
-
-    def fail(self, exc: Exception) -> None:
-        self.status, self.reason = classify_error(exc, self.cfg)
-        self.trajectory.append(f"turn {self.turns}: {self.status}: {self.reason}")
-
-    def result(self) -> AgentResult:
-        try:
-            patch = self.sandbox.diff()
-        except Exception as exc:  # keep the first reason; a broken sandbox yields no candidate
-            patch = ""
-            if self.status != "error":
-                self.status, self.reason = "error", f"cannot read the candidate diff: {exc}"
+            intro = self._introduce(sandbox, task, start_patch, run)
+            status, reason = run.solve(self._variables(task, sandbox, intro))
+            visible = self._check(sandbox, task, run)
+        except Exception as exc:
+            if is_infrastructure_failure(exc) or _is_sandbox_error(exc):
+                raise  # not the agent's outcome: the job fails and runs again later
+            status, reason = "error", f"{type(exc).__name__}: {str(exc)[:300]}"
+        cost = run.cost(time.monotonic() - started)
         return AgentResult(
-            patch=patch,
-            status=self.status,
-            cost=self.cost,
-            reason=self.reason,
-            trajectory=self.trajectory,
-            agent=self.agent.name,
-            version=self.agent.version,
-            seed=self.seed,
+            patch=sandbox.diff(),
+            status=status,
+            cost=cost,
+            visible=visible,
+            visible_pass_rate=_pass_rate(visible, task),
+            reason=reason,
+            trajectory=run.trajectory(),
+            agent=self.name,
+            version=self.version,
+            seed=seed,
         )
 
+    def _introduce(self, sandbox: Sandbox, task: TaskInstance, start_patch: str, run: Any) -> str:
+        """The task text: the issue, and for a delegated run what the earlier agent left."""
+        issue = task.problem_statement or "There is no written issue; the failing tests below show the bug."
+        if not start_patch.strip():
+            return issue
+        sandbox.apply_patch(start_patch)
+        tests = run.run_tests(task.FAIL_TO_PASS) if self.config.delegation_tests else None
+        return f"{issue}\n\n{delegation_summary(start_patch, tests, task, self.config.max_output_chars // 2)}"
 
-def task_prompt(task: TaskInstance, sandbox: Any) -> str:
-    tests = "\n".join(f"- {t}" for t in task.FAIL_TO_PASS[:20])
-    python = getattr(sandbox, "python", None) or "python"
+    def _variables(self, task: TaskInstance, sandbox: Sandbox, intro: str) -> dict[str, Any]:
+        failing = "\n".join(f"- {t}" for t in task.FAIL_TO_PASS[:30]) or "- (none listed)"
+        return {"task": intro, "repo": task.repo, "repo_dir": sandbox.repo_dir, "failing_tests": failing}
+
+    def _check(self, sandbox: Sandbox, task: TaskInstance, run: Any) -> TestReport | None:
+        # With its time spent, the run gets no more test runs: the budget holds (no visible report then).
+        if not self.config.visible_check or not task.FAIL_TO_PASS or not run.time_left():
+            return None
+        return run.run_tests(task.FAIL_TO_PASS)
+
+
+def delegation_summary(start_patch: str, tests: TestReport | None, task: TaskInstance, limit: int) -> str:
+    """What an earlier agent tried: the files and lines it changed, its diff, and how the tests fare."""
+    from hrm_spawn.envs.agents.mini_env import cut_middle
+
+    files: dict[str, list[int]] = {}
+    current = ""
+    for line in start_patch.splitlines():
+        if line.startswith("+++ "):
+            current = line[4:].removeprefix("b/")
+            files.setdefault(current, [0, 0])
+        elif current and line.startswith("+") and not line.startswith("+++"):
+            files[current][0] += 1
+        elif current and line.startswith("-") and not line.startswith("---"):
+            files[current][1] += 1
+    changed = ", ".join(f"{path} (+{a} -{r})" for path, (a, r) in files.items()) or "no files"
     parts = [
-        f"Repository: {task.repo}, checked out at {getattr(sandbox, 'repo_dir', '.')} (the working directory).",
-        f"Issue:\n{task.problem_statement}" if task.problem_statement else "There is no written issue.",
-        f"These tests fail and must pass after your fix:\n{tests}",
-        f"Run tests with: {python} -m pytest -q <test id>",
+        "An earlier attempt on this task left changes that are already applied in the working tree. "
+        f"It changed {changed}. Its diff:",
+        f"```diff\n{cut_middle(start_patch.strip(), limit)}\n```",
     ]
-    return "\n\n".join(parts)
+    if tests is not None:
+        passed = tests.count_passed(task.FAIL_TO_PASS)
+        parts.append(
+            f"With these changes {passed} of the {len(task.FAIL_TO_PASS)} failing tests pass. "
+            "Continue from them: keep what is right, fix what is not."
+        )
+    return "\n".join(parts)
 
 
-def extract_command(reply: str) -> str | None:
-    """The first ```bash block's text, or None; only one command runs per turn."""
-    match = _BASH_BLOCK_RE.search(reply)
-    if not match or not match.group(1).strip():
-        return None
-    return match.group(1).strip()
+def _pass_rate(report: TestReport | None, task: TaskInstance) -> float:
+    if report is None or not task.FAIL_TO_PASS:
+        return 0.0
+    return report.count_passed(task.FAIL_TO_PASS) / len(task.FAIL_TO_PASS)
 
 
-def format_observation(result: Any, limit: int, timeout_s: float) -> str:
-    output = str(getattr(result, "output", "") or "")
-    if len(output) > limit:  # keep both ends: the command's start and the error at the bottom
-        half = limit // 2
-        output = f"{output[:half]}\n... [{len(output) - limit} characters cut] ...\n{output[-half:]}"
-    head = (
-        f"timed out: stopped after {timeout_s:g} s" if result.timed_out else f"exit code: {result.exit_code}"
-    )
-    return f"{head}\n{output}"
+def _is_sandbox_error(exc: BaseException) -> bool:
+    """A fault of the sandbox itself; a start patch that does not apply is the agent contract's `error`."""
+    from hrm_spawn.envs.sandbox import PatchApplyError, SandboxError
 
-
-def classify_error(exc: Exception, cfg: LLMConfig) -> tuple[str, str]:
-    """(status, reason) for a failure inside the loop."""
-    try:
-        import openai
-    except ImportError:
-        return "error", f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout", f"the endpoint {cfg.base_url} did not answer within {cfg.request_timeout_s:g} s"
-    if isinstance(exc, openai.APIConnectionError):
-        return "error", f"endpoint unreachable: {cfg.base_url} ({exc})"
-    if isinstance(exc, openai.AuthenticationError):
-        return "error", f"the endpoint refused the key from ${cfg.api_key_env} (HTTP 401)"
-    if isinstance(exc, openai.APIStatusError):
-        return "error", f"the endpoint answered HTTP {exc.status_code}: {str(exc)[:200]}"
-    return "error", f"{type(exc).__name__}: {str(exc)[:300]}"
+    return isinstance(exc, SandboxError) and not isinstance(exc, PatchApplyError)

@@ -1,288 +1,418 @@
-"""The LLM agent against recorded chat-completion responses served on 127.0.0.1 through the real openai client."""
+"""The LLM agent (mini-swe-agent in the Sandbox) against recorded chat completions served on 127.0.0.1.
+
+Every run here is real apart from the model: litellm's HTTP client talks to ``ReplayServer``, the
+commands of the recorded replies run in a local Sandbox on the fixture repository, and the candidate is
+judged by ``Sandbox.evaluate`` on the hidden tests.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-import warnings
+import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytest.importorskip("openai")
+pytest.importorskip("minisweagent")
 
-from hrm_spawn.envs.agents.llm import LLMAgent, extract_command  # noqa: E402
-from hrm_spawn.envs.repos import RepoEnv  # noqa: E402
+from llm_replay import ReplayServer, free_port, recorded, reply  # noqa: E402
+
+from hrm_spawn.envs.agents.base import AgentSpec  # noqa: E402
+from hrm_spawn.envs.agents.llm import LLMAgent, LLMConfig  # noqa: E402
+from hrm_spawn.envs.agents.mini_env import cut_middle  # noqa: E402
+from hrm_spawn.envs.agents.registry import (  # noqa: E402
+    build_agent,
+    register_agent_specs,
+    unregister_agent_specs,
+)
+from hrm_spawn.envs.collect import collect  # noqa: E402
+from hrm_spawn.envs.failures import EndpointError, is_infrastructure_failure  # noqa: E402
 from hrm_spawn.envs.results import Budget  # noqa: E402
 from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig  # noqa: E402
+from hrm_spawn.envs.store import OutcomeStore  # noqa: E402
 from hrm_spawn.envs.tasks import TaskInstance  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
-BUG = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a + b\n+    return a - b\n"
+KEY_ENV = "TEST_LLM_KEY"
+NEVER_DONE = "Let me look around once more.\n\n```bash\nls\n```"
 
 
 @pytest.fixture(autouse=True)
-def _home(hrm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_LLM_KEY", "sk-test-123")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # a reply still sleeping for the slow-endpoint test must not hold up teardown
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # The slow-endpoint test's client gives up before the reply is written: that broken pipe is the
-        # point of the test, not an error worth a traceback in the test log.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class Endpoint:
-    """A chat-completions server replaying scripted replies in order and keeping the requests it got."""
-
-    def __init__(self, replies: list[Any], delay_s: float = 0.0):
-        self.replies = list(replies)
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append(body)
-                endpoint.headers.append({k.lower(): v for k, v in self.headers.items()})
-                time.sleep(delay_s)
-                status, reply = 200, endpoint.replies.pop(0) if endpoint.replies else None
-                if reply is None or (isinstance(reply, dict) and "_status" in reply):
-                    status = reply["_status"] if reply else 500
-                    reply = {"error": {"message": "scripted failure", "type": "server_error", "code": None}}
-                data = json.dumps(reply).encode()
-                self.send_response(status if self.path == "/v1/chat/completions" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def recorded(name: str) -> list[dict[str, Any]]:
-    return json.loads((FIXTURES / name).read_text())
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-123")
 
 
 @pytest.fixture
 def serve() -> Iterator[Any]:
-    endpoints: list[Endpoint] = []
+    servers: list[ReplayServer] = []
 
-    def start(replies: list[Any], delay_s: float = 0.0) -> Endpoint:
-        endpoints.append(Endpoint(replies, delay_s))
-        return endpoints[-1]
+    def start(replies: list[dict[str, Any]]) -> ReplayServer:
+        servers.append(ReplayServer(replies))
+        return servers[-1]
 
     yield start
-    for endpoint in endpoints:
-        endpoint.close()
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A real local Sandbox on a tiny built repository (data_dir()/repos/calc), prepared once at the buggy state."""
-    home = tmp_path_factory.mktemp("llm_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HRM_SPAWN_HOME", str(home))
-        yield from _prepare(home)
-
-
-def _prepare(home: Path) -> Iterator[Sandbox]:
-    root = home / "repos" / "calc"
-    repo = root / "checkout"
-    repo.mkdir(parents=True)
-    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
-    (repo / "test_calc.py").write_text("from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "clean"], cwd=repo, check=True)
-    RepoEnv(
-        name="calc", source=str(repo), root=str(root), python=sys.executable, test_paths=["test_calc.py"]
-    ).save()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # the one-time "runs on this host" warning
-        box = Sandbox(SandboxConfig(deployment="local"))
-        box.prepare(TASK)
-    yield box
-    box.close()
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture
-def sandbox(prepared: Sandbox) -> Sandbox:
-    """What Agent.run receives: the prepared sandbox, reset to the buggy state."""
-    prepared.reset()
-    return prepared
+def task(fixture_task_session: TaskInstance) -> TaskInstance:
+    return fixture_task_session.model_copy(deep=True)
 
 
-TASK = TaskInstance(
-    instance_id="calc.op_flip__1",
-    repo="calc",
-    patch=BUG,
-    FAIL_TO_PASS=["test_calc.py::test_add"],
-    PASS_TO_PASS=[],
-    image_name="",
-    problem_statement="add(2, 3) returns -1",
-)
+@pytest.fixture
+def box(sandbox: Sandbox, task: TaskInstance) -> Sandbox:
+    """What Agent.run receives: the sandbox prepared for the clamp task, reset to the buggy state."""
+    if sandbox.task is None or sandbox.task.instance_id != task.instance_id:
+        sandbox.prepare(task)
+    sandbox.reset()
+    return sandbox
 
 
-def agent_for(endpoint: Endpoint, **over: Any) -> LLMAgent:
-    config = {
-        "base_url": endpoint.base_url,
+def agent_for(server: ReplayServer | None, **over: Any) -> LLMAgent:
+    config: dict[str, Any] = {
+        "base_url": server.base_url if server else f"http://127.0.0.1:{free_port()}/v1",
         "model": "gpt-4o-mini",
-        "api_key_env": "TEST_LLM_KEY",
-        "price_in_per_mtok": 0.15,
-        "price_out_per_mtok": 0.60,
+        "api_key_env": KEY_ENV,
         "max_retries": 0,
+        "retry_wait_s": 0.0,
     }
     return LLMAgent(**{**config, **over})
 
 
-def test_fixes_the_bug_through_the_real_client(serve: Any, sandbox: Sandbox) -> None:
-    script = recorded("llm_fix_calc.json")
-    endpoint = serve(script)
-    result = agent_for(endpoint).run(sandbox, TASK, "", Budget(max_turns=10), seed=7)
+def test_recorded_replies_really_fix_the_task(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    import litellm
+
+    script = recorded("llm_fix_clamp.json")
+    server = serve(script)
+    agent = agent_for(server)
+    result = agent.run(box, task, "", Budget(max_turns=10), seed=7)
 
     assert result.status == "ok", result.reason
-    assert "-    return a - b\n+    return a + b" in result.patch
-    assert (result.agent, result.version, result.seed) == ("llm", "1", 7)
+    assert "-    if value < high:\n+    if value > high:" in result.patch
+    evaluation = box.evaluate(result.patch)  # the hidden tests: FAIL_TO_PASS and PASS_TO_PASS
+    assert evaluation.resolved and evaluation.f2p_total == len(task.FAIL_TO_PASS) >= 1
+    assert result.visible_pass_rate == 1.0 and result.visible is not None
+
+    # costs: tokens from the replies' usage, USD from litellm's price map for gpt-4o-mini
     usage = [r["usage"] for r in script]
-    assert result.cost.tokens_in == sum(u["prompt_tokens"] for u in usage)
-    assert result.cost.tokens_out == sum(u["completion_tokens"] for u in usage)
-    expected_usd = (result.cost.tokens_in * 0.15 + result.cost.tokens_out * 0.60) / 1e6
-    assert result.cost.money_usd == pytest.approx(expected_usd)
-    assert result.cost.sandbox_s > 0
-    assert len(result.trajectory) == 4 and result.trajectory[-1] == "turn 4: SUBMIT"
+    cost = result.cost
+    assert (cost.tokens_in, cost.tokens_out) == (
+        sum(u["prompt_tokens"] for u in usage),
+        sum(u["completion_tokens"] for u in usage),
+    )
+    prices = litellm.model_cost["gpt-4o-mini"]
+    expected = (
+        cost.tokens_in * prices["input_cost_per_token"] + cost.tokens_out * prices["output_cost_per_token"]
+    )
+    assert cost.money_usd == pytest.approx(expected) and cost.money_usd > 0
+    assert cost.steps == 5 and cost.test_runs == 1  # the visible check after the loop
+    assert cost.wall_s >= cost.sandbox_s > 0
+    assert result.trajectory[-1] == "exit: Submitted"
+    assert result.trajectory[1].startswith("step 2: $ python -m pytest -q tests/test_compare.py -> exit 1")
 
-    # what went over the wire: the key from the environment, the task, and each real observation
-    assert len(endpoint.requests) == 4
-    assert endpoint.headers[0]["authorization"] == "Bearer sk-test-123"
-    first = endpoint.requests[0]
-    assert first["model"] == "gpt-4o-mini" and first["seed"] == 7
-    assert "add(2, 3) returns -1" in first["messages"][1]["content"]
-    assert "test_calc.py::test_add" in first["messages"][1]["content"]
+    # what went over the wire: the key from the environment, the seed, the task, each real observation
+    assert len(server.requests) == 5
+    assert server.headers[0]["authorization"] == "Bearer sk-test-123"
+    first = server.requests[0]
+    assert first["model"] == "gpt-4o-mini" and first["seed"] == 7 and first["temperature"] == 0
+    assert all(t in first["messages"][1]["content"] for t in task.FAIL_TO_PASS)
+    assert server.requests[1]["messages"][-1]["content"].startswith(
+        "exit code: 0\n4:def clamp(value, low, high):"
+    )
+    assert "failed" in server.requests[2]["messages"][-1]["content"]
+    assert "+    if value > high:" in server.requests[3]["messages"][-1]["content"]
+    assert "6 passed" in server.requests[4]["messages"][-1]["content"]
+    assert (result.agent, result.version, result.seed) == ("llm", agent.version, 7)
+
+
+def test_commands_run_in_a_subshell_without_the_api_key(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    steps = ["cd / && export LEFT=1 && exit 3", "pwd; echo LEFT=$LEFT; env | grep -c sk-test-123", "exit 0"]
+    replies = [reply(f"Step.\n\n```bash\n{cmd}\n```") for cmd in steps]
+    server = serve([*replies, reply("```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```")])
+    result = agent_for(server).run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok"
+    assert server.requests[1]["messages"][-1]["content"] == "exit code: 3\n"  # `exit` ended only the subshell
+    second = server.requests[2]["messages"][-1]["content"]
+    assert second.splitlines()[1:] == [box.repo_dir, "LEFT=", "0"]  # fresh cwd and variables, no key
+    assert box.run("echo alive").output.strip() == "alive"  # the session itself survived
+
+
+@pytest.fixture
+def swerex_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A real ``swerex-remote`` on 127.0.0.1 with a token; yields its port."""
+    exe = shutil.which("swerex-remote", path=str(Path(sys.executable).parent)) or shutil.which(
+        "swerex-remote"
+    )
+    if exe is None:
+        pytest.skip("the swerex-remote console script is not installed")
+    token, port = uuid.uuid4().hex, free_port()
+    monkeypatch.setenv("HRM_TEST_SWEREX_TOKEN", token)
+    args = [exe, "--host", "127.0.0.1", "--port", str(port), "--auth-token", token]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):  # up to a minute for the server to listen
+            if proc.poll() is not None:
+                pytest.fail(f"swerex-remote exited with {proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_same_run_on_a_remote_sandbox(
+    serve: Any, swerex_port: int, fixture_repo: Any, fixture_task: TaskInstance
+) -> None:
+    """The adapter only uses the Sandbox's interface, so a remote deployment serves the agent as well."""
+    config = SandboxConfig(
+        deployment="remote",
+        port=swerex_port,
+        token_env="HRM_TEST_SWEREX_TOKEN",
+        repos_dir=str(Path(fixture_repo.root).parent),
+    )
+    server = serve(recorded("llm_fix_clamp.json"))
+    with Sandbox(config) as remote:
+        remote.prepare(fixture_task)
+        result = agent_for(server).run(remote, fixture_task, "", Budget(), seed=0)
+        assert result.status == "ok" and remote.evaluate(result.patch).resolved
+    assert len(server.requests) == 5 and "6 passed" in server.requests[4]["messages"][-1]["content"]
+
+
+def as_tool_calls(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded text replies as tool-call replies: the bash block becomes a call of the bash tool."""
+    out = []
+    for i, answer in enumerate(copy.deepcopy(replies)):
+        message = answer["choices"][0]["message"]
+        thought, _, rest = message["content"].partition("```bash\n")
+        call = {"name": "bash", "arguments": json.dumps({"command": rest.rsplit("\n```", 1)[0]})}
+        message.update(
+            content=thought.strip(), tool_calls=[{"id": f"call_{i}", "type": "function", "function": call}]
+        )
+        answer["choices"][0]["finish_reason"] = "tool_calls"
+        out.append(answer)
+    return out
+
+
+def test_tool_call_format_fixes_the_task(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve(as_tool_calls(recorded("llm_fix_clamp.json")))
+    agent = agent_for(server, action_format="tool")
+    assert agent.version != agent_for(server).version  # another action format, another agent
+    result = agent.run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok", result.reason
+    assert box.evaluate(result.patch).resolved and result.cost.steps == 5
+    first = server.requests[0]
+    assert [t["function"]["name"] for t in first["tools"]] == ["bash"]
+    assert "bash tool" in first["messages"][0]["content"]
+    answer = server.requests[1]["messages"][-1]
+    assert answer["role"] == "tool" and answer["tool_call_id"] == "call_0"
+    assert answer["content"].startswith("exit code: 0\n4:def clamp(value, low, high):")
+
+    server = serve([reply("No tool this time."), *as_tool_calls(recorded("llm_fix_clamp.json"))[4:]])
+    result = agent_for(server, action_format="tool").run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok" and "Call the bash tool" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_a_wrong_fix_is_an_unresolved_outcome(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve(recorded("llm_wrong_fix.json"))
+    result = agent_for(server).run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok" and "+    if value <= low:" in result.patch
+    assert result.visible_pass_rate < 1.0
+    assert not box.evaluate(result.patch).resolved
+
+
+def test_step_budget(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve([reply(NEVER_DONE)] * 5)
+    result = agent_for(server).run(box, task, "", Budget(max_turns=2), seed=0)
+    assert result.status == "budget_exhausted" and "steps" in result.reason
+    assert len(server.requests) == 2 and result.cost.steps == 2 and result.patch == ""
+
+
+def test_usd_budget_with_the_config_price_table(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    # litellm has no price for this model: the agent's table gives 1000 USD per million tokens each way
+    server = serve([reply(NEVER_DONE, prompt_tokens=80, completion_tokens=20)] * 6)
+    model = "Qwen/Qwen2.5-Coder-7B-Instruct"  # a server's own name, slash included
+    agent = agent_for(server, model=model, price_in_per_mtok=1000.0, price_out_per_mtok=1000.0)
+    result = agent.run(box, task, "", Budget(max_money_usd=0.25), seed=0)
+    assert result.status == "budget_exhausted" and "USD" in result.reason
+    assert len(server.requests) == 3  # 0.1 USD a call: checked before each, stops once 0.3 >= 0.25
+    assert result.cost.money_usd == pytest.approx(0.3)
+    assert server.requests[0]["model"] == model
+
+
+def test_token_budget(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve([reply(NEVER_DONE, prompt_tokens=300, completion_tokens=50)] * 5)
+    result = agent_for(server).run(box, task, "", Budget(max_tokens=600), seed=0)
+    assert result.status == "budget_exhausted" and "tokens" in result.reason
+    assert len(server.requests) == 2 and result.cost.tokens_in + result.cost.tokens_out == 700
+
+
+def test_wall_clock_budget_cuts_the_running_command(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve([reply("Waiting for it.\n\n```bash\nsleep 60\n```")] * 3)
+    result = agent_for(server).run(box, task, "", Budget(max_wall_s=3.0), seed=0)
+    assert result.status == "budget_exhausted" and "wall seconds" in result.reason
+    assert len(server.requests) == 1 and "(timed out)" in result.trajectory[0]
+    assert result.cost.wall_s >= 3.0
+    assert result.visible is None and result.cost.test_runs == 0  # no test run past the budget
+
+
+def test_endpoint_down_raises_endpoint_error(box: Sandbox, task: TaskInstance) -> None:
+    agent = agent_for(None, max_retries=1)
+    with pytest.raises(EndpointError, match="unreachable after 2 attempts") as err:
+        agent.run(box, task, "", Budget(), seed=0)
+    assert is_infrastructure_failure(err.value)
+
+
+@pytest.mark.slow
+def test_collect_stores_the_real_run_and_never_the_endpoint_fault(
+    serve: Any, fixture_repo: Any, fixture_task: TaskInstance, tmp_path: Any
+) -> None:
+    """Through ``collect`` (a worker process): the replayed run is stored with its identity and costs;
+    the run against a dead endpoint is a failed job, and nothing of it is in the store."""
+    server = serve(recorded("llm_fix_clamp.json"))
+    common = {"api_key_env": KEY_ENV, "max_retries": 0, "model": "gpt-4o-mini"}
+    specs = [
+        AgentSpec(
+            "llm-replay", "hrm_spawn.envs.agents.llm:LLMAgent", {**common, "base_url": server.base_url}
+        ),
+        AgentSpec(
+            "llm-down",
+            "hrm_spawn.envs.agents.llm:LLMAgent",
+            {**common, "base_url": agent_for(None).config.base_url},
+        ),
+    ]
+    register_agent_specs(specs)  # in this process only: the worker builds the agents from the slots' specs
+    try:
+        store = OutcomeStore(tmp_path / "store.db")
+        counts = collect(
+            [fixture_task],
+            ["llm-replay", "llm-down"],
+            store,
+            workers=1,
+            depth=0,
+            sandbox_config=SandboxConfig(),
+            progress=False,
+        )
+    finally:
+        unregister_agent_specs(["llm-replay", "llm-down"])
+    assert (counts.ran, counts.failed) == (1, 1)
+    assert "llm-down" in counts.errors[0] and "unreachable" in counts.errors[0]
+    keys = store.keys()
+    assert [k.agent for k in keys] == ["llm-replay"]  # the endpoint fault is not an outcome
+    key = next(iter(keys))
+    assert key.agent_version == build_agent(specs[0]).version
+    outcome = store.get(key)
+    assert outcome is not None and outcome.evaluation.resolved
     assert (
-        endpoint.requests[1]["messages"][-1]["content"].rstrip()
-        == "exit code: 0\ndef add(a, b):\n    return a - b"
+        outcome.result.cost.tokens_in > 0
+        and outcome.result.cost.money_usd > 0
+        and outcome.result.cost.steps == 5
     )
-    assert endpoint.requests[3]["messages"][-1]["content"].rstrip() == "exit code: 0\n5"
 
 
-def test_turn_and_token_budgets_stop_the_loop(serve: Any, sandbox: Sandbox) -> None:
-    endpoint = serve(recorded("llm_never_submits.json"))
-    result = agent_for(endpoint).run(sandbox, TASK, "", Budget(max_turns=2), seed=0)
-    assert result.status == "budget_exhausted" and "2 turns" in result.reason
-    assert len(endpoint.requests) == 2 and result.patch == ""
+def test_server_errors_are_retried_then_raised(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve([{"_status": 500}, {"_status": 503}])
+    with pytest.raises(EndpointError, match="HTTP 503 after 2 attempts"):
+        agent_for(server, max_retries=1).run(box, task, "", Budget(), seed=0)
+    assert len(server.requests) == 2
 
-    endpoint = serve(recorded("llm_never_submits.json"))
-    result = agent_for(endpoint, max_turns=10).run(sandbox, TASK, "", Budget(max_tokens=400), seed=0)
-    # 200+12 tokens after the first reply, 472 after the second: the budget is checked before each request
-    assert result.status == "budget_exhausted" and len(endpoint.requests) == 2
-    assert result.cost.tokens_in + result.cost.tokens_out == 484
+    server = serve([{"_status": 502}, *recorded("llm_fix_clamp.json")])  # one blip, then the run goes on
+    result = agent_for(server, max_retries=1).run(box, task, "", Budget(), seed=0)
+    assert result.status == "ok" and len(server.requests) == 6
 
-    endpoint = serve(recorded("llm_never_submits.json"))
-    result = agent_for(endpoint, max_turns=1).run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "budget_exhausted" and len(endpoint.requests) == 1
+    server = serve([{"_status": 401}])
+    with pytest.raises(EndpointError, match="refused the API key"):
+        agent_for(server, max_retries=3).run(box, task, "", Budget(), seed=0)
+    assert len(server.requests) == 1  # a refused key is not worth a retry
 
 
-def test_start_patch_is_applied_and_kept(serve: Any, sandbox: Sandbox) -> None:
-    start = (
-        "diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n--- /dev/null\n+++ b/notes.txt\n"
-        "@@ -0,0 +1 @@\n+partial fix from another agent\n"
+def test_slow_endpoint_times_out_as_endpoint_error(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    server = serve([{**reply(NEVER_DONE), "_delay_s": 5.0}])
+    with pytest.raises(EndpointError, match="did not answer within 0.5 s"):
+        agent_for(server, request_timeout_s=0.5).run(box, task, "", Budget(), seed=0)
+
+
+def test_replies_without_one_command_end_the_run(serve: Any, box: Sandbox, task: TaskInstance) -> None:
+    two = "First this:\n```bash\nls\n```\nthen that:\n```bash\npwd\n```"
+    server = serve([reply("I think the bug is in clamp."), reply(two), reply("Done, I believe.")])
+    result = agent_for(server, max_format_errors=3).run(box, task, "", Budget(), seed=0)
+    assert result.status == "error" and "3 replies in a row" in result.reason
+    assert "exactly one ```bash block (0 found)" in server.requests[1]["messages"][-1]["content"]
+    assert "(2 found)" in server.requests[2]["messages"][-1]["content"]
+    assert result.cost.steps == 3 and result.cost.tokens_in == 300
+
+
+def test_delegation_applies_the_start_patch_and_summarises_it(
+    serve: Any, box: Sandbox, task: TaskInstance
+) -> None:
+    start = agent_for(serve(recorded("llm_wrong_fix.json"))).run(box, task, "", Budget(), seed=0).patch
+    box.reset()
+    server = serve(recorded("llm_fix_clamp.json"))
+    result = agent_for(server).run(box, task, start, Budget(), seed=1)
+    intro = server.requests[0]["messages"][1]["content"]
+    assert "An earlier attempt" in intro and "calc/compare.py (+1 -1)" in intro
+    assert "+    if value <= low:" in intro
+    assert f"0 of the {len(task.FAIL_TO_PASS)} failing tests pass" in intro
+    # the candidate contains both the earlier change and the fix
+    assert "+    if value <= low:" in result.patch and "+    if value > high:" in result.patch
+    assert result.cost.test_runs == 2  # the start patch's tests and the visible check
+
+
+def test_a_start_patch_that_does_not_apply_is_an_error_outcome(box: Sandbox, task: TaskInstance) -> None:
+    stale = "--- a/calc/compare.py\n+++ b/calc/compare.py\n@@ -1,1 +1,1 @@\n-no such line\n+x\n"
+    result = agent_for(None).run(box, task, stale, Budget(), seed=0)  # fails before any model call
+    assert result.status == "error" and "PatchApplyError" in result.reason and result.patch == ""
+
+
+def test_identity_changes_with_behaviour_only() -> None:
+    base = LLMAgent(model="gpt-4o-mini")
+    assert base.version.startswith("2+")
+    assert LLMAgent(model="gpt-4o").version != base.version  # two models never share outcomes
+    assert LLMAgent(model="gpt-4o-mini", temperature=0.7).version != base.version
+    assert LLMAgent(model="gpt-4o-mini", system_template="Fix it.").version != base.version
+    # where and how the endpoint is reached is not behaviour
+    same = LLMAgent(model="gpt-4o-mini", api_key_env="OTHER", request_timeout_s=5, max_retries=0)
+    assert same.version == base.version
+    local = LLMAgent(model="qwen2.5-coder", base_url="http://127.0.0.1:8000/v1")
+    assert local.version == LLMAgent(model="qwen2.5-coder", base_url="http://10.0.0.2:8080/v1").version
+    assert (
+        local.version != LLMAgent(model="qwen2.5-coder", base_url="http://x/v1", endpoint_family="q4").version
     )
-    endpoint = serve(recorded("llm_fix_calc.json"))
-    result = agent_for(endpoint).run(sandbox, TASK, start, Budget(), seed=0)
-    assert result.status == "ok"
-    assert "+partial fix from another agent" in result.patch and "+    return a + b" in result.patch
+    assert LLMAgent(model="gpt-4o-mini").version == base.version  # stable across instances
 
 
-def test_unreachable_endpoint_is_an_error_not_a_crash(sandbox: Sandbox) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    agent = LLMAgent(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, request_timeout_s=5)
-    result = agent.run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "error"
-    assert result.reason.startswith(f"endpoint unreachable: http://127.0.0.1:{port}/v1")
-    assert result.patch == "" and result.cost.tokens_in == 0
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ValueError, match="temprature"):
+        LLMConfig.model_validate({"temprature": 0.2})
+    with pytest.raises(ValueError, match="max_retries"):
+        LLMAgent(max_retries=-1)
 
 
-def test_http_error_and_slow_endpoint(serve: Any, sandbox: Sandbox) -> None:
-    endpoint = serve([{"_status": 500}])
-    result = agent_for(endpoint).run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "error" and "HTTP 500" in result.reason
-
-    endpoint = serve([{"_status": 401}])
-    result = agent_for(endpoint).run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "error" and "$TEST_LLM_KEY" in result.reason
-
-    endpoint = serve(recorded("llm_fix_calc.json"), delay_s=5.0)
-    started = time.monotonic()
-    result = agent_for(endpoint, request_timeout_s=0.3).run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "timeout" and "0.3 s" in result.reason
-    assert time.monotonic() - started < 4.0  # gave up on the request, did not wait for the reply
+def test_cut_middle_keeps_both_ends() -> None:
+    text = "\n".join(str(i) for i in range(5000))
+    cut = cut_middle(text, 400)
+    assert cut.startswith("0\n1\n2\n") and cut.endswith("4998\n4999")
+    assert "characters left out" in cut and len(cut) < 460
+    assert cut_middle("short", 400) == "short"
 
 
-def test_reply_without_command_or_usage(serve: Any, sandbox: Sandbox) -> None:
-    chatty, submit = recorded("llm_fix_calc.json")[0], recorded("llm_fix_calc.json")[3]
-    chatty = {
-        **chatty,
-        "choices": [{**chatty["choices"][0], "message": {"role": "assistant", "content": "Hmm."}}],
-    }
-    del chatty["usage"]
-    endpoint = serve([chatty, submit])
-    result = agent_for(endpoint).run(sandbox, TASK, "", Budget(), seed=0)
-    assert result.status == "ok" and result.patch == ""
-    assert "No command found" in endpoint.requests[1]["messages"][-1]["content"]
-    assert result.cost.tokens_in == submit["usage"]["prompt_tokens"]
-    assert any("no token usage" in line for line in result.trajectory)
+def test_litellm_imports_offline() -> None:
+    import os
 
+    from hrm_spawn.envs.agents.mini_imports import litellm
 
-def test_command_timeout_and_long_output_go_back_to_the_model(serve: Any, sandbox: Sandbox) -> None:
-    base = recorded("llm_never_submits.json")[0]
-
-    def says(text: str) -> dict[str, Any]:
-        return {
-            **base,
-            "choices": [{**base["choices"][0], "message": {"role": "assistant", "content": text}}],
-        }
-
-    endpoint = serve([says("```bash\nsleep 5\n```"), says("```bash\nseq 1 5000\n```"), says("SUBMIT")])
-    result = agent_for(endpoint, command_timeout_s=0.5, max_observation_chars=400).run(
-        sandbox, TASK, "", Budget(), seed=0
-    )
-    assert result.status == "ok"
-    assert endpoint.requests[1]["messages"][-1]["content"].startswith("timed out: stopped after 0.5 s")
-    long_output = endpoint.requests[2]["messages"][-1]["content"]
-    assert long_output.startswith("exit code: 0\n1\n2\n") and long_output.rstrip().endswith("4999\n5000")
-    assert "characters cut" in long_output and len(long_output) < 500
-
-
-def test_extract_command() -> None:
-    assert extract_command("do this\n```bash\nls -la\n```\nthen") == "ls -la"
-    assert extract_command("```\ngit status\n```") == "git status"
-    assert extract_command("```python\nprint(1)\n```") is None
-    assert extract_command("SUBMIT") is None
+    module = litellm()
+    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"  # no fetch of the price map at import
+    assert "gpt-4o-mini" in module.model_cost

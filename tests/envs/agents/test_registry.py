@@ -11,15 +11,20 @@ import pytest
 from hrm_spawn.envs.agents.base import Agent, AgentSpec
 from hrm_spawn.envs.agents.registry import (
     AGENT_SPECS,
+    AGENTS_ENV,
     ENTRY_POINT_GROUP,
     AgentNotFoundError,
+    build_agent,
     get_agent,
     get_spec,
     list_agents,
     load_agent_specs,
+    register_agent_specs,
+    unregister_agent_specs,
 )
 from hrm_spawn.envs.agents.repair import RepairAgent
-from hrm_spawn.envs.config import CONFIG_DIR
+from hrm_spawn.envs.collect import AgentSlot, resolve_agents
+from hrm_spawn.envs.config import CONFIG_DIR, ConfigError
 from hrm_spawn.envs.results import Budget
 
 PLUGIN = '''
@@ -82,8 +87,9 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_entry_point_agent_from_outside_the_package_is_found_and_run(plugin_dist, sandbox, bug_task):
     assert plugin_dist in list_agents()
+    assert get_agent(plugin_dist).version == "7"  # no kwargs: the class's own version
     agent = get_agent(plugin_dist, greeting="hello-plugin")
-    assert agent.name == "echo" and agent.version == "7"
+    assert agent.name == "echo" and agent.version.startswith("7+cfg.")  # kwargs are identity
     assert get_spec(plugin_dist).budget.max_validations == 3
     task = bug_task("operators")
     sandbox.prepare(task)
@@ -125,3 +131,118 @@ def test_repair_agent_rejects_bad_settings():
         RepairAgent(families=["telepathy"])
     with pytest.raises(ValueError):
         RepairAgent(max_lines=0)
+
+
+MY_AGENTS = """\
+agents:
+  - name: my-llm
+    cls: hrm_spawn.envs.agents.llm:LLMAgent
+    kwargs: {model: gpt-4o-mini, temperature: 0.0}
+    budget: {max_turns: 12, max_money_usd: 0.5}
+  - name: my-repair
+    cls: hrm_spawn.envs.agents.repair:RepairAgent
+    kwargs: {families: [operators], max_lines: 20}
+    budget: {max_validations: 30}
+"""
+
+
+def test_builtin_identities_are_unchanged():
+    """Stores keyed on the repair agents' versions stay valid: identity changes only with their settings."""
+    for name in AGENT_SPECS:
+        assert get_agent(name).version == RepairAgent.version, name
+    for name, spec in load_agent_specs("agents/default").items():  # the preset that mirrors them
+        assert build_agent(spec).version == RepairAgent.version, name
+    changed = get_agent("op-flip", max_lines=3)
+    assert changed.version.startswith(f"{RepairAgent.version}+cfg.") and changed.max_lines == 3
+    assert get_agent("op-flip", max_lines=3).version == changed.version  # stable
+    assert get_agent("op-flip", max_lines=4).version != changed.version
+
+
+def test_agents_file_with_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "agents.yaml"
+    path.write_text(MY_AGENTS)
+    specs = load_agent_specs(path)
+    assert set(specs) == {"my-llm", "my-repair"} and specs["my-llm"].budget.max_turns == 12
+    llm, repair = build_agent(specs["my-llm"]), build_agent(specs["my-repair"])
+    assert llm.name == "my-llm" and llm.config.model == "gpt-4o-mini"
+    assert repair.version.startswith(f"{RepairAgent.version}+cfg.")  # kwargs of a new name are identity
+
+    other = load_agent_specs(path, ["agents.my-llm.kwargs.model=gpt-4o", "agents.my-llm.budget.max_turns=40"])
+    assert other["my-llm"].kwargs["model"] == "gpt-4o" and other["my-llm"].budget.max_turns == 40
+    assert build_agent(other["my-llm"]).version != llm.version  # another model: never the same outcomes
+    budget_only = load_agent_specs(path, ["agents.my-llm.budget.max_turns=40"])["my-llm"]
+    assert build_agent(budget_only).version != llm.version  # the step limit is identity too
+
+    with pytest.raises(ConfigError, match="no agent 'nobody'"):
+        load_agent_specs(path, ["agents.nobody.kwargs.model=x"])
+    with pytest.raises(ValueError, match="temprature"):  # an LLM kwarg misspelt: the key is named
+        build_agent(load_agent_specs(path, ["agents.my-llm.kwargs.temprature=1"])["my-llm"])
+
+    # found by name in any process through the environment variable
+    monkeypatch.setenv(AGENTS_ENV, str(path))
+    assert "my-llm" in list_agents() and get_agent("my-llm").version == llm.version
+    monkeypatch.setenv(AGENTS_ENV, str(tmp_path / "missing.yaml"))
+    with pytest.raises(AgentNotFoundError, match="missing.yaml"):
+        list_agents()
+
+
+def test_agents_file_errors_name_the_entry(tmp_path: Path):
+    path = tmp_path / "agents.yaml"
+    path.write_text("agents:\n  - {cls: 'a:B'}\n")
+    with pytest.raises(ValueError, match=r"agents\[0\] needs a 'name'"):
+        load_agent_specs(path)
+    path.write_text("agents:\n  - {name: x, cls: 'a:B'}\n  - {name: x, cls: 'a:C'}\n")
+    with pytest.raises(ValueError, match="used twice"):
+        load_agent_specs(path)
+    path.write_text("agent:\n  x: {cls: 'a:B'}\n")
+    with pytest.raises(ValueError, match="top-level 'agents'"):
+        load_agent_specs(path)
+
+
+def test_two_model_preset_loads_and_validates():
+    specs = load_agent_specs("agents/llm-two-models")
+    assert set(specs) == {"llm-cheap", "llm-strong"}
+    cheap, strong = (build_agent(specs[n]) for n in ("llm-cheap", "llm-strong"))
+    assert cheap.config.base_url and cheap.config.litellm_model().startswith("openai/")
+    assert cheap.config.price_in_per_mtok is not None  # a self-hosted model needs the price table
+    assert strong.config.base_url is None and strong.config.api_key_env == "OPENAI_API_KEY"
+    assert cheap.version != strong.version
+    assert specs["llm-cheap"].budget.max_money_usd < specs["llm-strong"].budget.max_money_usd
+    # shipped presets are known by name, so an env config can list them
+    assert {"llm-cheap", "llm-strong"} <= set(list_agents())
+    assert get_agent("llm-cheap").version == cheap.version
+
+
+def test_slots_carry_the_spec_to_other_processes(tmp_path: Path):
+    path = tmp_path / "agents.yaml"
+    path.write_text(MY_AGENTS)
+    specs = load_agent_specs(path, ["agents.my-llm.kwargs.temperature=0.3"])
+    register_agent_specs(specs)
+    try:
+        slot = resolve_agents(["my-llm", "op-flip"])
+        assert slot[0].spec == specs["my-llm"] and slot[0].version == build_agent(specs["my-llm"]).version
+        assert slot[1].version == RepairAgent.version
+    finally:
+        unregister_agent_specs(specs)
+    # a worker rebuilds the agent from the spec alone (the registration is gone, as in a new process)
+    with pytest.raises(AgentNotFoundError):
+        get_spec("my-llm")
+    shipped = AgentSlot(slot[0].name, slot[0].version, slot[0].budget, spec=slot[0].spec)
+    assert shipped.get_agent().version == slot[0].version and shipped.get_agent().config.temperature == 0.3
+
+
+def test_agents_command_prints_identities(capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from hrm_spawn.trainers.cli import main
+
+    assert main(["agents", "--file", "agents/llm-two-models", "agents.llm-strong.kwargs.model=gpt-4.1"]) == 0
+    rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == {"llm-cheap", "llm-strong"}
+    assert rows["llm-cheap"]["version"] == get_agent("llm-cheap").version
+    assert rows["llm-strong"]["version"] != get_agent("llm-strong").version  # the override is identity
+    assert rows["llm-strong"]["budget"]["max_turns"] == 50
+    assert main(["agents", "agents.llm-strong.kwargs.model=x"]) == 2  # overrides need --file
+    assert main(["agents"]) == 0
+    names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
+    assert names[:5] == list(AGENT_SPECS) and {"llm-cheap", "llm-strong"} <= set(names)
