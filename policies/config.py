@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from hrm_spawn.envs.config import StrictModel
+from hrm_spawn.core.config import StrictModel
 
 
 class HRMConfig(StrictModel):

@@ -21,7 +21,7 @@ import torch
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from hrm_spawn.envs.config import load_config
+from hrm_spawn.core.config import load_config
 from hrm_spawn.policies.config import HRMConfig
 from hrm_spawn.policies.hrm import HRMCore, resolve_dtype
 

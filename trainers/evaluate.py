@@ -216,7 +216,7 @@ def evaluate(
     if mode != "replay":
         _run_live(ckpt, env_cfg, split, mode, dev)
         train, test = replay_sets(env_cfg, split)  # re-read: the store now has the new outcomes
-    make_actor = load_actor(ckpt, test.observation_space, 1 + 2 * len(test.spec.agents), dev)
+    make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev)
     lam_range = config.lam
     if lam is None:
         lam = (lam_range.low + lam_range.high) / 2
