@@ -26,8 +26,10 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
+from gymnasium import spaces
 
-from hrm_spawn.envs.features import cost_share
+from hrm_spawn.core.tokenizer import VOCAB_SIZE
+from hrm_spawn.envs.features import cost_share, num_features
 
 HALT = 0
 NO_CANDIDATE = -1.0  # best visible pass-rate before any candidate
@@ -87,6 +89,17 @@ class ActionLayout:
         """The agent index of each action (halt rows get 0; mask them with ``actions != HALT``)."""
         k = np.where(self.is_spawn(actions), actions - 1, actions - 1 - self.num_agents)
         return np.clip(k, 0, self.num_agents - 1)
+
+
+def observation_space(layout: ActionLayout, seq_len: int) -> spaces.Dict:
+    """``Dict(tokens, features, action_mask)``: what every spawn env shows its policy."""
+    return spaces.Dict(
+        {
+            "tokens": spaces.Box(0, VOCAB_SIZE - 1, (seq_len,), np.int64),
+            "features": spaces.Box(-np.inf, np.inf, (num_features(layout.num_agents),), np.float32),
+            "action_mask": spaces.MultiBinary(layout.n),
+        }
+    )
 
 
 @dataclass(frozen=True)

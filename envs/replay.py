@@ -285,7 +285,9 @@ class BatchedReplayEnv:
             obs["tokens"] = self.tokens.copy()
         return obs
 
-    def step(self, actions: np.ndarray):
+    def step(self, actions: np.ndarray, final_obs: bool = False):
+        """One step of every row; with ``final_obs``, ``final["obs"]`` holds the rows' last observation
+        before their auto-reset (vector-env wrappers hand it on as the terminal observation)."""
         actions = np.asarray(actions, np.int64)
         mask = self.action_masks()
         if (
@@ -358,6 +360,8 @@ class BatchedReplayEnv:
             "steps": np.where(done, self.step_no, 0),
             "ret": np.where(done, self.ret, 0.0),
         }
+        if final_obs:
+            final["obs"] = self.observe()  # before the reset below; only the done rows are read
         self.reset_envs(np.flatnonzero(done))
         return self.observe(), reward, halt, truncated, final
 

@@ -27,7 +27,6 @@ import numpy as np
 from gymnasium import spaces
 
 from hrm_spawn.core.config import build_config
-from hrm_spawn.core.tokenizer import VOCAB_SIZE
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
 from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-exported: their old home)
@@ -39,7 +38,7 @@ from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-expor
 )
 from hrm_spawn.envs.episode import JobOutcome
 from hrm_spawn.envs.jobs import AgentSlot, job_key, resolve_agents, run_job
-from hrm_spawn.envs.replay import TaskTable, build_task_table, cost_unit_s, job_outcome
+from hrm_spawn.envs.replay import Replay, TaskTable, build_task_table, check_tables, cost_unit_s, job_outcome
 from hrm_spawn.envs.store import CLEAN, OutcomeStore
 from hrm_spawn.envs.tasks import TaskInstance
 
@@ -163,13 +162,7 @@ class SpawnEnv(gym.Env):
             self._load_tables()
         self.n_actions = self.layout.n
         self.action_space = MaskedDiscrete(self.n_actions, self.action_masks)
-        self.observation_space = spaces.Dict(
-            {
-                "tokens": spaces.Box(0, VOCAB_SIZE - 1, (cfg.seq_len,), np.int64),
-                "features": spaces.Box(-np.inf, np.inf, (F.num_features(self.K),), np.float32),
-                "action_mask": spaces.MultiBinary(self.n_actions),
-            }
-        )
+        self.observation_space = E.observation_space(self.layout, cfg.seq_len)
         self._slots_hist = F.history_slots(cfg.seq_len, cfg.max_steps)
         self._static: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # instance id -> tokens, task features
         self._sandbox = None
@@ -188,15 +181,7 @@ class SpawnEnv(gym.Env):
     def _load_tables(self) -> None:
         for task in self.tasks:
             self._tables[task.instance_id] = build_task_table(task, self.store, self.slots)
-        empty = [t for t, tb in self._tables.items() if not tb.outcomes]
-        if len(empty) == len(self.tasks):
-            stored = sorted({f"{k.agent}@{k.agent_version}" for k in self.store.keys()})[:10]  # noqa: SIM118 (a store, not a dict)
-            raise ValueError(
-                f"SpawnEnv replay: the store {self.store.path} has no outcomes for these tasks and "
-                f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect); "
-                f"it holds {stored or 'nothing'}: a collect with a budget override records "
-                "'name@version+budget.<hash>', so pass the same budget.* overrides here"
-            )
+        check_tables(list(self._tables.values()), self.store, self.slots)
 
     def task_table(self, instance_id: str) -> TaskTable:
         """The per-task outcome table (built from the store on first use) for fast replay."""
@@ -209,6 +194,11 @@ class SpawnEnv(gym.Env):
 
     def tables(self) -> list[TaskTable]:
         return [self.task_table(t.instance_id) for t in self.tasks]
+
+    def replay(self) -> Replay:
+        """This env's tasks, their outcome tables from its store, and its rules (for batched replay,
+        the baselines and the oracle); in cached/live mode, what the store holds so far."""
+        return Replay(list(self.tasks), self.tables(), self.rules)
 
     # -- episode -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -22,7 +22,7 @@ from hrm_spawn.trainers.quickstart import QuickstartConfig
 def test_presets_load_and_resolve_policy_preset() -> None:
     cfg = load_config(TrainConfig, "trainers/act_q", ["policy.hidden_size=32", "act_q.iterations=3"])
     assert cfg.policy.hidden_size == 32 and cfg.policy.H_layers == 1  # the rest from policy/hrm-tiny
-    assert cfg.act_q.iterations == 3 and cfg.env["mode"] == "replay"
+    assert cfg.act_q.iterations == 3 and cfg.env.mode == "replay"
     assert load_config(TrainConfig, "trainers/ppo").algo == "ppo"
     assert (
         load_config(QuickstartConfig, "quickstart-tiny").tasks.max_bugs
