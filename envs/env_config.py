@@ -25,6 +25,8 @@ DEFAULT_AGENTS = ["op-flip", "swap", "const", "cond", "broad"]
 
 
 class EnvConfig(StrictModel):
+    """The built-in env's settings: SpawnEnv's keyword arguments, ``TrainConfig.env``, ``env/*.yaml``."""
+
     tasks: str | None = None  # task file (JSON, JSONL, parquet, datasets dir)
     split: Literal["all", "train", "heldout"] = "all"
     heldout_fraction: float = Field(0.25, ge=0.0, le=1.0)

@@ -287,7 +287,8 @@ class BatchedReplayEnv:
 
     def step(self, actions: np.ndarray, final_obs: bool = False):
         """One step of every row; with ``final_obs``, ``final["obs"]`` holds the rows' last observation
-        before their auto-reset (vector-env wrappers hand it on as the terminal observation)."""
+        before their auto-reset when any row finished (vector-env wrappers hand it on as the terminal
+        observation)."""
         actions = np.asarray(actions, np.int64)
         mask = self.action_masks()
         if (
@@ -360,7 +361,7 @@ class BatchedReplayEnv:
             "steps": np.where(done, self.step_no, 0),
             "ret": np.where(done, self.ret, 0.0),
         }
-        if final_obs:
+        if final_obs and done.any():
             final["obs"] = self.observe()  # before the reset below; only the done rows are read
         self.reset_envs(np.flatnonzero(done))
         return self.observe(), reward, halt, truncated, final
