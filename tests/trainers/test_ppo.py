@@ -7,7 +7,6 @@ import math
 
 import pytest
 from fixtures.tiny_policy import TINY_POLICY
-
 from stable_baselines3.common.callbacks import BaseCallback
 
 from hrm_spawn.envs.config import build_config
@@ -100,7 +99,9 @@ def test_ppo_as_sb3_users_expect(replay_data, tmp_path) -> None:
     obs = model.observation_space.sample()
     mask = np.zeros(model.action_space.n, bool)
     mask[0] = True
-    action, _ = model.predict({k: v[None] for k, v in obs.items()}, action_masks=mask[None], deterministic=True)
+    action, _ = model.predict(
+        {k: v[None] for k, v in obs.items()}, action_masks=mask[None], deterministic=True
+    )
     assert action.tolist() == [0]
     events = EventAccumulator(str(tmp_path / "run" / "tb" / "ppo"))
     events.Reload()
