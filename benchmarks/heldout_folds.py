@@ -220,7 +220,7 @@ def main() -> int:
             + f"  {r['folds_hull_beats_best_cascade']}/{len(r['folds'])}"
         )
     first = results[next(iter(results))]
-    tasks = Path(load_config(TrainConfig, args.config).env["tasks"]).stem
+    tasks = Path(load_config(TrainConfig, args.config).env.tasks).stem
     kind = f"heldout_cv{args.folds}" if args.folds else "heldout_folds"
     write_result(
         f"{kind}_{tasks}_hull_vs_best_cascade",

@@ -22,13 +22,14 @@ sys.path.insert(0, str(ROOT))
 from _results import write_result  # noqa: E402
 
 from hrm_spawn.envs.config import load_config  # noqa: E402
+from hrm_spawn.envs.episode import ActionLayout  # noqa: E402
 from hrm_spawn.envs.features import num_features  # noqa: E402
 from hrm_spawn.policies.config import HRMConfig  # noqa: E402
 from hrm_spawn.policies.hrm import resolve_dtype  # noqa: E402
 from hrm_spawn.policies.layers import attention_backend  # noqa: E402
 from hrm_spawn.policies.spawn_policy import SpawnPolicy  # noqa: E402
 
-NUM_ACTIONS, NUM_FEATURES = 1 + 2 * 4, num_features(4)  # K = 4 agents, the env's feature layout
+NUM_ACTIONS, NUM_FEATURES = ActionLayout(4).n, num_features(4)  # K = 4 agents, the env's feature layout
 
 # hrm-tiny CPU goal: a PPO update on 2 shared cores with n_steps=256 x 4 epochs is 1024 forward+backward
 # samples; at 200 samples/s that is ~5 s, keeping training time dominated by the sandbox, not the policy.

@@ -35,7 +35,6 @@ from _results import skip, write_result  # noqa: E402
 from heldout_folds import latest_quickstart_config  # noqa: E402
 
 from hrm_spawn.envs.config import load_config  # noqa: E402
-from hrm_spawn.envs.spawn_env import load_env_config  # noqa: E402
 from hrm_spawn.trainers.bayes_tree import kind_key, run_tree  # noqa: E402
 from hrm_spawn.trainers.config import TrainConfig  # noqa: E402
 from hrm_spawn.trainers.evaluate import (  # noqa: E402
@@ -112,7 +111,7 @@ def main() -> int:
             skip("learnability: no quickstart run under the data dir; run `make quickstart` first")
         args.config = str(found)
     config = load_config(TrainConfig, args.config)
-    env = load_env_config({**config.env, "split": "all"})
+    env = config.env.model_copy(update={"split": "all"})
     _, everything = replay_sets(env, "all")
     in_sample = figures(report_for(everything, everything, args.reveal_kind))
     reports = []
@@ -131,7 +130,7 @@ def main() -> int:
     print("held out, per λ: tree score vs the best other policy's")
     for row in heldout["per_lambda"]:
         print(f"  λ {row['lam']:.4f}: {row['tree']:7.3f} vs {row['other']:7.3f} ({row['best_other']})")
-    tasks = Path(config.env["tasks"]).stem
+    tasks = Path(config.env.tasks).stem
     write_result(
         f"learnability_{tasks}" + ("_kind_revealed" if args.reveal_kind else ""),
         heldout["tree_hull"] / max(in_sample["tree_hull"], 1e-9),

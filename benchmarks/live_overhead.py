@@ -46,7 +46,7 @@ def main() -> None:
     rows = []
     for k in range(len(AGENTS)):
         start = time.perf_counter()
-        env.step(1 + k)
+        env.step(env.layout.spawn(k))
         wall = time.perf_counter() - start
         outcome = env.store.get(
             next(

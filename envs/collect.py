@@ -13,121 +13,33 @@ one Sandbox; the parent process alone decides the jobs of the next round.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing as mp
 import os
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
 from hrm_spawn.envs.agents.base import AgentSpec
-from hrm_spawn.envs.config import StrictModel
 from hrm_spawn.envs.results import Budget
-from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
+from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
 
 if TYPE_CHECKING:
-    from hrm_spawn.envs.agents.base import Agent
-    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
+    from hrm_spawn.envs.sandbox import SandboxConfig
     from hrm_spawn.envs.tasks import TaskInstance
 
 
-class BudgetOverrides(StrictModel):
-    """Limits applied to every agent on top of its own default budget (unset = keep the default)."""
-
-    max_validations: int | None = Field(None, ge=1)
-    max_sandbox_s: float | None = Field(None, gt=0)
-    max_turns: int | None = Field(None, ge=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_money_usd: float | None = Field(None, gt=0)
-
-    def given(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
-
-
-@dataclass
-class AgentSlot:
-    """One of the env's K agents: its name, the version the store keys on, its budget."""
-
-    name: str
-    version: str  # the store key's version: the agent's version, plus a budget tag when overridden
-    budget: Budget = field(default_factory=Budget)
-    agent: Agent | None = None  # built lazily: replay needs none
-    spec: AgentSpec | None = None  # how to build it in another process (configured agents, overrides)
-
-    def get_agent(self) -> Agent:
-        if self.agent is None:
-            from hrm_spawn.envs.agents.registry import build_agent, get_agent
-
-            self.agent = build_agent(self.spec) if self.spec is not None else get_agent(self.name)
-        return self.agent
-
-
-def resolve_agents(
-    names: Sequence[str], budget: BudgetOverrides | None = None, build: bool = True
-) -> list[AgentSlot]:
-    """Agent names (``name`` or ``name@version``) -> slots. ``name@version`` needs no agent code (replay)."""
-    if not names:
-        raise ValueError("agents: the list is empty; give at least one agent name")
-    if len(set(names)) != len(names):
-        raise ValueError(f"agents: duplicate names in {list(names)}")
-    overrides = (budget or BudgetOverrides()).given()
-    tag = ""
-    if overrides:
-        # a different budget gives different outcomes, so it is part of the key
-        tag = "+budget." + hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
-    slots = []
-    for entry in names:
-        name, _, version = entry.partition("@")
-        agent, spec = None, None
-        default_budget = Budget()
-        if not version or build:
-            from hrm_spawn.envs.agents.registry import build_agent, get_spec
-
-            spec = get_spec(name)
-            default_budget, agent = spec.budget, build_agent(spec)
-            version = version or agent.version
-        merged = Budget(**{**default_budget.to_dict(), **overrides})
-        slots.append(AgentSlot(name, version + tag, merged, agent, spec))
-    return slots
-
-
-def job_key(task_id: str, slot: AgentSlot, seed: int, start_patch: str) -> OutcomeKey:
-    return OutcomeKey(task_id, slot.name, slot.version, seed, patch_sha(start_patch))
-
-
-def run_job(
-    sandbox: Sandbox,
-    task: TaskInstance,
-    slot: AgentSlot,
-    seed: int,
-    start_patch: str,
-    store: OutcomeStore | None = None,
-) -> Outcome:
-    """One agent run from ``start_patch`` plus the hidden evaluation of its candidate.
-
-    A candidate that ``store`` already holds a judgement of (most often the empty patch of a run that
-    found nothing: two thirds of the quickstart's runs) is not run again: the tests are deterministic,
-    so the stored evaluation is copied, with ``duration_s`` 0 since no time went into it.
-    """
-    if getattr(sandbox, "task", None) is None or sandbox.task.instance_id != task.instance_id:
-        sandbox.prepare(task)
-    sandbox.reset()
-    result = slot.get_agent().run(sandbox, task, start_patch, slot.budget, seed)
-    result.agent, result.version, result.seed = slot.name, slot.version, seed
-    evaluation = store.find_evaluation(task.instance_id, result.patch) if store is not None else None
-    if evaluation is not None:
-        evaluation.duration_s = 0.0
-    else:
-        evaluation = sandbox.evaluate(result.patch)
-    return Outcome(result, evaluation, time.time())
-
+# The job records and runner live in envs/jobs.py (SpawnEnv needs them without collect's executor).
+from hrm_spawn.envs.jobs import (  # noqa: E402, F401  (re-exported for existing imports)
+    AgentSlot,
+    BudgetOverrides,
+    job_key,
+    resolve_agents,
+    run_job,
+)
 
 # -- worker processes --------------------------------------------------------------------------------
 

@@ -1,4 +1,7 @@
-"""Observation building shared by SpawnEnv and the batched replay env (so both give the same numbers).
+"""Observation layout and tokens shared by SpawnEnv and the batched replay env (the same numbers in both).
+
+The feature *values* are computed by envs/episode.py (``observation_features``); this module names them
+and builds the token rows.
 
 tokens: ``[cls] problem statement [sep] failing tests`` in the head, then a history region at the tail
 of ``R`` fixed-width entries (the most recent R agent returns, oldest first), one per spawn/delegate:
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hrm_spawn.envs.problem import FAILURE_KINDS, failure_kind_shares
-from hrm_spawn.policies.tokenizer import BYTE_OFFSET, ByteTokenizer
+from hrm_spawn.envs.tokenizer import BYTE_OFFSET, ByteTokenizer
 
 HIST_WIDTH = 24  # tokens per history entry
 GLOBAL_FEATURES = (
@@ -127,24 +130,3 @@ def push_history(tokens: np.ndarray, entry: np.ndarray, slots: int) -> None:
     start = tokens.shape[-1] - slots * HIST_WIDTH
     tokens[..., start : tokens.shape[-1] - HIST_WIDTH] = tokens[..., start + HIST_WIDTH :].copy()
     tokens[..., tokens.shape[-1] - HIST_WIDTH :] = entry
-
-
-def global_features(
-    lam: float,
-    step: int,
-    max_steps: int,
-    cost: float,
-    max_cost: float,
-    best_visible: float | None,
-    cost_bin: float = 0.0,
-) -> list[float]:
-    spent = float(cost_share(cost, max_cost, cost_bin))
-    return [
-        lam,
-        step / max_steps,
-        spent,
-        max(0.0, 1.0 - spent),
-        max(best_visible, 0.0) if best_visible is not None else 0.0,
-        1.0 if best_visible is not None else 0.0,
-        lam * max_cost,
-    ]

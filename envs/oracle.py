@@ -6,6 +6,9 @@ visible pass-rate); the set of runs made fixes the cost, so a breadth-first walk
 finds every reachable state with its cost, and the answer is the cheapest (then shortest) state whose
 submitted candidate has the best score. The sequence ends with halt unless a step or cost limit ends
 the episode first (which submits the same candidate).
+
+``State``, ``moves`` and ``advance`` are the replay dynamics of one task on its table, with the rules of
+envs/episode.py; the empirical-Bayes tree (trainers/bayes_tree.py) walks the same states.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hrm_spawn.envs.replay import JobOutcome, ReplaySpec, TaskTable
+from hrm_spawn.envs import episode as E
+from hrm_spawn.envs.episode import EpisodeRules, JobOutcome
+from hrm_spawn.envs.replay import TaskTable
 from hrm_spawn.envs.store import CLEAN
 
 _EPS = 1e-12
@@ -57,26 +62,34 @@ class OracleError(RuntimeError):
     pass
 
 
+JobKey = tuple[int, int, str]  # (agent index, seed, start sha): a TaskTable key
+
+
 @dataclass(frozen=True)
-class _State:
+class State:
+    """A replay state: runs made per agent, delegations per (agent, candidate), the best run's key."""
+
     spawns: tuple[int, ...]
     delegs: frozenset  # {((agent, sha), count)}
-    best: tuple[int, int, str] | None  # key of the job whose candidate is best
+    best: JobKey | None  # key of the job whose candidate is best
+
+    @classmethod
+    def start(cls, num_agents: int) -> State:
+        return cls((0,) * num_agents, frozenset(), None)
 
 
-def oracle(table: TaskTable, spec: ReplaySpec, max_states: int = 2_000_000) -> OracleResult:
-    K = len(spec.agents)
-    start = _State((0,) * K, frozenset(), None)
+def oracle(table: TaskTable, spec: EpisodeRules, max_states: int = 2_000_000) -> OracleResult:
+    start = State.start(len(spec.agents))
     # state -> (cost, steps, parent, action)
-    seen: dict[_State, tuple[float, int, _State | None, int]] = {start: (0.0, 0, None, 0)}
+    seen: dict[State, tuple[float, int, State | None, int]] = {start: (0.0, 0, None, 0)}
     queue = deque([start])
     while queue:
         state = queue.popleft()
         cost, steps, _, _ = seen[state]
-        if steps >= spec.max_steps or cost >= spec.max_cost:
+        if not E.within_limits(steps, cost, spec):
             continue  # a limit ended the episode here
-        for action, key, job in _moves(table, spec, state):
-            nxt = _advance(state, action, key, job, table, K)
+        for action, key, job in moves(table, spec, state):
+            nxt = advance(state, action, key, job, table, spec.layout)
             if nxt not in seen:
                 seen[nxt] = (cost + job.cost, steps + 1, state, action)
                 if len(seen) > max_states:
@@ -85,63 +98,66 @@ def oracle(table: TaskTable, spec: ReplaySpec, max_states: int = 2_000_000) -> O
     return _answer(table, spec, seen)
 
 
-def _best_job(table: TaskTable, state: _State) -> JobOutcome | None:
+def best_job(table: TaskTable, state: State) -> JobOutcome | None:
     return table.outcomes[state.best] if state.best else None
 
 
-def _moves(table: TaskTable, spec: ReplaySpec, state: _State):
-    K = len(spec.agents)
-    for k in range(K):
+def moves(table: TaskTable, spec: EpisodeRules, state: State):
+    """``(action, job key, run)`` of every spawn/delegate the masks allow whose outcome the table has.
+
+    The step and cost limits are the caller's to check (``episode.within_limits``).
+    """
+    layout = spec.layout
+    for k in range(layout.num_agents):
         key = (k, state.spawns[k], CLEAN)
-        if state.spawns[k] < spec.seeds_per_agent and key in table.outcomes:
-            yield 1 + k, key, table.outcomes[key]
-    best = _best_job(table, state)
-    if best is None or best.visible >= 1.0:
+        if E.spawn_open(state.spawns[k], spec) and key in table.outcomes:
+            yield layout.spawn(k), key, table.outcomes[key]
+    best = best_job(table, state)
+    if best is None or not E.can_delegate(best.visible):
         return
     counts = dict(state.delegs)
-    for k in range(K):
+    for k in range(layout.num_agents):
         seed = counts.get((k, best.sha), 0)
         key = (k, seed, best.sha)
-        if seed < spec.delegate_seeds and key in table.outcomes:
-            yield 1 + K + k, key, table.outcomes[key]
+        if E.delegate_open(seed, spec) and key in table.outcomes:
+            yield layout.delegate(k), key, table.outcomes[key]
 
 
-def _advance(
-    state: _State, action: int, key: tuple[int, int, str], job: JobOutcome, table: TaskTable, K: int
-) -> _State:
+def advance(
+    state: State, action: int, key: JobKey, job: JobOutcome, table: TaskTable, layout: E.ActionLayout
+) -> State:
+    """The state after running ``job`` (the outcome of ``action``, at table key ``key``)."""
     spawns, delegs = state.spawns, state.delegs
-    k = key[0]
-    if action <= K:
+    kind, k = layout.decode(action)
+    if kind == "spawn":
         spawns = spawns[:k] + (spawns[k] + 1,) + spawns[k + 1 :]
     else:
         counts = dict(delegs)
         counts[(k, key[2])] = key[1] + 1
         delegs = frozenset(counts.items())
-    best = state.best
-    current = _best_job(table, state)
-    if job.sha and (current is None or job.visible > current.visible):
-        best = key
-    return _State(spawns, delegs, best)
+    current = best_job(table, state)
+    improves = E.improves(bool(job.sha), job.visible, current.visible if current else E.NO_CANDIDATE)
+    return State(spawns, delegs, key if improves else state.best)
 
 
-def _answer(table: TaskTable, spec: ReplaySpec, seen: dict) -> OracleResult:
-    def score(state: _State) -> float:
-        job = _best_job(table, state)
+def _answer(table: TaskTable, spec: EpisodeRules, seen: dict) -> OracleResult:
+    def score(state: State) -> float:
+        job = best_job(table, state)
         return job.score(spec.reward) if job else 0.0
 
     top = max(score(s) for s in seen)
     goal = min((s for s in seen if score(s) >= top - _EPS), key=lambda s: (seen[s][0], seen[s][1]))
     actions: list[int] = []
-    node: _State | None = goal
+    node: State | None = goal
     while node is not None and seen[node][2] is not None:
         actions.append(seen[node][3])
         node = seen[node][2]
     actions.reverse()
     cost, steps = seen[goal][0], seen[goal][1]
-    if not (steps >= spec.max_steps or cost >= spec.max_cost):
-        actions.append(0)
-    job = _best_job(table, goal)
-    names = [_name(a, spec.agents) for a in actions]
+    if E.within_limits(steps, cost, spec):
+        actions.append(E.HALT)
+    job = best_job(table, goal)
+    names = [spec.layout.name(a, spec.agents) for a in actions]
     return OracleResult(
         table.instance_id,
         actions,
@@ -155,13 +171,6 @@ def _answer(table: TaskTable, spec: ReplaySpec, seen: dict) -> OracleResult:
     )
 
 
-def _name(action: int, agents: list[str]) -> str:
-    K = len(agents)
-    if action == 0:
-        return "halt"
-    return f"spawn {agents[action - 1]}" if action <= K else f"delegate {agents[action - 1 - K]}"
-
-
 def oracle_for_env(env: Any, instance_id: str) -> OracleResult:
     """The oracle for one task of a SpawnEnv (any mode: the table is read from its store)."""
-    return oracle(env.task_table(instance_id), ReplaySpec.from_config(env.config))
+    return oracle(env.task_table(instance_id), EpisodeRules(env.config))

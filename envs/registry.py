@@ -3,7 +3,10 @@
 Built-in: ``HRMSpawn/SWESmith-v0`` (SpawnEnv). Third-party packages add theirs through the entry-point
 group ``hrm_spawn.envs`` (``my-env = "pkg.mod:MyEnv"``), or call ``register`` at import time; any target
 may also be given as ``module:Class``. Registration goes to gymnasium's registry too, so
-``gymnasium.make(name)`` works.
+``gymnasium.make(name)`` works once this module is imported; without an import first, gymnasium 1.x's
+``"module:Id"`` form imports it: ``gymnasium.make("hrm_spawn.envs:HRMSpawn/SWESmith-v0", tasks=...,
+mode="replay")``. gymnasium's passive env checker stays on. ``gymnasium.make_vec`` of the built-in id
+gives the batched replay env (envs/vector.py) in replay mode.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def register(env_id: str, entry_point: str | Callable[..., gym.Env], **gym_kwarg
     """Register with this registry and gymnasium's (``entry_point``: ``module:Class`` or a callable)."""
     _REGISTRY[env_id] = entry_point
     if env_id not in gym.registry:
-        gym.register(id=env_id, entry_point=entry_point, disable_env_checker=True, **gym_kwargs)
+        gym.register(id=env_id, entry_point=entry_point, **gym_kwargs)
 
 
 def list_envs() -> list[str]:
@@ -68,4 +71,8 @@ def make(target: str, **kwargs: Any) -> gym.Env:
 
 
 # The built-in env; registered here (not only in envs/__init__) so importing hrm_spawn.envs.registry is enough.
-register(SPAWN_ENV_ID, "hrm_spawn.envs.spawn_env:SpawnEnv")
+register(
+    SPAWN_ENV_ID,
+    "hrm_spawn.envs.spawn_env:SpawnEnv",
+    vector_entry_point="hrm_spawn.envs.vector:make_vector_env",
+)

@@ -1,12 +1,16 @@
-"""Replay from the outcome store: per-task outcome tables and a batched numpy env.
+"""Replay from the outcome store: per-task outcome tables, ``load_replay`` and a batched numpy env.
 
 ``TaskTable`` is one task's outcomes, keyed by (agent index, seed, start-patch sha), reduced to what an
-episode needs (candidate sha, visible pass-rate, cost in units, hidden score). SpawnEnv's replay mode,
-the oracle and ``BatchedReplayEnv`` all read it, so they share one set of numbers.
+episode needs (``episode.JobOutcome``: candidate sha, visible pass-rate, cost in units, hidden score).
+SpawnEnv's replay mode, the oracle and ``BatchedReplayEnv`` all read it, so they share one set of numbers.
 
-``BatchedReplayEnv`` steps N episodes at once with array operations over padded tables; it follows
-SpawnEnv's replay semantics exactly (masks, rewards, features, tokens; missing outcomes are masked) and
-auto-resets finished episodes in the same step, returning their final figures.
+``load_replay(env_config)`` gives the tasks, their tables and the episode rules of a config without
+building an env (train and eval read them so).
+
+``BatchedReplayEnv`` steps N episodes at once with array operations over padded tables; it applies the
+rules of envs/episode.py to arrays (masks, rewards, features; tokens as envs/features.py writes them;
+missing outcomes are masked) and auto-resets finished episodes in the same step, returning their final
+figures. envs/vector.py wraps it as a gymnasium ``VectorEnv`` and an SB3 ``VecEnv``.
 """
 
 from __future__ import annotations
@@ -17,33 +21,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
+from hrm_spawn.envs.episode import EpisodeRules, JobOutcome
 from hrm_spawn.envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
-    from hrm_spawn.envs.collect import AgentSlot
+    from hrm_spawn.envs.env_config import EnvConfig
+    from hrm_spawn.envs.jobs import AgentSlot
     from hrm_spawn.envs.tasks import TaskInstance
+
+ReplaySpec = EpisodeRules  # the rules a replay follows, derived from the env config (its older name)
 
 
 def cost_unit_s(task: TaskInstance) -> float:
     """Seconds per cost unit: one full test run of the task (1 s when the task does not say)."""
     return float(task.test_run_s) if task.test_run_s else 1.0
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """One agent run as an episode sees it."""
-
-    sha: str | None  # the candidate's patch sha; None when the run returned no change
-    patch: str
-    visible: float  # the agent's own pass-rate estimate (observable)
-    cost: float  # sandbox seconds / cost_unit_s
-    pass_rate: float  # hidden
-    resolved: bool  # hidden
-    status: str
-
-    def score(self, reward: str) -> float:
-        return float(self.resolved) if reward == "resolved" else self.pass_rate
 
 
 def job_outcome(outcome: Outcome, unit_s: float) -> JobOutcome:
@@ -80,40 +73,59 @@ def build_task_table(task: TaskInstance, store: OutcomeStore, slots: Sequence[Ag
     return table
 
 
+def check_tables(tables: Sequence[TaskTable], store: OutcomeStore, slots: Sequence[AgentSlot]) -> None:
+    """Refuse a replay in which no task has a single outcome (the store is for other agents or budgets)."""
+    if any(table.outcomes for table in tables):
+        return
+    stored = sorted({f"{k.agent}@{k.agent_version}" for k in store.keys()})[:10]  # noqa: SIM118 (a store, not a dict)
+    raise ValueError(
+        f"replay: the store {store.path} has no outcomes for these tasks and agents "
+        f"{[f'{s.name}@{s.version}' for s in slots]} (run hrm-spawn collect); it holds {stored or 'nothing'}: "
+        "a collect with a budget override records 'name@version+budget.<hash>', so pass the same "
+        "budget.* overrides here"
+    )
+
+
 @dataclass
-class ReplaySpec:
-    """Episode rules shared with SpawnEnv (the fields of EnvConfig that replay needs)."""
+class Replay:
+    """Tasks with their outcome tables and the episode rules: everything a batched replay needs."""
 
-    agents: list[str]
-    seeds_per_agent: int = 2
-    delegate_seeds: int = 1
-    max_steps: int = 8
-    max_cost: float = 50.0
-    reward: str = "pass_rate"
-    lam: float | tuple[float, float] = 0.01
-    seq_len: int = 512
-    submit_on_truncate: bool = True
-    task_text: bool = True
-    task_features: bool = True
-    cost_bin: float = 0.0
+    tasks: list[TaskInstance]
+    tables: list[TaskTable]
+    rules: EpisodeRules
 
-    @classmethod
-    def from_config(cls, config) -> ReplaySpec:  # EnvConfig; not imported to keep the modules apart
-        lam = config.lam if isinstance(config.lam, float) else tuple(config.lam)
-        return cls(
-            [a.partition("@")[0] for a in config.agents],
-            config.seeds_per_agent,
-            config.delegate_seeds,
-            config.max_steps,
-            config.max_cost,
-            config.reward,
-            lam,
-            config.seq_len,
-            config.submit_on_truncate,
-            config.task_text,
-            config.task_features,
-            config.cost_bin,
-        )
+    @property
+    def spec(self) -> EpisodeRules:
+        return self.rules
+
+
+def load_replay(
+    config: EnvConfig,
+    tasks: Sequence[TaskInstance] | None = None,
+    store: OutcomeStore | None = None,
+    slots: Sequence[AgentSlot] | None = None,
+) -> Replay:
+    """The config's tasks (split as it says), their tables from its store, and its rules; no env is built.
+
+    ``tasks``/``store``/``slots`` given in memory are used instead of loading them (a custom env's).
+    """
+    from hrm_spawn.envs.env_config import load_env_tasks, split_env_tasks
+    from hrm_spawn.envs.jobs import resolve_agents
+
+    chosen = (
+        split_env_tasks(config, list(tasks), "the tasks given in memory")
+        if tasks is not None
+        else load_env_tasks(config)
+    )
+    if store is None:
+        path = config.store_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"replay: outcome store {path} does not exist (run hrm-spawn collect)")
+        store = OutcomeStore(path)
+    slots = list(slots) if slots is not None else resolve_agents(config.agents, config.budget, build=False)
+    tables = [build_task_table(task, store, slots) for task in chosen]
+    check_tables(tables, store, slots)
+    return Replay(chosen, tables, EpisodeRules(config))
 
 
 class BatchedReplayEnv:
@@ -136,7 +148,8 @@ class BatchedReplayEnv:
             raise ValueError("BatchedReplayEnv: needs one table per task and at least one task")
         self.spec, self.num_envs, self.with_tokens = spec, num_envs, with_tokens
         self.K, self.S, self.D = len(spec.agents), spec.seeds_per_agent, spec.delegate_seeds
-        self.num_actions = 1 + 2 * self.K
+        self.layout = E.ActionLayout(self.K)
+        self.num_actions = self.layout.n
         self.task_ids = [t.instance_id for t in tasks]
         self.rng = np.random.default_rng(seed)
         self.slots = F.history_slots(spec.seq_len, spec.max_steps)
@@ -151,7 +164,7 @@ class BatchedReplayEnv:
         self.delegs = np.zeros((n, self.C, k), np.int64)
         self.deleg_total = np.zeros((n, k), np.int64)
         self.best = np.full(n, -1, np.int64)
-        self.best_vis = np.full(n, -1.0)
+        self.best_vis = np.full(n, E.NO_CANDIDATE)
         self.best_pass = np.zeros(n)  # the hidden figures of the best candidate's run
         self.best_res = np.zeros(n, bool)
         self.last_vis = np.zeros((n, k))
@@ -197,11 +210,14 @@ class BatchedReplayEnv:
                 )
 
     # -- episodes ----------------------------------------------------------------------------------
+    @classmethod
+    def from_replay(
+        cls, replay: Replay, num_envs: int = 1024, seed: int | None = None, with_tokens: bool = True
+    ):
+        return cls(replay.tasks, replay.tables, replay.rules, num_envs, seed, with_tokens)
+
     def _sample_lam(self, count: int) -> np.ndarray:
-        lam = self.spec.lam
-        if isinstance(lam, tuple):
-            return self.rng.uniform(lam[0], lam[1], count)
-        return np.full(count, float(lam))
+        return E.sample_lam(self.spec.lam, self.rng, count)
 
     def reset_envs(
         self, idx: np.ndarray, task: np.ndarray | None = None, lam: np.ndarray | None = None
@@ -223,7 +239,7 @@ class BatchedReplayEnv:
         ):
             arr[idx] = 0
         self.best[idx] = -1
-        self.best_vis[idx] = -1.0
+        self.best_vis[idx] = E.NO_CANDIDATE
         self.best_pass[idx] = 0.0
         self.best_res[idx] = False
         if self.with_tokens:
@@ -236,50 +252,32 @@ class BatchedReplayEnv:
         return self.observe()
 
     def action_masks(self) -> np.ndarray:
-        n, K, S, D = self.num_envs, self.K, self.S, self.D
-        mask = np.zeros((n, self.num_actions), bool)
-        mask[:, 0] = True
-        budget_ok = (self.cost < self.spec.max_cost) & (self.step_no < self.spec.max_steps)
-        t = self.t[:, None]
-        ks = np.arange(K)[None, :]
-        seeds = np.minimum(self.spawns, S - 1)
-        mask[:, 1 : K + 1] = (self.spawns < S) & self.sp["ok"][t, ks, seeds] & budget_ok[:, None]
-        has = (self.best >= 0) & (self.best_vis < 1.0)
+        rules, S, D = self.spec, self.S, self.D
+        t, ks = self.t[:, None], np.arange(self.K)[None, :]
+        spawn_ok = E.spawn_open(self.spawns, rules) & self.sp["ok"][t, ks, np.minimum(self.spawns, S - 1)]
         bc = np.maximum(self.best, 0)[:, None]
         d = self.delegs[self._rows[:, None], bc, ks]
-        ok = self.dl["ok"][t, bc, ks, np.minimum(d, D - 1)] & (d < D)
-        mask[:, K + 1 :] = ok & (has & budget_ok)[:, None]
-        return mask
+        delegate_ok = E.delegate_open(d, rules) & self.dl["ok"][t, bc, ks, np.minimum(d, D - 1)]
+        within = E.within_limits(self.step_no, self.cost, rules)
+        return E.action_mask(self.layout, within, spawn_ok, delegate_ok, self.best_vis)
 
     def halt_value(self) -> np.ndarray:
         """Hidden score a halt would submit now, per row (0 without a candidate); for trainers' targets."""
-        score = self.best_res.astype(float) if self.spec.reward == "resolved" else self.best_pass
-        return np.where(self.best >= 0, score, 0.0)
+        return np.where(self.best >= 0, E.score(self.best_pass, self.best_res, self.spec.reward), 0.0)
 
     def features(self) -> np.ndarray:
-        sp = self.spec
-        has = self.best >= 0
-        spent = F.cost_share(self.cost, sp.max_cost, sp.cost_bin)
-        cols = [
+        return E.observation_features(
             self.lam,
-            self.step_no / sp.max_steps,
-            spent,
-            np.maximum(0.0, 1.0 - spent),
-            np.where(has, np.maximum(self.best_vis, 0.0), 0.0),
-            has.astype(float),
-            self.lam * sp.max_cost,
-        ]
-        glob = np.stack(cols, axis=1)
-        per = np.stack(
-            [
-                self.spawns / self.S,
-                self.deleg_total / sp.max_steps,
-                self.last_vis,
-                F.cost_share(self.last_cost, sp.max_cost, sp.cost_bin),
-            ],
-            axis=2,
-        ).reshape(self.num_envs, -1)
-        return np.concatenate([glob, self.task_feats[self.t], per], axis=1).astype(np.float32)
+            self.step_no,
+            self.cost,
+            self.best_vis,
+            self.task_feats[self.t],
+            self.spawns,
+            self.deleg_total,
+            self.last_vis,
+            self.last_cost,
+            self.spec,
+        )
 
     def observe(self) -> dict[str, np.ndarray]:
         obs = {"features": self.features(), "action_mask": self.action_masks().astype(np.int8)}
@@ -287,7 +285,10 @@ class BatchedReplayEnv:
             obs["tokens"] = self.tokens.copy()
         return obs
 
-    def step(self, actions: np.ndarray):
+    def step(self, actions: np.ndarray, final_obs: bool = False):
+        """One step of every row; with ``final_obs``, ``final["obs"]`` holds the rows' last observation
+        before their auto-reset when any row finished (vector-env wrappers hand it on as the terminal
+        observation)."""
         actions = np.asarray(actions, np.int64)
         mask = self.action_masks()
         if (
@@ -305,11 +306,11 @@ class BatchedReplayEnv:
                 f"BatchedReplayEnv.step: masked or invalid actions at envs {bad[:10].tolist()} "
                 f"(actions {actions[bad[:10]].tolist()})"
             )
-        K, rows, t = self.K, self._rows, self.t
-        halt = actions == 0
-        is_sp = (actions >= 1) & (actions <= K)
+        rules, rows, t = self.spec, self._rows, self.t
+        halt = actions == E.HALT
+        is_sp = self.layout.is_spawn(actions)
         act = ~halt
-        k = np.where(is_sp, actions - 1, actions - 1 - K).clip(0, K - 1)
+        k = self.layout.agent_of(actions)
         s_seed = np.minimum(self.spawns[rows, k], self.S - 1)
         bc = np.maximum(self.best, 0)
         d_seed = np.minimum(self.delegs[rows, bc, k], self.D - 1)
@@ -320,7 +321,7 @@ class BatchedReplayEnv:
         )
         hidden_pass = np.where(is_sp, self.sp["pass"][t, k, s_seed], self.dl["pass"][t, bc, k, d_seed])
         hidden_res = np.where(is_sp, self.sp["res"][t, k, s_seed], self.dl["res"][t, bc, k, d_seed])
-        reward = -self.lam * cost
+        reward = E.step_reward(self.lam, cost)
         # bookkeeping for the envs that ran an agent
         a_rows = np.flatnonzero(act)
         a_k, a_sp = k[a_rows], is_sp[a_rows]
@@ -332,7 +333,7 @@ class BatchedReplayEnv:
         self.last_cost[a_rows, a_k] = cost[a_rows]
         self.cost += cost
         self.step_no += act
-        better = act & (cand >= 0) & ((self.best < 0) | (vis > self.best_vis))
+        better = act & E.improves(cand >= 0, vis, self.best_vis)
         self.best = np.where(better, cand, self.best)
         self.best_vis = np.where(better, vis, self.best_vis)
         self.best_pass = np.where(better, hidden_pass, self.best_pass)
@@ -346,11 +347,10 @@ class BatchedReplayEnv:
             sub = self.tokens[a_rows]
             F.push_history(sub, entries, self.slots)
             self.tokens[a_rows] = sub
-        truncated = act & ((self.step_no >= self.spec.max_steps) | (self.cost >= self.spec.max_cost))
+        truncated = act & ~E.within_limits(self.step_no, self.cost, rules)
         done = halt | truncated
-        score = self.best_res.astype(float) if self.spec.reward == "resolved" else self.best_pass
-        pays = halt | (truncated & self.spec.submit_on_truncate)
-        reward = reward + np.where(pays, score, 0.0)
+        score = E.score(self.best_pass, self.best_res, rules.reward)
+        reward = reward + np.where(E.submits(halt, truncated, rules), score, 0.0)
         self.ret += reward
         final = {
             "done": done,
@@ -361,6 +361,8 @@ class BatchedReplayEnv:
             "steps": np.where(done, self.step_no, 0),
             "ret": np.where(done, self.ret, 0.0),
         }
+        if final_obs and done.any():
+            final["obs"] = self.observe()  # before the reset below; only the done rows are read
         self.reset_envs(np.flatnonzero(done))
         return self.observe(), reward, halt, truncated, final
 

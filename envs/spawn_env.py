@@ -1,141 +1,48 @@
 """SpawnEnv: one episode = one task; the policy halts, spawns agent k, or delegates the best candidate to k.
 
-Actions ``Discrete(1 + 2K)``: 0 halt, 1..K spawn agent k-1 on the clean buggy repository (seed = how
-often k-1 was spawned this episode), K+1..2K delegate the best candidate to agent k-1 (seed = how often
-that candidate went to k-1). Masked: spawn once an agent used its ``seeds_per_agent``; delegate without
-a candidate, when the best candidate already looks solved (visible pass-rate 1) or after
-``delegate_seeds`` delegations of it to that agent; every spawn/delegate once the step or cost limit is
-reached; in replay mode (``mask_missing``) any job whose outcome is not in the store.
+The rules of an episode (action ids, masks, the best-candidate update, reward and submission, the
+global features) are envs/episode.py's; this module adds where outcomes come from: the outcome store
+alone (``replay``), the store with a sandbox run on a miss (``cached``), or always a sandbox run
+(``live``). In replay mode (``mask_missing``) any job whose outcome is not in the store is masked too.
 
 Cost unit: sandbox seconds of the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when
-the task does not say). Reward: −λ·cost for each spawn/delegate; on halt + the hidden score (pass-rate
-= f2p fraction × p2p fraction, or resolved 0/1) of the best candidate by *visible* pass-rate (0 without
-one). ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox failure, with
-``info["truncated_reason"]``; a limit submits the best candidate as a halt would (``submit_on_truncate``).
+the task does not say). ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
+failure, with ``info["truncated_reason"]``.
+
+Built from an ``EnvConfig``, a dict or YAML path of one, or flat keyword arguments (what
+``gymnasium.make(id, **kwargs)`` passes): ``SpawnEnv(tasks="tasks.jsonl", mode="replay", lam=0.02)``.
+``tasks`` is a path (a string is always a path) or a list of ``TaskInstance``; a list is split as the
+config says, like a file.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pydantic import Field, field_validator, model_validator
 
+from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
-from hrm_spawn.envs.collect import AgentSlot, BudgetOverrides, job_key, resolve_agents, run_job
-from hrm_spawn.envs.config import ConfigError, StrictModel, build_config, load_config
-from hrm_spawn.envs.replay import JobOutcome, TaskTable, build_task_table, cost_unit_s, job_outcome
-from hrm_spawn.envs.sandbox import SandboxConfig
+from hrm_spawn.envs.config import build_config
+from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-exported: their old home)
+    DEFAULT_AGENTS,
+    EnvConfig,
+    load_env_config,
+    load_env_tasks,
+    split_env_tasks,
+)
+from hrm_spawn.envs.episode import JobOutcome
+from hrm_spawn.envs.jobs import AgentSlot, job_key, resolve_agents, run_job
+from hrm_spawn.envs.replay import Replay, TaskTable, build_task_table, check_tables, cost_unit_s, job_outcome
 from hrm_spawn.envs.store import CLEAN, OutcomeStore
-from hrm_spawn.envs.tasks import TaskInstance, load_tasks
-from hrm_spawn.policies.tokenizer import VOCAB_SIZE
+from hrm_spawn.envs.tasks import TaskInstance
 
 ENV_ID = "HRMSpawn/SWESmith-v0"
-DEFAULT_AGENTS = ["op-flip", "swap", "const", "cond", "broad"]
-
-
-class EnvConfig(StrictModel):
-    tasks: str | None = None  # task file (JSON, JSONL, parquet, datasets dir)
-    split: Literal["all", "train", "heldout"] = "all"
-    heldout_fraction: float = Field(0.25, ge=0.0, le=1.0)
-    split_seed: int = 0
-    # Cross-fitting: with folds = K >= 2 the held-out side is fold `fold` of K (heldout_fraction unused).
-    folds: int = Field(0, ge=0)
-    fold: int = Field(0, ge=0)
-    agents: list[str] = Field(default_factory=lambda: list(DEFAULT_AGENTS))  # "name" or "name@version"
-    seeds_per_agent: int = Field(2, ge=1)
-    delegate_seeds: int = Field(1, ge=1)
-    collect_depth: int = Field(1, ge=0)  # delegation rounds `hrm-spawn collect` explores
-    budget: BudgetOverrides = Field(default_factory=BudgetOverrides)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    store: str | None = None  # default: <data dir>/stores/outcomes.sqlite
-    mode: Literal["live", "cached", "replay"] = "cached"
-    lam: float | tuple[float, float] = 0.01  # fixed, or [lo, hi] sampled uniformly per episode
-    max_steps: int = Field(8, ge=1)
-    max_cost: float = Field(50.0, gt=0)  # cost units (full test runs)
-    reward: Literal["pass_rate", "resolved"] = "pass_rate"
-    seq_len: int = Field(512, ge=64)
-    mask_missing: bool = True  # replay: mask jobs the store lacks (False: stepping one is an error)
-    submit_on_truncate: bool = True
-    # False: the tokens carry the agents' returns only, not the task's text. With a few dozen training
-    # tasks the text identifies each task, and a policy that memorises per-task choices does not carry
-    # over to new tasks; without it the policy must learn a strategy from λ and what the agents report.
-    task_text: bool = True
-    # The task's failure profile (envs.features.TASK_FEATURES): coarse, so it carries over to new tasks.
-    task_features: bool = True
-    # > 0: costs in the observation rounded to multiples of cost_bin * max_cost (envs/features.py says why).
-    cost_bin: float = Field(0.0, ge=0.0, lt=1.0)
-
-    @field_validator("lam")
-    @classmethod
-    def _check_lam(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
-        lo, hi = (value, value) if isinstance(value, float) else value
-        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi < lo:
-            raise ValueError(f"lam must be a number >= 0 or [lo, hi] with 0 <= lo <= hi, got {value}")
-        return value
-
-    @model_validator(mode="after")
-    def _check_fold(self) -> EnvConfig:
-        if self.folds == 1:
-            raise ValueError("folds must be 0 (one split by heldout_fraction) or >= 2")
-        if self.folds >= 2 and self.fold >= self.folds:
-            raise ValueError(f"fold must be in [0, folds={self.folds}), got {self.fold}")
-        return self
-
-    @field_validator("max_cost")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("max_cost must be finite (it normalises the cost features)")
-        return value
-
-    def store_path(self) -> Path:
-        if self.store:
-            return Path(self.store).expanduser()
-        from hrm_spawn.envs.paths import stores_dir
-
-        return stores_dir() / "outcomes.sqlite"
-
-
-def load_env_config(
-    config: EnvConfig | dict | str | Path | None = None, overrides: list[str] | None = None
-) -> EnvConfig:
-    if isinstance(config, EnvConfig):
-        return build_config(EnvConfig, config.model_dump(), overrides) if overrides else config
-    if config is None:
-        return build_config(EnvConfig, {}, overrides, source="env config")
-    if isinstance(config, dict):
-        return build_config(EnvConfig, config, overrides, source="env config")
-    return load_config(EnvConfig, config, overrides)
-
-
-def load_env_tasks(config: EnvConfig) -> list[TaskInstance]:
-    from hrm_spawn.envs.split import select_split
-
-    if not config.tasks:
-        raise ConfigError("env config: 'tasks' is not set (a task file, e.g. tasks=path/to/tasks.jsonl)")
-    loaded = load_tasks(config.tasks)
-    if loaded.problems:
-        warnings.warn(
-            f"{config.tasks}: {len(loaded.problems)} invalid task records skipped "
-            f"(first: {loaded.problems[0]})",
-            stacklevel=2,
-        )
-    try:
-        tasks = select_split(
-            loaded.tasks, config.split, config.heldout_fraction, config.split_seed, config.folds, config.fold
-        )
-    except ValueError as exc:  # e.g. labelled tasks with folds
-        raise ConfigError(f"env config: {config.tasks}: {exc}") from None
-    if not tasks:
-        raise ConfigError(f"env config: no tasks in {config.tasks} for split {config.split!r}")
-    return tasks
 
 
 class MaskedDiscrete(spaces.Discrete):
@@ -170,6 +77,44 @@ class ReplayMissError(LookupError):
     """Replay mode stepped a job whose outcome is not in the store; the message names the key."""
 
 
+def env_config_from_arguments(
+    config: EnvConfig | dict | str | Path | None, overrides: list[str] | None, settings: dict[str, Any]
+) -> EnvConfig:
+    """The config, with flat keyword ``settings`` (EnvConfig fields) on top; errors name the argument."""
+    base = load_env_config(config, overrides)
+    if not settings:
+        return base
+    unknown = sorted(set(settings) - set(EnvConfig.model_fields))
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(u, list(EnvConfig.model_fields), n=1) for u in unknown]
+        said = ", ".join(
+            f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+            for u, h in zip(unknown, hints, strict=True)
+        )
+        raise TypeError(
+            f"SpawnEnv: unknown keyword argument {said}; it takes config=, overrides=, tasks=, store=, "
+            f"slots=, render_mode= and the EnvConfig fields: {', '.join(EnvConfig.model_fields)}"
+        )
+    return build_config(EnvConfig, {**base.model_dump(), **settings}, source="SpawnEnv keyword arguments")
+
+
+def _task_list(value: Sequence[Any]) -> list[TaskInstance]:
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, TaskInstance):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(TaskInstance.model_validate(item))
+        else:
+            raise TypeError(
+                f"SpawnEnv: tasks[{i}] is a {type(item).__name__}, not a TaskInstance "
+                "(tasks= takes a path to a task file or a list of TaskInstance)"
+            )
+    return out
+
+
 class SpawnEnv(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 
@@ -178,60 +123,65 @@ class SpawnEnv(gym.Env):
         config: EnvConfig | dict | str | Path | None = None,
         overrides: list[str] | None = None,
         *,
-        tasks: list[TaskInstance] | None = None,
+        tasks: str | Path | Sequence[TaskInstance] | None = None,
         store: OutcomeStore | str | Path | None = None,
         slots: list[AgentSlot] | None = None,
         render_mode: str | None = None,
+        **settings: Any,
     ):
-        """Build from a config; ``tasks``/``store``/``slots`` given in memory skip loading them (fast)."""
-        self.config = cfg = load_env_config(config, overrides)
+        """Build from a config (and/or flat EnvConfig fields); tasks/store/slots in memory skip loading."""
+        if isinstance(tasks, (str, Path)):  # a path, never a sequence of characters
+            settings["tasks"] = str(tasks)
+            tasks = None
+        elif tasks is not None and not isinstance(tasks, Sequence):
+            raise TypeError(
+                f"SpawnEnv: tasks= takes a path or a list of TaskInstance, not {type(tasks).__name__}"
+            )
+        if isinstance(store, (str, Path)) and "store" not in settings:
+            settings["store"] = str(store)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"SpawnEnv: render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
+        self.config = cfg = env_config_from_arguments(config, overrides, settings)
+        self.rules = E.EpisodeRules(cfg)
         self.render_mode = render_mode
-        self.tasks = list(tasks) if tasks is not None else load_env_tasks(cfg)
+        if tasks is not None:
+            self.tasks = split_env_tasks(cfg, _task_list(tasks), "the tasks given in memory")
+        else:
+            self.tasks = load_env_tasks(cfg)
         if not self.tasks:
             raise ValueError("SpawnEnv: no tasks")
-        if store is None:
-            store = cfg.store_path()
-        if isinstance(store, OutcomeStore):
-            self.store = store
-        else:
-            if cfg.mode == "replay" and not Path(store).is_file():
-                raise FileNotFoundError(
-                    f"SpawnEnv replay: outcome store {store} does not exist (run hrm-spawn collect)"
-                )
-            self.store = OutcomeStore(store)
+        self.store = store if isinstance(store, OutcomeStore) else self._open_store(cfg)
         self.slots = slots or resolve_agents(cfg.agents, cfg.budget, build=cfg.mode != "replay")
         self.K = len(self.slots)
+        self.layout = E.ActionLayout(self.K)
         self.agent_names = [s.name for s in self.slots]
         self._tables: dict[str, TaskTable] = {}
         if cfg.mode == "replay":
             self._load_tables()
-        self.n_actions = 1 + 2 * self.K
+        self.n_actions = self.layout.n
         self.action_space = MaskedDiscrete(self.n_actions, self.action_masks)
-        self.observation_space = spaces.Dict(
-            {
-                "tokens": spaces.Box(0, VOCAB_SIZE - 1, (cfg.seq_len,), np.int64),
-                "features": spaces.Box(-np.inf, np.inf, (F.num_features(self.K),), np.float32),
-                "action_mask": spaces.MultiBinary(self.n_actions),
-            }
-        )
+        self.observation_space = E.observation_space(self.layout, cfg.seq_len)
         self._slots_hist = F.history_slots(cfg.seq_len, cfg.max_steps)
-        self._static: dict[str, tuple[np.ndarray, list[float]]] = {}  # instance id -> tokens, task features
+        self._static: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # instance id -> tokens, task features
         self._sandbox = None
         self.task: TaskInstance | None = None
+
+    @staticmethod
+    def _open_store(cfg: EnvConfig) -> OutcomeStore:
+        path = cfg.store_path()
+        if cfg.mode == "replay" and not Path(path).is_file():
+            raise FileNotFoundError(
+                f"SpawnEnv replay: outcome store {path} does not exist (run hrm-spawn collect)"
+            )
+        return OutcomeStore(path)
 
     # -- tables ------------------------------------------------------------------------------------
     def _load_tables(self) -> None:
         for task in self.tasks:
             self._tables[task.instance_id] = build_task_table(task, self.store, self.slots)
-        empty = [t for t, tb in self._tables.items() if not tb.outcomes]
-        if len(empty) == len(self.tasks):
-            stored = sorted({f"{k.agent}@{k.agent_version}" for k in self.store.keys()})[:10]  # noqa: SIM118 (a store, not a dict)
-            raise ValueError(
-                f"SpawnEnv replay: the store {self.store.path} has no outcomes for these tasks and "
-                f"agents {[f'{s.name}@{s.version}' for s in self.slots]} (run hrm-spawn collect); "
-                f"it holds {stored or 'nothing'}: a collect with a budget override records "
-                "'name@version+budget.<hash>', so pass the same budget.* overrides here"
-            )
+        check_tables(list(self._tables.values()), self.store, self.slots)
 
     def task_table(self, instance_id: str) -> TaskTable:
         """The per-task outcome table (built from the store on first use) for fast replay."""
@@ -244,6 +194,11 @@ class SpawnEnv(gym.Env):
 
     def tables(self) -> list[TaskTable]:
         return [self.task_table(t.instance_id) for t in self.tasks]
+
+    def replay(self) -> Replay:
+        """This env's tasks, their outcome tables from its store, and its rules (for batched replay,
+        the baselines and the oracle); in cached/live mode, what the store holds so far."""
+        return Replay(list(self.tasks), self.tables(), self.rules)
 
     # -- episode -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -267,59 +222,63 @@ class SpawnEnv(gym.Env):
             self.lam = float(lam)
         self.unit_s = cost_unit_s(self.task)
         self.step_no, self.cost, self.ret = 0, 0.0, 0.0
-        self.spawns = [0] * self.K
+        self.spawns = np.zeros(self.K, np.int64)
         self.delegs: dict[tuple[int, str], int] = {}
-        self.deleg_total = [0] * self.K
-        self.last_vis = [0.0] * self.K
-        self.last_cost = [0.0] * self.K
+        self.deleg_total = np.zeros(self.K, np.int64)
+        self.last_vis = np.zeros(self.K)
+        self.last_cost = np.zeros(self.K)
         self.best: JobOutcome | None = None
         self.history: list[tuple[str, int, JobOutcome]] = []
         tokens, self.task_feats = self._static_obs(self.task)
         self.tokens = tokens.copy()
         return self._obs(), self._info()
 
-    def _static_obs(self, task: TaskInstance) -> tuple[np.ndarray, list[float]]:
+    def _static_obs(self, task: TaskInstance) -> tuple[np.ndarray, np.ndarray]:
         if task.instance_id not in self._static:
             cfg = self.config
             self._static[task.instance_id] = (
                 F.task_tokens(task, cfg.seq_len, cfg.max_steps, cfg.task_text),
-                F.task_features(task, cfg.task_features).tolist(),
+                F.task_features(task, cfg.task_features),
             )
         return self._static[task.instance_id]
 
+    @property
+    def best_visible(self) -> float:
+        return self.best.visible if self.best else E.NO_CANDIDATE
+
+    def _delegations(self) -> np.ndarray:
+        """Per agent: how often the current best candidate went to it."""
+        sha = self.best.sha if self.best else None
+        return np.asarray([self.delegs.get((k, sha), 0) for k in range(self.K)], np.int64)
+
     def _job(self, action: int) -> tuple[int, int, str, str]:
         """(agent index, seed, start sha, start patch) of a spawn/delegate action."""
-        if action <= self.K:
-            k = action - 1
-            return k, self.spawns[k], CLEAN, ""
-        k = action - 1 - self.K
+        kind, k = self.layout.decode(action)
+        if kind == "spawn":
+            return k, int(self.spawns[k]), CLEAN, ""
         assert self.best is not None and self.best.sha is not None
         return k, self.delegs.get((k, self.best.sha), 0), self.best.sha, self.best.patch
 
     def action_masks(self) -> np.ndarray:
-        cfg, K = self.config, self.K
-        mask = np.zeros(self.n_actions, dtype=bool)
-        mask[0] = True
-        if self.task is None or self.step_no >= cfg.max_steps or self.cost >= cfg.max_cost:
-            return mask
-        table = self._tables.get(self.task.instance_id) if cfg.mode == "replay" and cfg.mask_missing else None
-        can_delegate = self.best is not None and self.best.visible < 1.0
-        for k in range(K):
-            mask[1 + k] = self.spawns[k] < cfg.seeds_per_agent
-            if can_delegate:
-                mask[1 + K + k] = self.delegs.get((k, self.best.sha), 0) < cfg.delegate_seeds
-        if table is not None:
+        if self.task is None:
+            return np.eye(1, self.n_actions, dtype=bool)[0]  # halt only
+        rules = self.rules
+        mask = E.action_mask(
+            self.layout,
+            E.within_limits(self.step_no, self.cost, rules),
+            E.spawn_open(self.spawns, rules),
+            E.delegate_open(self._delegations(), rules),
+            self.best_visible,
+        )
+        if self.config.mode == "replay" and self.config.mask_missing:
+            table = self.task_table(self.task.instance_id)
             for a in np.flatnonzero(mask[1:]) + 1:
                 k, seed, sha, _ = self._job(int(a))
                 mask[a] = (k, seed, sha) in table.outcomes
         return mask
 
     def action_name(self, action: int) -> str:
-        if action == 0:
-            return "halt"
-        if action <= self.K:
-            return f"spawn {self.agent_names[action - 1]}"
-        return f"delegate {self.agent_names[action - 1 - self.K]}"
+        return self.layout.name(action, self.agent_names)
 
     def step(self, action):
         if self.task is None:
@@ -337,7 +296,7 @@ class SpawnEnv(gym.Env):
                 f"{self.task.instance_id} at step {self.step_no}; allowed: "
                 f"{[self.action_name(int(a)) for a in np.flatnonzero(mask)]}"
             )
-        if action == 0:
+        if action == E.HALT:
             return self._finish(0.0, terminated=True, reason=None)
         k, seed, sha, patch = self._job(action)
         try:
@@ -346,42 +305,33 @@ class SpawnEnv(gym.Env):
             raise
         except Exception as exc:  # a sandbox or agent failure ends the episode; the policy is not to blame
             return self._finish(0.0, terminated=False, reason=f"sandbox_failure: {type(exc).__name__}: {exc}")
-        if action <= self.K:
-            self.spawns[k] += 1
-        else:
+        delegated = sha != CLEAN
+        if delegated:
             self.delegs[(k, sha)] = seed + 1
             self.deleg_total[k] += 1
+        else:
+            self.spawns[k] += 1
         self.last_vis[k], self.last_cost[k] = job.visible, job.cost
         self.cost += job.cost
         self.step_no += 1
-        if job.sha and (self.best is None or job.visible > self.best.visible):
+        if E.improves(job.sha is not None and job.sha != "", job.visible, self.best_visible):
             self.best = job
         self.history.append((self.action_name(action), seed, job))
         cfg = self.config
-        F.push_history(
-            self.tokens,
-            F.history_entry(
-                action > self.K,
-                self.agent_names[k],
-                job.visible,
-                job.cost,
-                job.status,
-                cfg.max_cost,
-                cfg.cost_bin,
-            ),
-            self._slots_hist,
+        entry = F.history_entry(
+            delegated, self.agent_names[k], job.visible, job.cost, job.status, cfg.max_cost, cfg.cost_bin
         )
-        reward = -self.lam * job.cost
-        if self.step_no >= self.config.max_steps:
-            return self._finish(reward, terminated=False, reason="max_steps")
-        if self.cost >= self.config.max_cost:
-            return self._finish(reward, terminated=False, reason="max_cost")
+        F.push_history(self.tokens, entry, self._slots_hist)
+        reward = E.step_reward(self.lam, job.cost)
+        reason = E.truncation_reason(self.step_no, self.cost, self.rules)
+        if reason:
+            return self._finish(reward, terminated=False, reason=reason)
         self.ret += reward
         return self._obs(), reward, False, False, self._info()
 
     def _finish(self, reward: float, terminated: bool, reason: str | None):
         submitted = self.best
-        if terminated or self.config.submit_on_truncate:
+        if E.submits(terminated, not terminated, self.rules):
             reward += submitted.score(self.config.reward) if submitted else 0.0
         self.ret += reward
         info = self._info()
@@ -425,25 +375,18 @@ class SpawnEnv(gym.Env):
 
     # -- observation -------------------------------------------------------------------------------
     def _features(self) -> np.ndarray:
-        cfg = self.config
-        row = F.global_features(
+        return E.observation_features(
             self.lam,
             self.step_no,
-            cfg.max_steps,
             self.cost,
-            cfg.max_cost,
-            self.best.visible if self.best else None,
-            cfg.cost_bin,
+            self.best_visible,
+            self.task_feats,
+            self.spawns,
+            self.deleg_total,
+            self.last_vis,
+            self.last_cost,
+            self.rules,
         )
-        row += self.task_feats
-        for k in range(self.K):
-            row += [
-                self.spawns[k] / cfg.seeds_per_agent,
-                self.deleg_total[k] / cfg.max_steps,
-                self.last_vis[k],
-                float(F.cost_share(self.last_cost[k], cfg.max_cost, cfg.cost_bin)),
-            ]
-        return np.asarray(row, dtype=np.float64).astype(np.float32)
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {

@@ -28,7 +28,9 @@ def summarize(
         from hrm_spawn.envs.features import num_features as env_feature_count  # the env's layout is the truth
 
         num_features = config.num_features or env_feature_count(num_agents)
-    num_actions = 1 + 2 * num_agents
+    from hrm_spawn.envs.episode import ActionLayout
+
+    num_actions = ActionLayout(num_agents).n
     policy = SpawnPolicy(config, num_actions, num_features)
     core = policy.core
     reasoning = _count(core.H_level) + _count(core.L_level)

@@ -22,250 +22,40 @@ steps and reset per row at its start), stores them in a FIFO episode buffer and 
 on sampled episodes, unrolled from a fresh carry (so stored episodes need no stored carries). An
 optional target network (copied every ``target_update_every`` iterations) gives the bootstrap values.
 Whole-episode iterations also make resume exact: at a checkpoint no episode is in flight.
+
+Episodes come from trainers/rollout.py (the same actors and sources eval uses); this file is the rest of
+the algorithm, top to bottom: batching, targets, loss, the trainer's state, and the training loop.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hrm_spawn.policies.spawn_policy import HALT, SpawnPolicy, greedy_action
+from hrm_spawn.policies.spawn_policy import HALT, SpawnPolicy
+from hrm_spawn.trainers.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from hrm_spawn.trainers.config import ActQConfig, TrainConfig
-
-
-@dataclass
-class Episode:
-    """One finished episode, as numpy arrays (T = steps taken)."""
-
-    tokens: np.ndarray  # [T, L] int64
-    features: np.ndarray  # [T, F] float32
-    masks: np.ndarray  # [T, A] bool
-    actions: np.ndarray  # [T] int64
-    costs: np.ndarray  # [T] float32, cost of each step (0 for halt)
-    halt_values: np.ndarray  # [T + 1] float32, h_t; h_T is the value submitted at the end
-    lam: float
-    instance_id: str = ""
-    pass_rate: float = 0.0  # hidden pass-rate submitted
-    resolved: bool = False
-    truncated: bool = False
-
-    @property
-    def steps(self) -> int:
-        return len(self.actions)
-
-    @property
-    def total_cost(self) -> float:
-        return float(self.costs.sum())
-
-
-# ---------------------------------------------------------------------------------------------------
-# Acting. An actor maps a batch of observations (dict of arrays, one row per env) and the rows whose
-# episode starts now to actions: ``act(obs, reset_rows) -> int array``. Baselines are actors too.
-
-Actor = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
-
-
-def choose_actions(
-    q_logits: torch.Tensor, masks: torch.Tensor, epsilon: float, rng: np.random.Generator
-) -> np.ndarray:
-    """ε-greedy over valid actions: greedy on the Q-head, uniformly random valid action with prob ε."""
-    actions = greedy_action(q_logits, masks).cpu().numpy()
-    masks_np = masks.cpu().numpy().astype(bool)
-    explore = rng.random(len(actions)) < epsilon
-    for row in np.flatnonzero(explore):
-        actions[row] = rng.choice(np.flatnonzero(masks_np[row]))
-    return actions
-
-
-class PolicyActor:
-    """Drives a SpawnPolicy over a batch of envs: carry per row, reset at each row's episode start."""
-
-    def __init__(
-        self,
-        policy: SpawnPolicy,
-        device: torch.device,
-        epsilon: float = 0.0,
-        rng: np.random.Generator | None = None,
-    ):
-        self.policy, self.device, self.epsilon = policy, device, epsilon
-        self.rng = rng or np.random.default_rng(0)
-        self.carry = None
-        self.q_values: list[np.ndarray] = []
-
-    @torch.no_grad()
-    def __call__(self, obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
-        tokens = torch.as_tensor(obs["tokens"], dtype=torch.long, device=self.device)
-        features = torch.as_tensor(obs["features"], dtype=torch.float32, device=self.device)
-        masks = torch.as_tensor(np.asarray(obs["action_mask"]).astype(bool), device=self.device)
-        if self.carry is None or self.carry.z_H.shape[0] != len(tokens):
-            self.carry = self.policy.initial_carry(len(tokens), self.device)
-        reset = torch.as_tensor(np.asarray(reset_rows, bool), device=self.device)
-        self.carry, out = self.policy(self.carry, tokens, features, masks, reset)
-        self.q_values.append(torch.sigmoid(out.q_logits).cpu().numpy())
-        return choose_actions(out.q_logits, masks, self.epsilon, self.rng)
-
-
-class _EpisodeLog:
-    """Per-row lists filled while episodes run, turned into ``Episode`` objects at the end."""
-
-    def __init__(self, n: int):
-        self.rows: list[dict[str, list]] = [
-            {"tokens": [], "features": [], "masks": [], "actions": [], "costs": [], "h": []} for _ in range(n)
-        ]
-
-    def record(self, row: int, obs: dict[str, np.ndarray], action: int) -> None:
-        log = self.rows[row]
-        if "tokens" in obs:  # baselines run without tokens (faster); they never read them
-            log["tokens"].append(obs["tokens"][row])
-        log["features"].append(obs["features"][row])
-        log["masks"].append(np.asarray(obs["action_mask"][row]).astype(bool))
-        log["actions"].append(action)
-
-    def episode(
-        self, row: int, lam: float, instance_id: str, pass_rate: float, resolved: bool, truncated: bool
-    ) -> Episode:
-        log = self.rows[row]
-        return Episode(
-            tokens=np.stack(log["tokens"]).astype(np.int64)
-            if log["tokens"]
-            else np.zeros((len(log["actions"]), 0), np.int64),
-            features=np.stack(log["features"]).astype(np.float32),
-            masks=np.stack(log["masks"]),
-            actions=np.asarray(log["actions"], dtype=np.int64),
-            costs=np.asarray(log["costs"], dtype=np.float32),
-            halt_values=np.asarray(log["h"], dtype=np.float32),
-            lam=float(lam),
-            instance_id=instance_id,
-            pass_rate=float(pass_rate),
-            resolved=bool(resolved),
-            truncated=bool(truncated),
-        )
-
-
-def run_batched_episodes(env: Any, act: Actor, tasks: np.ndarray, lams: np.ndarray) -> list[Episode]:
-    """One episode per row of a ``BatchedReplayEnv`` (row i: task index ``tasks[i]``, cost weight ``lams[i]``).
-
-    The env auto-resets a finished row; until every row is done such rows get action 0 (halt, always
-    valid, free) and what they do is ignored. h_t is read from the env's candidate tables: the score
-    of the candidate a halt would submit now.
-    """
-    n = len(tasks)
-    if n != env.num_envs:
-        raise ValueError(f"run_batched_episodes: {n} tasks for an env of {env.num_envs} rows")
-    env.reset_envs(np.arange(n), task=np.asarray(tasks), lam=np.asarray(lams, dtype=float))
-    obs = env.observe()
-    log = _EpisodeLog(n)
-    done = np.zeros(n, bool)
-    out: list[Episode | None] = [None] * n
-    reset_rows = np.ones(n, bool)
-    while not done.all():
-        h_now = _batched_halt_value(env)
-        for row in np.flatnonzero(~done & reset_rows):
-            log.rows[row]["h"].append(float(h_now[row]))
-        actions = np.where(done, 0, act(obs, reset_rows))
-        reset_rows = np.zeros(n, bool)
-        cost_before = env.cost.copy()
-        for row in np.flatnonzero(~done):
-            log.record(row, obs, int(actions[row]))
-        obs, _, _, truncated, final = env.step(actions)
-        h_next = _batched_halt_value(env)
-        for row in np.flatnonzero(~done):
-            ended = bool(final["done"][row])
-            spent = (final["cost"][row] if ended else env.cost[row]) - cost_before[row]
-            log.rows[row]["costs"].append(float(spent))
-            if ended:
-                score = final["resolved"][row] if env.spec.reward == "resolved" else final["pass_rate"][row]
-                h_end = (
-                    log.rows[row]["h"][-1]
-                    if actions[row] == HALT
-                    else (float(score) if env.spec.submit_on_truncate else 0.0)
-                )
-                log.rows[row]["h"].append(h_end)
-                out[row] = log.episode(
-                    row,
-                    lams[row],
-                    env.task_ids[tasks[row]],
-                    final["pass_rate"][row],
-                    final["resolved"][row],
-                    bool(truncated[row]),
-                )
-                done[row] = True
-            else:
-                log.rows[row]["h"].append(float(h_next[row]))
-    return [e for e in out if e is not None]
-
-
-def _batched_halt_value(env: Any) -> np.ndarray:
-    """Hidden score a halt would get now, per row (0 where no candidate yet)."""
-    return np.asarray(env.halt_value(), float)
-
-
-def gym_halt_value(env: Any, info: dict[str, Any]) -> float:
-    """Hidden score of the candidate a halt would submit now (0 without one), from ``info["best_score"]``.
-
-    SpawnEnv puts it there (a custom env should too, else halting is valued at 0). The trainer may read
-    hidden figures; the policy never sees them.
-    """
-    return float(info.get("best_score", 0.0))
-
-
-def run_gym_episodes(
-    envs: Sequence[Any], act: Actor, seeds: Sequence[int], options: Sequence[dict | None] | None = None
-) -> list[Episode]:
-    """One episode in each gymnasium env (SpawnEnv in any mode, or a custom env with the same contract).
-
-    Step costs come from ``info["cost"]`` (cumulative cost units), λ from ``info["lam"]`` (else feature 0).
-    """
-    n = len(envs)
-    obs_rows, infos = [], []
-    for env, seed, opt in zip(envs, seeds, options or [None] * n, strict=True):
-        o, i = env.reset(seed=int(seed), options=opt)
-        obs_rows.append(o)
-        infos.append(i)
-    log = _EpisodeLog(n)
-    for row in range(n):
-        log.rows[row]["h"].append(gym_halt_value(envs[row], infos[row]))
-    lams = [float(i.get("lam", o["features"][0])) for i, o in zip(infos, obs_rows, strict=True)]
-    spent = [float(i.get("cost", 0.0)) for i in infos]
-    done = np.zeros(n, bool)
-    out: list[Episode | None] = [None] * n
-    reset_rows = np.ones(n, bool)
-    while not done.all():
-        obs = {k: np.stack([o[k] for o in obs_rows]) for k in obs_rows[0]}
-        actions = act(obs, reset_rows)
-        reset_rows = np.zeros(n, bool)
-        for row in np.flatnonzero(~done):
-            a = int(actions[row])
-            log.record(row, obs, a)
-            o, _, term, trunc, info = envs[row].step(a)
-            cost_now = float(info.get("cost", spent[row]))
-            log.rows[row]["costs"].append(cost_now - spent[row])
-            spent[row] = cost_now
-            log.rows[row]["h"].append(
-                log.rows[row]["h"][-1] if a == HALT else gym_halt_value(envs[row], info)
-            )
-            obs_rows[row] = o
-            if term or trunc:
-                done[row] = True
-                out[row] = log.episode(
-                    row,
-                    lams[row],
-                    str(info.get("instance_id", "")),
-                    float(info.get("pass_rate", 0.0) or 0.0),
-                    bool(info.get("resolved", False)),
-                    bool(trunc and not term),
-                )
-    return [e for e in out if e is not None]
-
+from hrm_spawn.trainers.rollout import Actor, Episode, PolicyActor, episode_scalars, make_source
+from hrm_spawn.trainers.runtime import make_policy, resolve_device, seed_everything, set_threads
 
 # ---------------------------------------------------------------------------------------------------
 # Learning.
@@ -442,40 +232,6 @@ def _iteration_rng(seed: int, iteration: int, stream: int) -> np.random.Generato
     return np.random.default_rng([seed, iteration, stream])
 
 
-class BatchedSource:
-    """Training episodes from a ``BatchedReplayEnv``: tasks drawn from ``task_indices``, λ uniform in range."""
-
-    def __init__(self, env: Any, task_indices: Sequence[int], lam_low: float, lam_high: float):
-        if len(task_indices) == 0:
-            raise ValueError("BatchedSource: no training tasks")
-        self.env, self.task_indices = env, np.asarray(task_indices, np.int64)
-        self.lam_low, self.lam_high = lam_low, lam_high
-
-    def __call__(self, act: Actor, rng: np.random.Generator) -> list[Episode]:
-        n = self.env.num_envs
-        tasks = rng.choice(self.task_indices, size=n)
-        lams = rng.uniform(self.lam_low, self.lam_high, size=n)
-        return run_batched_episodes(self.env, act, tasks, lams)
-
-    def close(self) -> None:
-        pass
-
-
-class GymSource:
-    """Training episodes from gymnasium envs (any mode); the env samples the task and λ from the seed."""
-
-    def __init__(self, envs: Sequence[Any]):
-        self.envs = list(envs)
-
-    def __call__(self, act: Actor, rng: np.random.Generator) -> list[Episode]:
-        seeds = rng.integers(0, 2**31 - 1, size=len(self.envs))
-        return run_gym_episodes(self.envs, act, seeds)
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
 class ActQTrainer:
     """Iteration = one batch of complete episodes from ``source`` + ``updates`` gradient steps."""
 
@@ -567,3 +323,81 @@ class ActQTrainer:
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.episodes_done = int(state["episodes_done"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop: iterations, TensorBoard, checkpoints, resume.
+
+
+def train_act_q(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Run ACT Q-learning; returns the last checkpoint. ``stop_after`` ends early (tests: a "kill")."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    seed_everything(config.seed)
+    set_threads(config)
+    device = resolve_device(config.device)
+    source, spaces_env = make_source(config, config.act_q.num_envs)
+    policy = make_policy(config, spaces_env)
+    trainer = ActQTrainer(config, policy, source, device)
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if ckpt is not None:
+        state = load_state(ckpt)
+        trainer.load(
+            {k: load_weights(ckpt, k) for k in ("policy", "target") if (ckpt / f"{k}.safetensors").is_file()},
+            state["trainer"],
+        )
+        set_rng_state(state["rng"])
+    writer = SummaryWriter(str(run_dir / "tb"))
+    total = config.act_q.iterations
+    bar = _progress(total, trainer.iteration, progress)
+    last = ckpt
+    try:
+        while trainer.iteration < total:
+            out = trainer.step()
+            episodes = out.pop("episodes")
+            it = trainer.iteration
+            if it % config.log_every == 0 or it == total:
+                _log(writer, out, episodes, trainer.env_steps)
+            bar.update(1)
+            bar.set_postfix(
+                ret=f"{episode_scalars(episodes)['episode/return']:.3f}",
+                loss=f"{out.get('loss/total', 0):.3f}",
+            )
+            if it % config.checkpoint_every == 0 or it == total:
+                last = _checkpoint(run_dir, config, trainer)
+            if stop_after is not None and it >= stop_after:
+                break
+    finally:
+        bar.close()
+        writer.close()
+        source.close()
+    assert last is not None
+    return last
+
+
+def _checkpoint(run_dir: Path, config: TrainConfig, trainer: ActQTrainer) -> Path:
+    state = {"trainer": trainer.state_dict(), "rng": rng_state()}
+    meta = {"iteration": trainer.iteration, "env_steps": trainer.env_steps, "episodes": trainer.episodes_done}
+    path = save_checkpoint(run_dir, trainer.iteration, config, trainer.weights(), state, meta)
+    prune_checkpoints(run_dir, keep=2)
+    return path
+
+
+def _log(writer: Any, stats: dict[str, Any], episodes: list[Episode], env_steps: int) -> None:
+    for key, value in {**stats, **episode_scalars(episodes)}.items():
+        writer.add_scalar(key, value, env_steps)
+    halts = np.asarray([e.steps - 1 for e in episodes if e.actions[-1] == HALT])
+    if halts.size:
+        writer.add_histogram("episode/halting_step", halts, env_steps)
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="act_q", unit="it", disable=not enabled, file=sys.stderr)

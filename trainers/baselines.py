@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hrm_spawn.envs.episode import HALT, ActionLayout
 from hrm_spawn.envs.features import GLOBAL_FEATURES
 
 BEST_VISIBLE = GLOBAL_FEATURES.index("best_visible")
@@ -26,7 +27,7 @@ HAS_CANDIDATE = GLOBAL_FEATURES.index("has_candidate")
 
 
 def halt_actor(obs: dict[str, np.ndarray], reset_rows: np.ndarray) -> np.ndarray:
-    return np.zeros(len(obs["action_mask"]), np.int64)
+    return np.full(len(obs["action_mask"]), HALT, np.int64)
 
 
 class SequenceActor:
@@ -72,25 +73,29 @@ class RandomActor:
 
 
 def single_sequence(agent_index: int) -> list[int]:
-    return [1 + agent_index]
+    return [ActionLayout(agent_index + 1).spawn(agent_index)]
 
 
 def spawn_all_sequence(num_agents: int) -> list[int]:
-    return [1 + k for k in range(num_agents)]
+    layout = ActionLayout(num_agents)
+    return [layout.spawn(k) for k in range(num_agents)]
 
 
 def cascade_candidates(num_agents: int, max_len: int) -> list[tuple[int, ...]]:
     """Every ordered sequence of spawn/delegate actions of length 1..max_len."""
-    moves = range(1, 1 + 2 * num_agents)
+    layout = ActionLayout(num_agents)
+    moves = [a for a in range(layout.n) if a != HALT]
     out: list[tuple[int, ...]] = []
     for length in range(1, max_len + 1):
         for seq in itertools.product(moves, repeat=length):
-            if seq[0] > num_agents:  # a delegation first is always masked (no candidate yet)
+            if (
+                layout.decode(seq[0])[0] == "delegate"
+            ):  # a delegation first is always masked (no candidate yet)
                 continue
             out.append(seq)
     return out
 
 
 def cascade_name(seq: Sequence[int], agents: Sequence[str]) -> str:
-    k = len(agents)
-    return " > ".join(f"spawn {agents[a - 1]}" if a <= k else f"delegate {agents[a - 1 - k]}" for a in seq)
+    layout = ActionLayout(len(agents))
+    return " > ".join(layout.name(a, agents) for a in seq)

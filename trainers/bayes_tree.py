@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from hrm_spawn.envs import episode as E
+from hrm_spawn.envs import oracle as replay_walk
+from hrm_spawn.envs.episode import HALT, EpisodeRules, JobOutcome
 from hrm_spawn.envs.features import TASK_FEATURES, task_features
-from hrm_spawn.envs.oracle import _advance, _moves, _State
-from hrm_spawn.envs.replay import JobOutcome, ReplaySpec, TaskTable
+from hrm_spawn.envs.oracle import State, best_job
+from hrm_spawn.envs.replay import TaskTable
 from hrm_spawn.trainers.report import EpisodeRecord
 
 MIN_GROUP = 4  # fewest training tasks a failure-profile group needs before the tree trusts it alone
@@ -48,23 +51,23 @@ class Walker:
     """One task's replay dynamics, on the oracle's states."""
 
     table: TaskTable
-    spec: ReplaySpec
+    spec: EpisodeRules
 
-    def moves(self, state: _State, steps: int, cost: float) -> dict[int, tuple]:
+    def moves(self, state: State, steps: int, cost: float) -> dict[int, tuple]:
         """Valid non-halt actions -> (outcome key, run); none once a step or cost limit is reached."""
-        if steps >= self.spec.max_steps or cost >= self.spec.max_cost:
+        if not E.within_limits(steps, cost, self.spec):
             return {}
-        return {a: (key, job) for a, key, job in _moves(self.table, self.spec, state)}
+        return {a: (key, job) for a, key, job in replay_walk.moves(self.table, self.spec, state)}
 
-    def advance(self, state: _State, action: int, key: tuple, job: JobOutcome) -> _State:
-        return _advance(state, action, key, job, self.table, len(self.spec.agents))
+    def advance(self, state: State, action: int, key: tuple, job: JobOutcome) -> State:
+        return replay_walk.advance(state, action, key, job, self.table, self.spec.layout)
 
-    def score(self, state: _State) -> float:
-        job = self.table.outcomes[state.best] if state.best else None
+    def score(self, state: State) -> float:
+        job = best_job(self.table, state)
         return job.score(self.spec.reward) if job else 0.0
 
 
-Member = tuple[int, _State, float]  # a training task still consistent: its index, replay state, cost so far
+Member = tuple[int, State, float]  # a training task still consistent: its index, replay state, cost so far
 
 
 class BayesTree:
@@ -83,7 +86,7 @@ class BayesTree:
 
     def _solve(self, members: tuple[Member, ...], hist: tuple, steps: int) -> tuple[int, float]:
         n = len(members)
-        best = (0, float(np.mean([self.walkers[i].score(s) for i, s, _ in members])))  # halt: submit now
+        best = (HALT, float(np.mean([self.walkers[i].score(s) for i, s, _ in members])))  # halt: submit now
         options = [self.walkers[i].moves(s, steps, c) for i, s, c in members]
         for action in sorted(set.intersection(*(set(o) for o in options))):
             value, parts = 0.0, {}
@@ -142,7 +145,7 @@ def run_tree(
     trainers/evaluate.py); an observation no training task showed halts. ``group_key`` says which training
     tasks a new task starts out consistent with (default: the same failure profile)."""
     tree = BayesTree([Walker(t, train.spec) for t in train.tables], lam)
-    start = _State((0,) * len(test.spec.agents), frozenset(), None)
+    start = State.start(len(test.spec.agents))
     train_keys = [group_keys(t, group_key) for t in train.tasks]
     records = []
     for task, table in zip(test.tasks, test.tables, strict=True):
@@ -153,7 +156,7 @@ def run_tree(
         while members:
             action, _ = tree.best(members, hist, len(actions))
             mine = me.moves(state, len(actions), cost)
-            if action == 0 or action not in mine:
+            if action == HALT or action not in mine:
                 break
             key, job = mine[action]
             members = tree.consistent(members, action, seen(job), len(actions))
@@ -164,9 +167,9 @@ def run_tree(
     return records
 
 
-def _record(task: Any, me: Walker, state: _State, cost: float, actions: list[int]) -> EpisodeRecord:
-    job = me.table.outcomes[state.best] if state.best else None
-    cut = len(actions) >= me.spec.max_steps or cost >= me.spec.max_cost  # a limit ended it, not a halt
+def _record(task: Any, me: Walker, state: State, cost: float, actions: list[int]) -> EpisodeRecord:
+    job = best_job(me.table, state)
+    cut = not E.within_limits(len(actions), cost, me.spec)  # a limit ended it, not a halt
     return EpisodeRecord(
         task.instance_id,
         job.pass_rate if job else 0.0,

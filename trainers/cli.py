@@ -249,6 +249,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "overrides", nargs="*", help="config overrides key.sub=value (env.tasks=FILE is needed)"
     )
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    train.add_argument("--force", action="store_true", help="train into an --out that already holds a run")
     train.add_argument("--out", default=None, help="run directory (default under the data dir)")
     train.set_defaults(func=_train)
 
@@ -290,7 +291,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         ),
     )
     ev.add_argument("checkpoint", help="checkpoint directory")
-    ev.add_argument("--tasks", required=True, help="task file")
+    ev.add_argument("--tasks", default=None, help="task file (default: the checkpoint's)")
     ev.add_argument("--store", default=None, help="outcome store (default: the checkpoint's)")
     ev.add_argument("--split", default="heldout", choices=["train", "heldout", "all"])
     lam = ev.add_mutually_exclusive_group()
@@ -298,6 +299,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     lam.add_argument("--lambda-sweep", action="store_true", help="sweep λ and report the area under the hull")
     ev.add_argument("--mode", default="replay", choices=["replay", "cached", "live"])
     ev.add_argument("--out", required=True, help="directory for report.json, report.md, pareto.png")
+    ev.add_argument(
+        "overrides", nargs="*", help="env overrides key=value, e.g. folds=5 fold=2 (env. optional)"
+    )
     ev.set_defaults(func=_lazy("hrm_spawn.trainers.evaluate:cli_eval"))
 
 

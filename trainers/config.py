@@ -1,17 +1,26 @@
 """Typed trainer configs (presets in configs/trainers/).
 
-A ``TrainConfig`` names the environment (a registered id plus its config), the policy (a preset plus
-key overrides) and the algorithm's settings. Presets are resolved when the config is validated, so
-the YAML written next to a checkpoint is complete and needs no preset files to be read back.
+A ``TrainConfig`` names the environment (``env_id``: a registered id, an entry point or ``module:Class``,
+its settings ``env``, an ``EnvConfig``, and ``env_args``, further keyword arguments a custom env's
+constructor takes), the policy (a preset plus key overrides) and the algorithm's settings. Presets are
+resolved when the config is validated, so the YAML written next to a checkpoint needs no preset files.
+
+λ has one home: ``env.lam`` (a number, or ``[low, high]`` sampled per episode). Both trainers train on
+that range and eval sweeps it. Older configs put it under ``act_q.lam``/``ppo.lam``: that spelling is
+still read (the chosen algorithm's range moves to ``env.lam``, as it used to override it).
+
+``env`` is written back with the settings that were given only, so a custom env's own defaults stay
+its own when the config is read back from a checkpoint.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from hrm_spawn.envs.config import ConfigError, StrictModel, read_yaml, resolve_config_path
+from hrm_spawn.envs.env_config import EnvConfig
 from hrm_spawn.policies.config import HRMConfig
 
 
@@ -75,7 +84,6 @@ class ActQConfig(StrictModel):
     # Double Q-learning: the online network picks the best next move, the target network values it
     # (needs a target network). Plain max-bootstrapping overrates moves on states seen rarely.
     double_q: bool = False
-    lam: LambdaRange = LambdaRange()
 
     @field_validator("iterations", "num_envs", "updates", "batch_episodes")
     @classmethod
@@ -103,7 +111,12 @@ class PPOConfig(StrictModel):
     gamma: float = 1.0
     gae_lambda: float = 0.95
     ent_coef: float = 0.01
-    lam: LambdaRange = LambdaRange()
+    # auto: the batched replay VecEnv when the env can replay (fast), else DummyVecEnv; dummy: always that.
+    vec_env: Literal["auto", "dummy"] = "auto"
+    # SB3 callbacks by ``module:Name`` (a BaseCallback class, built without arguments, or an instance).
+    callbacks: list[str] = []
+    # A copy of the model as ``MaskablePPO.save`` writes it (RUN/sb3_model.zip), beside the checkpoints.
+    save_sb3_zip: bool = True
 
 
 class TrainConfig(StrictModel):
@@ -113,9 +126,11 @@ class TrainConfig(StrictModel):
     # CPU threads for torch; 0 = torch's default. Small policies on a few shared cores run fastest with 1
     # (thread hand-offs cost more than they save, and much more when other processes compete).
     torch_threads: int = Field(1, ge=0)
-    env_id: str = "HRMSpawn/SWESmith-v0"  # a registered id or module:Class
-    # Keyword config of the env (envs.spawn_env.EnvConfig for the built-in one); `preset: env/NAME` allowed.
-    env: dict[str, Any] = {}
+    env_id: str = "HRMSpawn/SWESmith-v0"  # a registered id, an entry point or module:Class
+    # The env's settings (its constructor's keyword arguments); `preset: env/NAME` allowed.
+    env: EnvConfig = EnvConfig()
+    # Further keyword arguments of a custom env's constructor (e.g. num_tasks), passed as given.
+    env_args: dict[str, Any] = {}
     policy: HRMConfig = HRMConfig()
     act_q: ActQConfig = ActQConfig()
     ppo: PPOConfig = PPOConfig()
@@ -132,6 +147,42 @@ class TrainConfig(StrictModel):
     def _env_preset(cls, value: Any) -> Any:
         return _with_preset(value, "env")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_lambda(cls, data: Any) -> Any:
+        """Older configs' ``act_q.lam``/``ppo.lam`` -> ``env.lam`` (the chosen algorithm's range wins)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        chosen = None
+        for algo in ("act_q", "ppo"):
+            section = data.get(algo)
+            if isinstance(section, dict) and "lam" in section:
+                section = dict(section)
+                try:
+                    lam = LambdaRange.model_validate(section.pop("lam"))
+                except Exception as exc:
+                    raise ValueError(f"{algo}.lam (now env.lam): {exc}") from None
+                data[algo] = section
+                if algo == data.get("algo", "act_q"):
+                    chosen = lam
+        if chosen is not None:
+            env = _with_preset(data.get("env", {}), "env")
+            if isinstance(env, dict):
+                data["env"] = {**env, "lam": [chosen.low, chosen.high]}
+        return data
+
+    @field_serializer("env")
+    def _given_env_settings(self, env: EnvConfig) -> dict[str, Any]:
+        return env.model_dump(mode="json", exclude_unset=True)
+
     @property
     def lam(self) -> LambdaRange:
-        return self.act_q.lam if self.algo == "act_q" else self.ppo.lam
+        """The training λ range (``env.lam``)."""
+        lam = self.env.lam
+        low, high = (lam, lam) if isinstance(lam, float) else lam
+        return LambdaRange(low=low, high=high)
+
+    def env_settings(self) -> dict[str, Any]:
+        """The env constructor's keyword arguments: the given ``env`` settings and ``env_args``."""
+        return {**self.env.model_dump(exclude_unset=True), **self.env_args}

@@ -1,8 +1,16 @@
-"""hrm-spawn eval CHECKPOINT --tasks FILE [--store DB] [--split heldout] [--lambda X | --lambda-sweep] --out DIR
+"""hrm-spawn eval CHECKPOINT [--tasks FILE] [--store DB] [--split heldout] [--lambda X | --lambda-sweep] --out DIR [key=value ...]
 
 Runs the checkpoint's policy greedily (ACT Q: on its Q-head; PPO: the mode of its masked action
 distribution) and every baseline on the chosen split, one episode per task, with the replay dynamics of
 the outcome store (``BatchedReplayEnv``: the same masks, costs and rewards as SpawnEnv in replay mode).
+The env is the one the checkpoint's config names: the built-in one's tasks and tables are read from its
+config (``load_replay``), a custom env is built and asked for its ``replay()`` (so tasks and outcomes it
+keeps in memory, and the settings it supplies itself, are what is evaluated). ``key=value`` arguments
+override env settings as ``train`` takes them (``folds=5 fold=2``; the ``env.`` prefix is optional).
+
+The path from checkpoint to report: trainers/checkpoint.py (config, weights) -> this module (the sets,
+the actors) -> trainers/rollout.py (episodes) -> envs/replay.py (the batched env, envs/episode.py's
+rules) -> trainers/baselines.py, envs/oracle.py -> trainers/report.py.
 Both kinds read λ as feature 0 of the observation, so the sweep feeds each λ the same way. ``best_cascade`` is chosen on the *train* split at each λ.
 Writes DIR/report.json, DIR/report.md and DIR/pareto.png (trainers/report.py).
 
@@ -14,6 +22,7 @@ everything from the store as in replay.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,8 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrm_spawn.envs.config import ConfigError
-from hrm_spawn.trainers.act_q import Actor, Episode, PolicyActor, run_batched_episodes, run_gym_episodes
+from hrm_spawn.envs import episode as E
+from hrm_spawn.envs.config import ConfigError, build_config
+from hrm_spawn.envs.env_config import EnvConfig
+from hrm_spawn.envs.episode import EpisodeRules
+from hrm_spawn.envs.registry import SPAWN_ENV_ID
+from hrm_spawn.envs.replay import BatchedReplayEnv, Replay, load_replay
 from hrm_spawn.trainers.baselines import (
     RandomActor,
     SequenceActor,
@@ -36,7 +49,17 @@ from hrm_spawn.trainers.baselines import (
     spawn_all_sequence,
 )
 from hrm_spawn.trainers.checkpoint import load_into, load_train_config, resolve_checkpoint
+from hrm_spawn.trainers.config import TrainConfig
 from hrm_spawn.trainers.report import EpisodeRecord, build_report, comparison_table, summarize, write_report
+from hrm_spawn.trainers.rollout import (
+    Actor,
+    Episode,
+    PolicyActor,
+    make_env,
+    replay_of,
+    run_batched_episodes,
+    run_gym_episodes,
+)
 
 RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
 CASCADE_MAX_LEN = 3
@@ -44,12 +67,12 @@ CASCADE_MAX_LEN = 3
 
 @dataclass
 class ReplaySet:
-    """Tasks with their outcome tables and the episode rules: everything a batched replay needs."""
+    """Tasks with their outcome tables and the episode rules, ready to run actors on."""
 
     tasks: list[Any]
     tables: list[Any]
-    spec: Any  # envs.replay.ReplaySpec
-    observation_space: Any = None  # SpawnEnv's, which sizes a PPO policy
+    spec: EpisodeRules
+    observation_space: Any = None  # the env's, which sizes a PPO policy
     oracle: list[list[int]] | None = None  # cached oracle action sequences
 
     def run(
@@ -59,8 +82,6 @@ class ReplaySet:
         task_rows: np.ndarray | None = None,
         with_tokens: bool = True,
     ) -> list[Episode]:
-        from hrm_spawn.envs.replay import BatchedReplayEnv
-
         rows = np.arange(len(self.tasks)) if task_rows is None else np.asarray(task_rows)
         env = BatchedReplayEnv(
             self.tasks, self.tables, self.spec, num_envs=len(rows), seed=0, with_tokens=with_tokens
@@ -82,27 +103,51 @@ class ReplaySet:
             for e in episodes
         ]
 
+    @classmethod
+    def of(cls, replay: Replay) -> ReplaySet:
+        return cls(
+            replay.tasks,
+            replay.tables,
+            replay.rules,
+            E.observation_space(replay.rules.layout, replay.rules.seq_len),
+        )
 
-def replay_sets(env_cfg: Any, split: str) -> tuple[ReplaySet, ReplaySet]:
-    """(the train split, the evaluated split) of the env config's tasks, tables read from its store."""
-    from hrm_spawn.envs.replay import ReplaySpec
-    from hrm_spawn.envs.spawn_env import SpawnEnv
 
+def replay_sets(env_cfg: EnvConfig, split: str) -> tuple[ReplaySet, ReplaySet]:
+    """(the train split, the evaluated split) of a built-in env config, read from its store (no env built)."""
+    return tuple(  # type: ignore[return-value]
+        ReplaySet.of(load_replay(env_cfg.model_copy(update={"split": name, "mode": "replay"})))
+        for name in ("train", split)
+    )
+
+
+def env_replay_sets(config: TrainConfig, split: str) -> tuple[ReplaySet, ReplaySet]:
+    """(train, evaluated) sets of the env ``config`` names: the built-in one from its config, any other
+    built with the split and asked for its ``replay()``."""
+    if config.env_id == SPAWN_ENV_ID and not config.env_args:
+        return replay_sets(config.env, split)
     out = []
     for name in ("train", split):
-        cfg = env_cfg.model_copy(update={"split": name, "mode": "replay"})
-        env = SpawnEnv(cfg)
-        out.append(
-            ReplaySet(list(env.tasks), env.tables(), ReplaySpec.from_config(cfg), env.observation_space)
-        )
-        env.close()
+        env = make_env(config, split=name, mode="replay")
+        try:
+            replay = replay_of(env)
+        finally:
+            env.close()
+        if replay is None:
+            raise ConfigError(
+                f"eval: env {config.env_id!r} cannot replay its outcomes (it has no replay() method, as "
+                "SpawnEnv has); baselines and the oracle need its outcome tables"
+            )
+        out.append(ReplaySet.of(replay))
     return out[0], out[1]
 
 
-def load_policy_from_checkpoint(ckpt: Path, num_actions: int, num_features: int, device: torch.device):
+def load_policy_from_checkpoint(
+    ckpt: Path, num_actions: int, num_features: int, device: torch.device, config: TrainConfig | None = None
+):
     from hrm_spawn.policies.spawn_policy import SpawnPolicy
 
-    config = load_train_config(ckpt)
+    config = config or load_train_config(ckpt)
     policy = SpawnPolicy(config.policy, num_actions, num_features)
     load_into(policy, ckpt, f"a policy for {num_actions} actions and {num_features} features")
     return policy.to(device).eval()
@@ -111,18 +156,25 @@ def load_policy_from_checkpoint(ckpt: Path, num_actions: int, num_features: int,
 ActorFactory = Callable[[int], Actor]
 
 
-def load_actor(ckpt: Path, observation_space: Any, num_actions: int, device: torch.device) -> ActorFactory:
+def load_actor(
+    ckpt: Path,
+    observation_space: Any,
+    num_actions: int,
+    device: torch.device,
+    config: TrainConfig | None = None,
+) -> ActorFactory:
     """``make_actor(n)`` running the checkpoint's policy greedily, whichever trainer wrote it."""
-    algo = load_train_config(ckpt).algo
+    config = config or load_train_config(ckpt)
+    algo = config.algo
     if algo == "ppo":
         from hrm_spawn.trainers.ppo import PPOActor, load_ppo_policy
 
-        ppo = load_ppo_policy(ckpt, observation_space, num_actions, device)
+        ppo = load_ppo_policy(ckpt, observation_space, num_actions, device, config)
         return lambda _: PPOActor(ppo, device)
     if algo != "act_q":
         raise ConfigError(f"{ckpt}: eval knows ACT Q and PPO checkpoints; this one is {algo!r}")
     num_features = int(observation_space["features"].shape[0])
-    policy = load_policy_from_checkpoint(ckpt, num_actions, num_features, device)
+    policy = load_policy_from_checkpoint(ckpt, num_actions, num_features, device, config)
     return lambda _: PolicyActor(policy, device)
 
 
@@ -195,9 +247,21 @@ def sweep_lambdas(lam_low: float, lam_high: float, points: int = 7) -> list[floa
     return sorted({0.0, *(round(x, 6) for x in grid)})
 
 
+def with_env_overrides(config: TrainConfig, env_overrides: dict[str, Any] | list[str]) -> TrainConfig:
+    """The config with env settings replaced: a dict of values, or ``key=value`` strings (``env.`` optional)."""
+    if isinstance(env_overrides, dict):
+        given = {k: v for k, v in env_overrides.items() if v is not None}
+        items = [f"env.{k}={json.dumps(v)}" for k, v in given.items()]
+    else:
+        items = [o if o.startswith(("env.", "env_args.")) else f"env.{o}" for o in env_overrides]
+    if not items:
+        return config
+    return build_config(TrainConfig, config.model_dump(), items, source="eval env overrides")
+
+
 def evaluate(
     ckpt: Path,
-    env_overrides: dict[str, Any],
+    env_overrides: dict[str, Any] | list[str],
     split: str,
     lam: float | None,
     sweep: bool,
@@ -205,18 +269,14 @@ def evaluate(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """The report (dict) for a checkpoint; see trainers/report.py for the schema."""
-    from hrm_spawn.envs.spawn_env import load_env_config
-
-    config = load_train_config(ckpt)
+    config = with_env_overrides(load_train_config(ckpt), env_overrides)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
-    env_cfg = load_env_config({**config.env, **{k: v for k, v in env_overrides.items() if v is not None}})
-    train, test = replay_sets(env_cfg, split)
     dev = torch.device(device)
     if mode != "replay":
-        _run_live(ckpt, env_cfg, split, mode, dev)
-        train, test = replay_sets(env_cfg, split)  # re-read: the store now has the new outcomes
-    make_actor = load_actor(ckpt, test.observation_space, 1 + 2 * len(test.spec.agents), dev)
+        _run_live(ckpt, config, split, mode, dev)  # the store gets the outcomes the policy asks for
+    train, test = env_replay_sets(config, split)
+    make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev, config)
     lam_range = config.lam
     if lam is None:
         lam = (lam_range.low + lam_range.high) / 2
@@ -241,8 +301,9 @@ def evaluate(
     meta = {
         "checkpoint": str(ckpt),
         "algo": config.algo,
-        "tasks": env_cfg.tasks,
-        "store": str(env_cfg.store_path()),
+        "env_id": config.env_id,
+        "tasks": config.env.tasks,
+        "store": str(config.env.store_path()),
         "split": split,
         "num_tasks": len(test.tasks),
         "num_train_tasks": len(train.tasks),
@@ -281,25 +342,27 @@ def sweep_records(
     return points
 
 
-def _run_live(ckpt: Path, env_cfg: Any, split: str, mode: str, device: torch.device) -> None:
-    """Run the policy once per task through SpawnEnv in ``mode`` so its outcomes land in the store."""
-    from hrm_spawn.envs.spawn_env import SpawnEnv
-
-    env = SpawnEnv(env_cfg.model_copy(update={"split": split, "mode": mode}))
-    make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device)
-    lam = env_cfg.lam if isinstance(env_cfg.lam, float) else sum(env_cfg.lam) / 2
-    for task in env.tasks:
+def _run_live(ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device) -> None:
+    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store."""
+    env = make_env(config, split=split, mode=mode)
+    make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device, config)
+    lam = (config.lam.low + config.lam.high) / 2
+    for task in env.unwrapped.tasks:
         run_gym_episodes([env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}])
     env.close()
 
 
 def cli_eval(args: argparse.Namespace) -> int:
     ckpt = resolve_checkpoint(args.checkpoint)
-    overrides = {"tasks": str(Path(args.tasks).expanduser()), "store": args.store}
-    if not Path(overrides["tasks"]).exists():
-        raise ConfigError(f"--tasks: {args.tasks} does not exist")
-    if args.store and not Path(args.store).expanduser().is_file():
-        raise ConfigError(f"--store: {args.store} does not exist")
+    overrides = list(getattr(args, "overrides", None) or [])
+    if args.tasks:
+        if not Path(args.tasks).expanduser().exists():
+            raise ConfigError(f"--tasks: {args.tasks} does not exist")
+        overrides.append(f"env.tasks={json.dumps(str(Path(args.tasks).expanduser()))}")
+    if args.store:
+        if not Path(args.store).expanduser().is_file():
+            raise ConfigError(f"--store: {args.store} does not exist")
+        overrides.append(f"env.store={json.dumps(str(Path(args.store).expanduser()))}")
     report = evaluate(ckpt, overrides, args.split, args.lam, args.lambda_sweep, args.mode)
     paths = write_report(report, Path(args.out))
     print(comparison_table(report))

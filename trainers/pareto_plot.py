@@ -105,7 +105,7 @@ def pareto_figure(report: dict[str, Any]):  # -> matplotlib.figure.Figure (impor
 
 
 def _draw_policy(ax: Any, name: str, style: dict[str, str], report: dict[str, Any]) -> None:
-    from hrm_spawn.trainers.report import upper_hull
+    from hrm_spawn.trainers.hull import upper_hull
 
     sweep = report.get("lambda_sweep")
     point = report["policies"].get(name)

@@ -1,11 +1,14 @@
 """MaskablePPO (sb3-contrib) with the HRM features extractor (policies/sb3.py), for comparison with ACT Q.
 
-Vector envs: ``ppo.num_envs`` SpawnEnvs in one process (``DummyVecEnv``; replay steps are cheap, and the
-policy forward dominates). λ is sampled per episode by the env from ``ppo.lam``. Callbacks log episode
-return, resolve-rate, pass-rate and cost to TensorBoard (SB3 logs losses and steps/s itself) and write
-checkpoints with trainers/checkpoint.py. ``--resume`` continues from the latest checkpoint's weights,
-optimizer and step counter (SB3 does not expose its rollout buffer, so a resumed run starts a fresh
-rollout: equal in expectation, not bit for bit, unlike ACT Q).
+Vector env: the env the config names; when it can replay and is in replay mode, ``ppo.num_envs`` rows of
+the batched replay env as an SB3 ``VecEnv`` (envs/vector.py, the fast path), else that many envs in a
+``DummyVecEnv`` (``ppo.vec_env: dummy`` forces this). Either is wrapped in ``VecMonitor``, so SB3 logs
+``rollout/ep_rew_mean``. λ is sampled per episode from ``env.lam``. A callback logs episode return,
+resolve-rate, pass-rate and cost to TensorBoard (SB3 logs losses and steps/s itself) and writes
+checkpoints with trainers/checkpoint.py; ``ppo.callbacks`` adds SB3 callbacks by ``module:Name``. Each
+checkpoint also holds ``sb3_model.zip`` (``MaskablePPO.load`` opens it). ``--resume`` continues from
+the latest checkpoint's weights, optimizer and step counter (SB3 does not expose its rollout buffer, so
+a resumed run starts a fresh rollout: equal in expectation, not bit for bit, unlike ACT Q).
 
 SB3's logger is set explicitly to TensorBoard under ``RUN/tb/ppo``: left to itself SB3 makes a
 ``$TMPDIR/SB3-<date>`` folder whenever no TensorBoard folder is given. ``PPOActor`` runs a checkpoint
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hrm_spawn.envs.config import ConfigError
 from hrm_spawn.trainers.checkpoint import (
     latest_checkpoint,
     load_state,
@@ -29,10 +33,50 @@ from hrm_spawn.trainers.checkpoint import (
     set_rng_state,
 )
 from hrm_spawn.trainers.config import TrainConfig
+from hrm_spawn.trainers.rollout import env_factory, make_env, replay_of
+from hrm_spawn.trainers.runtime import resolve_device, seed_everything, set_threads
+
+SB3_ZIP = "sb3_model.zip"
+
+
+def make_vec_env(config: TrainConfig) -> Any:
+    """The training VecEnv (batched replay when the env can, else DummyVecEnv), in a VecMonitor."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    cfg = config.ppo
+    if cfg.vec_env == "auto":
+        first = make_env(config)
+        in_replay = getattr(getattr(first.unwrapped, "config", None), "mode", None) == "replay"
+        replay = replay_of(first) if in_replay else None
+        first.close()
+        if replay is not None:
+            from hrm_spawn.envs.vector import ReplayVecEnv
+
+            return VecMonitor(ReplayVecEnv.from_replay(replay, cfg.num_envs, seed=config.seed))
+    venv = DummyVecEnv([env_factory(config) for _ in range(cfg.num_envs)])
+    venv.seed(config.seed)
+    return VecMonitor(venv)
+
+
+def user_callbacks(names: list[str]) -> list[Any]:
+    """SB3 callbacks named ``module:Name`` (a BaseCallback subclass, built without arguments, or an instance)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from hrm_spawn.envs.plugins import load_object
+
+    out = []
+    for name in names:
+        obj = load_object(name, "ppo.callbacks entry", ConfigError)
+        if isinstance(obj, type) and issubclass(obj, BaseCallback):
+            obj = obj()
+        if not isinstance(obj, BaseCallback):
+            raise ConfigError(f"ppo.callbacks: {name!r} is a {type(obj).__name__}, not an SB3 BaseCallback")
+        out.append(obj)
+    return out
 
 
 def _callbacks(config: TrainConfig, run_dir: Path, progress: bool) -> Any:
-    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
     class EpisodeStats(BaseCallback):
         """Per finished episode: return, resolved, pass-rate, cost -> TensorBoard; checkpoints."""
@@ -55,7 +99,7 @@ def _callbacks(config: TrainConfig, run_dir: Path, progress: bool) -> Any:
                 save_ppo_checkpoint(self.model, config, run_dir)
             return True
 
-    return EpisodeStats()
+    return CallbackList([EpisodeStats(), *user_callbacks(config.ppo.callbacks)])
 
 
 def save_ppo_checkpoint(model: Any, config: TrainConfig, run_dir: Path) -> Path:
@@ -65,7 +109,7 @@ def save_ppo_checkpoint(model: Any, config: TrainConfig, run_dir: Path) -> Path:
         "num_timesteps": model.num_timesteps,
         "rng": rng_state(),
     }
-    return save_checkpoint(
+    path = save_checkpoint(
         run_dir,
         int(model.num_timesteps),
         config,
@@ -73,21 +117,20 @@ def save_ppo_checkpoint(model: Any, config: TrainConfig, run_dir: Path) -> Path:
         state,
         {"num_timesteps": model.num_timesteps, "format": "sb3-maskable-ppo"},
     )
+    if config.ppo.save_sb3_zip:
+        model.save(path / SB3_ZIP)  # SB3's own format, for MaskablePPO.load
+    return path
 
 
 def train_ppo(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
     from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
 
     from hrm_spawn.policies.sb3 import HRMMaskablePolicy
-    from hrm_spawn.trainers.train import env_factory, resolve_device, seed_everything, set_threads
 
     seed_everything(config.seed)
     set_threads(config)
     cfg = config.ppo
-    make = env_factory(config, lam=[cfg.lam.low, cfg.lam.high])
-    venv = DummyVecEnv([make for _ in range(cfg.num_envs)])
-    venv.seed(config.seed)
+    venv = make_vec_env(config)
     model = MaskablePPO(
         HRMMaskablePolicy,
         venv,
@@ -116,7 +159,7 @@ def train_ppo(config: TrainConfig, run_dir: Path, resume: bool = False, progress
         model.learn(
             remaining,
             callback=_callbacks(config, run_dir, progress),
-            progress_bar=False,
+            progress_bar=progress,
             reset_num_timesteps=ckpt is None,
         )
     venv.close()
@@ -134,14 +177,20 @@ def _tb_logger(run_dir: Path) -> Any:
 # Evaluation: the checkpoint's SB3 policy without MaskablePPO (no env, no rollout buffer).
 
 
-def load_ppo_policy(ckpt: Path, observation_space: Any, num_actions: int, device: torch.device) -> Any:
+def load_ppo_policy(
+    ckpt: Path,
+    observation_space: Any,
+    num_actions: int,
+    device: torch.device,
+    config: TrainConfig | None = None,
+) -> Any:
     """The ``HRMMaskablePolicy`` of a PPO checkpoint, for the env's observation space, in eval mode."""
     import gymnasium as gym
 
     from hrm_spawn.policies.sb3 import HRMMaskablePolicy
     from hrm_spawn.trainers.checkpoint import load_into, load_train_config
 
-    config = load_train_config(ckpt)
+    config = config or load_train_config(ckpt)
     policy = HRMMaskablePolicy(
         observation_space,
         gym.spaces.Discrete(num_actions),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hrm_spawn.envs.agents.llm import OBSERVATION_TEMPLATE
+from hrm_spawn.envs.agents.llm_config import OBSERVATION_TEMPLATE
 from hrm_spawn.envs.agents.mini_env import SandboxEnvironment
 from hrm_spawn.envs.agents.mini_model import (
     ContextWindowError,
@@ -26,7 +26,7 @@ from minisweagent.agents.default import DefaultAgent  # isort: skip (imported af
 from minisweagent.exceptions import LimitsExceeded  # isort: skip
 
 if TYPE_CHECKING:
-    from hrm_spawn.envs.agents.llm import LLMConfig
+    from hrm_spawn.envs.agents.llm_config import LLMConfig
     from hrm_spawn.envs.sandbox import Sandbox
 
 

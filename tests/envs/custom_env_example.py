@@ -2,8 +2,10 @@
 
 ``ToyTasksEnv`` generates its tasks in memory and fills a small outcome store with made-up runs of
 three agents (``quick``, ``careful``, ``thorough``), then serves them through SpawnEnv's replay mode.
-It needs no repository and no sandbox; ``hrm-spawn env check tests.envs.custom_env_example:ToyTasksEnv``
-passes, and the trainers accept it unchanged because it keeps SpawnEnv's spaces and masks.
+It needs no repository and no sandbox; ``hrm-spawn env check tests/envs/custom_env_example.py:ToyTasksEnv``
+passes, and ``hrm-spawn train``/``eval`` take it as ``env_id`` (docs/custom-envs.md): it keeps SpawnEnv's
+spaces and masks, takes any EnvConfig field as a keyword (the trainers pass theirs, and those win over
+the toy's own settings), and SpawnEnv splits its in-memory tasks as the config says.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, patch_sha
 from hrm_spawn.envs.tasks import TaskInstance
 
 TOY_AGENTS = ["quick@1", "careful@1", "thorough@1"]
+# The toy's own settings; keyword arguments given to ToyTasksEnv win over them.
+TOY_SETTINGS = {
+    "agents": TOY_AGENTS,
+    "mode": "replay",
+    "seq_len": 256,
+    "max_steps": 6,
+    "max_cost": 20.0,
+    "lam": (0.0, 0.05),
+}
 
 
 def toy_patch(n: int) -> str:
@@ -35,6 +46,7 @@ def toy_tasks(count: int) -> list[TaskInstance]:
             PASS_TO_PASS=["tests/test_toy.py::test_ok"],
             image_name="",
             problem_statement=f"toy bug number {i}",
+            entity=f"toy.py::bug_{i}",  # one function per bug: the split keeps each on one side
             test_run_s=2.0,
         )
         for i in range(count)
@@ -105,16 +117,8 @@ def fill_toy_store(
 class ToyTasksEnv(SpawnEnv):
     """Toy tasks and toy agents in replay mode; ``store`` defaults to a fresh temporary file."""
 
-    def __init__(self, num_tasks: int = 4, store: str | Path | None = None, **config):
-        cfg = EnvConfig(
-            agents=TOY_AGENTS,
-            mode="replay",
-            seq_len=256,
-            max_steps=6,
-            max_cost=20.0,
-            lam=(0.0, 0.05),
-            **config,
-        )
+    def __init__(self, num_tasks: int = 4, store: str | Path | None = None, **settings):
+        cfg = EnvConfig(**{**TOY_SETTINGS, **settings})
         tasks = toy_tasks(num_tasks)
         if store is None:
             store = Path(tempfile.mkdtemp(prefix="toy-store-")) / "outcomes.sqlite"

@@ -42,11 +42,13 @@ def test_cheapest_sequence_to_the_best_score(env):
 
 
 def test_limits_change_the_answer(env):
-    spec = ReplaySpec.from_config(env.config)
-    spec.max_steps = 1  # no room to delegate: only b's spawn reaches 1.0, and the step limit ends it
+    # the rules are a view of the env config: other limits, another config
+    spec = ReplaySpec.from_config(env.config.model_copy(update={"max_steps": 1}))
+    # no room to delegate: only b's spawn reaches 1.0, and the step limit ends it
     result = oracle(env.task_table("toy-0"), spec)
     assert result.actions == [2] and result.cost == pytest.approx(10.0) and result.score == 1.0
-    spec.max_steps, spec.max_cost = 4, 0.5  # any first run spends the budget: b's spawn is the only way
+    # any first run spends the budget: b's spawn is the only way
+    spec = ReplaySpec.from_config(env.config.model_copy(update={"max_steps": 4, "max_cost": 0.5}))
     result = oracle(env.task_table("toy-0"), spec)
     assert result.actions == [2] and result.score == 1.0 and result.cost == pytest.approx(10.0)
 

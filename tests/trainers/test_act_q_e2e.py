@@ -10,11 +10,12 @@ from fixtures.tiny_policy import TINY_POLICY
 from safetensors.torch import load_file
 
 from hrm_spawn.envs.config import build_config
+from hrm_spawn.trainers.act_q import train_act_q
 from hrm_spawn.trainers.checkpoint import latest_checkpoint, load_state
 from hrm_spawn.trainers.config import TrainConfig
 from hrm_spawn.trainers.evaluate import cli_eval, evaluate
 from hrm_spawn.trainers.report import comparison_table
-from hrm_spawn.trainers.train import run_training, train_act_q
+from hrm_spawn.trainers.train import run_training
 
 LAM = 0.02
 

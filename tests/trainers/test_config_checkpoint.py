@@ -22,7 +22,7 @@ from hrm_spawn.trainers.quickstart import QuickstartConfig
 def test_presets_load_and_resolve_policy_preset() -> None:
     cfg = load_config(TrainConfig, "trainers/act_q", ["policy.hidden_size=32", "act_q.iterations=3"])
     assert cfg.policy.hidden_size == 32 and cfg.policy.H_layers == 1  # the rest from policy/hrm-tiny
-    assert cfg.act_q.iterations == 3 and cfg.env["mode"] == "replay"
+    assert cfg.act_q.iterations == 3 and cfg.env.mode == "replay"
     assert load_config(TrainConfig, "trainers/ppo").algo == "ppo"
     assert (
         load_config(QuickstartConfig, "quickstart-tiny").tasks.max_bugs
@@ -61,3 +61,21 @@ def test_checkpoint_round_trip_and_latest(tmp_path) -> None:
     assert load_train_config(second).seed == 7
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         resolve_checkpoint(tmp_path / "nothing")
+
+
+def test_eval_env_overrides_as_train_takes_them() -> None:
+    from hrm_spawn.trainers.evaluate import with_env_overrides
+
+    cfg = load_config(TrainConfig, "trainers/act_q")
+    folded = with_env_overrides(cfg, ["folds=5", "env.fold=2"])
+    assert (folded.env.folds, folded.env.fold, folded.env.mode) == (5, 2, "replay")
+    assert with_env_overrides(cfg, {"tasks": "t.jsonl", "store": None}).env.tasks == "t.jsonl"
+    with pytest.raises(ConfigError, match="env.foldz"):
+        with_env_overrides(cfg, ["foldz=5"])
+
+
+def test_one_lambda_and_old_spellings() -> None:
+    cfg = load_config(TrainConfig, "trainers/act_q", ["env.lam=[0.0, 0.08]"])
+    assert (cfg.lam.low, cfg.lam.high) == (0.0, 0.08)
+    old = load_config(TrainConfig, "trainers/act_q", ["act_q.lam.high=0.02"])  # a run's config before
+    assert old.env.lam == (0.0, 0.02) and "lam" not in old.model_dump()["act_q"]

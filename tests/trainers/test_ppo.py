@@ -7,6 +7,7 @@ import math
 
 import pytest
 from fixtures.tiny_policy import TINY_POLICY
+from stable_baselines3.common.callbacks import BaseCallback
 
 from hrm_spawn.envs.config import build_config
 from hrm_spawn.trainers.checkpoint import load_state
@@ -17,7 +18,17 @@ from hrm_spawn.trainers.train import run_training
 POLICY_METRICS = {"n", "resolve_rate", "pass_rate", "mean_cost", "score", "mean_steps", "by_kind"}
 
 
-def _config(replay_data, split: str = "train", total: int = 64) -> TrainConfig:
+class CountCalls(BaseCallback):
+    """A user callback named in ppo.callbacks (loaded from this file by path)."""
+
+    calls = 0
+
+    def _on_step(self) -> bool:
+        type(self).calls += 1
+        return True
+
+
+def _config(replay_data, split: str = "train", total: int = 64, **ppo) -> TrainConfig:
     return build_config(
         TrainConfig,
         {
@@ -33,6 +44,7 @@ def _config(replay_data, split: str = "train", total: int = 64) -> TrainConfig:
                 "batch_size": 16,
                 "n_epochs": 1,
                 "lam": {"low": 0.0, "high": 0.04},
+                **ppo,
             },
         },
     )
@@ -66,3 +78,38 @@ def test_ppo_checkpoint_evaluates_through_the_report(replay_data, tmp_path) -> N
     assert [p["lam"] for p in sweep["points"]["hrm"]] == [p["lam"] for p in sweep["points"]["oracle"]]
     assert len(sweep["points"]["hrm"]) > 1 and math.isfinite(sweep["hull_area"]["hrm"])
     assert (out / "pareto.png").stat().st_size > 1000 and (out / "report.md").is_file()
+
+
+def test_ppo_as_sb3_users_expect(replay_data, tmp_path) -> None:
+    """Callbacks from the config, VecMonitor's rollout/ep_rew_mean, and a zip MaskablePPO.load opens."""
+    import sys
+
+    import numpy as np
+    from sb3_contrib import MaskablePPO
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hrm_spawn.trainers.ppo import SB3_ZIP
+
+    here = f"{__file__}:CountCalls"
+    config = _config(replay_data, total=96, callbacks=[here])
+    assert config.lam.high == 0.04 and config.env.lam == (0.0, 0.04)  # ppo.lam is read into env.lam
+    ckpt = run_training(config, tmp_path / "run", progress=False)
+    assert sys.modules["hrm_spawn_user_test_ppo"].CountCalls.calls >= 96 // 2  # one call per vector step
+    model = MaskablePPO.load(ckpt / SB3_ZIP, device="cpu")
+    obs = model.observation_space.sample()
+    mask = np.zeros(model.action_space.n, bool)
+    mask[0] = True
+    action, _ = model.predict(
+        {k: v[None] for k, v in obs.items()}, action_masks=mask[None], deterministic=True
+    )
+    assert action.tolist() == [0]
+    events = EventAccumulator(str(tmp_path / "run" / "tb" / "ppo"))
+    events.Reload()
+    assert "rollout/ep_rew_mean" in events.Tags()["scalars"]
+
+
+def test_unknown_callback_is_named(replay_data, tmp_path) -> None:
+    from hrm_spawn.envs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ppo.callbacks"):
+        run_training(_config(replay_data, callbacks=["json:dumps"]), tmp_path / "run", progress=False)

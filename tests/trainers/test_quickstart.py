@@ -17,9 +17,11 @@ def test_quickstart_configs_resolve(name: str, tmp_path: Path) -> None:
     collect_env, train_cfg = build_configs(config, tmp_path / "tasks.jsonl", tmp_path / "store.sqlite")
     env = load_env_config(collect_env)  # every env key the config sets is a known, valid one
     assert env.mode == "cached" and env.tasks == str(tmp_path / "tasks.jsonl")
-    assert train_cfg.env["mode"] == "replay" and train_cfg.env["split"] == "train"
+    assert train_cfg.env.mode == "replay" and train_cfg.env.split == "train"
     assert train_cfg.policy.seq_len == env.seq_len
-    assert train_cfg.env["budget"] == config.collect.budget.model_dump()  # replay keys on the same budget
+    assert (
+        train_cfg.env.budget.model_dump() == config.collect.budget.model_dump()
+    )  # replay keys on the same budget
 
 
 def test_tiny_quickstart_is_smaller_than_the_full_one() -> None:
