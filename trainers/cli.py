@@ -116,6 +116,18 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     qs.set_defaults(func=_lazy("hrm_spawn.trainers.quickstart:cli_quickstart"))
 
 
+def _add_images(sub: argparse._SubParsersAction) -> None:
+    images = sub.add_parser("images", help="build the docker sandbox's images (Debian + PyPI, no registry)")
+    isub = images.add_subparsers(dest="images_command", required=True, metavar="{build}")
+    build = isub.add_parser("build", help="build what is missing: the base image, or one per --repo")
+    build.add_argument(
+        "--repo", action="append", help="a built repository (name or unique prefix, e.g. tinydb); repeatable"
+    )
+    build.add_argument("--check", action="store_true", help="build nothing; exit 1 if an image is missing")
+    build.add_argument("--force", action="store_true", help="rebuild the named images even when present")
+    build.set_defaults(func=_lazy("hrm_spawn.envs.images:cli_images_build"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hrm-spawn",
@@ -129,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_quickstart(sub)
+    _add_images(sub)
     doctor = sub.add_parser("doctor", help="print what this machine offers (torch, CUDA, Docker, ...)")
     doctor.set_defaults(func=_lazy("hrm_spawn.trainers.doctor:cli_doctor"))
     return parser

@@ -82,6 +82,9 @@ class LLMAgent:
     def run(
         self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int
     ) -> AgentResult:
+        from hrm_spawn.envs.sandbox import require_isolation
+
+        require_isolation(sandbox, "the llm agent")  # a refusal, not an outcome: raised before the run
         run = _Run(self, sandbox, task, budget, seed)
         try:
             run.enter()

@@ -125,7 +125,7 @@ def _prepare(home: Path) -> Iterator[Sandbox]:
     ).save()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the one-time "runs on this host" warning
-        box = Sandbox(SandboxConfig(deployment="local"))
+        box = Sandbox(SandboxConfig(deployment="local", allow_host_execution=True))
         box.prepare(TASK)
     yield box
     box.close()
