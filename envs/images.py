@@ -43,9 +43,10 @@ PATH_ENV = "/opt/miniconda3/envs/testbed/bin:/usr/local/sbin:/usr/local/bin:/usr
 TESTBED_VENV = "/opt/miniconda3/envs/testbed"  # where SWE-smith images keep the test interpreter
 RECIPE_VERSION = "1"  # bump when the build steps below change in a way the hashed inputs do not show
 BUILD_TIMEOUT_S = 1800
+# Few steps on purpose: each step is a layer commit, and a commit costs seconds per step (fuse-overlayfs
+# compares the whole tree), far more than the work done in it.
 DOCKERFILE_BASE = """\
 FROM {parent}
-ENV PATH={path}
 COPY wheels /tmp/swerex-wheels
 RUN python3 -m venv /opt/swerex \\
  && /opt/swerex/bin/pip install -q --no-index --no-cache-dir --find-links /tmp/swerex-wheels \\
@@ -55,15 +56,13 @@ RUN python3 -m venv /opt/swerex \\
 """
 DOCKERFILE_TESTBED = """\
 FROM {parent}
-COPY wheels /tmp/testbed-wheels
+COPY . /tmp/hrm-build
 RUN python3 -m venv {venv} \\
- && {venv}/bin/pip install -q --no-index --no-cache-dir --find-links /tmp/testbed-wheels \\
-      -r /tmp/testbed-wheels/requirements.txt \\
- && rm -rf /tmp/testbed-wheels \\
- && printf '%s\\n' {paths} > "$({venv}/bin/python -c 'import site; print(site.getsitepackages()[0])')/testbed.pth"
-COPY testbed /testbed
-WORKDIR /testbed
-RUN git rev-parse HEAD && {venv}/bin/python -m pytest --version
+ && {venv}/bin/pip install -q --no-index --no-cache-dir --find-links /tmp/hrm-build/wheels \\
+      -r /tmp/hrm-build/wheels/requirements.txt \\
+ && printf '%s\\n' {paths} > "$({venv}/bin/python -c 'import site; print(site.getsitepackages()[0])')/testbed.pth" \\
+ && mv /tmp/hrm-build/testbed /testbed && rm -rf /tmp/hrm-build \\
+ && git -C /testbed rev-parse HEAD && {venv}/bin/python -m pytest --version
 """
 
 
@@ -92,14 +91,14 @@ def cache_key(inputs: dict) -> str:
 
 def rootfs_spec() -> ImageSpec:
     inputs = {"kind": "rootfs", "suite": SUITE, "variant": "minbase", "packages": sorted(PACKAGES)}
-    inputs |= {"trim": list(TRIM), "recipe": RECIPE_VERSION}
+    inputs |= {"trim": list(TRIM), "path": PATH_ENV, "recipe": RECIPE_VERSION}
     return ImageSpec("rootfs", f"hrm-spawn/rootfs:{cache_key(inputs)}", inputs)
 
 
 def base_spec() -> ImageSpec:
     parent = rootfs_spec()
     pins = closure_pins(["swe-rex"])
-    dockerfile = DOCKERFILE_BASE.format(parent=parent.tag, path=PATH_ENV)
+    dockerfile = DOCKERFILE_BASE.format(parent=parent.tag)
     inputs = {"kind": "base", "dockerfile": dockerfile, "pins": pins, "python": CONTAINER_PYTHON}
     return ImageSpec("base", f"hrm-spawn/base:{cache_key(inputs)}", inputs, parent, dockerfile, pins)
 
@@ -154,9 +153,11 @@ def closure_pins(roots: list[str]) -> list[str]:
     return sorted(pins.values(), key=str.lower)
 
 
+# Only the venv's own site-packages: not the current directory, PYTHONPATH or user site (python -I).
 _LIST_DISTS = (
-    "import importlib.metadata as m, json; "
-    "print(json.dumps(sorted({d.metadata['Name'] + '==' + d.version for d in m.distributions()})))"
+    "import importlib.metadata as m, json, site; "
+    "dists = m.distributions(path=site.getsitepackages()); "
+    "print(json.dumps(sorted({d.metadata['Name'] + '==' + d.version for d in dists})))"
 )
 
 
@@ -165,7 +166,7 @@ def repo_pins(repo: RepoEnv) -> list[str]:
     python = Path(repo.python)
     if not python.is_relative_to(repo.root):  # e.g. the test fixture runs on this interpreter
         return closure_pins(["pytest"])
-    proc = subprocess.run([str(python), "-c", _LIST_DISTS], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(python), "-I", "-c", _LIST_DISTS], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise ImageBuildError(f"cannot list the packages of {python}: {proc.stderr.strip()[-1000:]}")
     pins = [p for p in json.loads(proc.stdout) if not p.lower().startswith(("pip==", "setuptools=="))]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from hrm_spawn.envs.agents.registry import get_agent
+from hrm_spawn.envs.agents.registry import get_agent, get_spec
 from hrm_spawn.envs.images import base_spec, ensure, image_exists, repo_spec
 from hrm_spawn.envs.repos import RepoEnv
-from hrm_spawn.envs.results import Evaluation
+from hrm_spawn.envs.results import Budget, Evaluation
 from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig, SandboxError
 from hrm_spawn.envs.tasks import TaskInstance
 
@@ -58,13 +58,13 @@ def docker_config(image: str, **options: object) -> SandboxConfig:
     return SandboxConfig(deployment="docker", image=image, docker={"pull": "never", **options})
 
 
-def run_agent_and_judge(config: SandboxConfig, task: TaskInstance, agent_name: str) -> tuple[str, Evaluation]:
+def run_agent(sb: Sandbox, task: TaskInstance, agent_name: str) -> str:
+    """The agent's patch from the buggy state; the spec's validation limit without its wall-clock one."""
     agent = get_agent(agent_name)
-    with Sandbox(config) as sb:
-        sb.prepare(task)
-        sb.reset()
-        result = agent.run(sb, task, "", agent.default_budget, seed=0)
-        return result.patch, sb.evaluate(result.patch)
+    sb.reset()
+    return agent.run(
+        sb, task, "", Budget(max_validations=get_spec(agent_name).budget.max_validations), 0
+    ).patch
 
 
 def judge_locally(task: TaskInstance, patches: list[str]) -> list[Evaluation]:
@@ -78,19 +78,15 @@ def test_fixture_task_in_docker_matches_the_local_sandbox(base_image, fixture_re
     ensure(spec)
     assert [r.built for r in ensure(spec)] == [False, False, False]  # cached by tag: nothing rebuilt
     fix = fix_patch(fixture_repo, fixture_task.patch)
-    config = docker_config(spec.tag, docker_args=["--memory=1g"])
-    with Sandbox(config) as sb:
+    with Sandbox(docker_config(spec.tag, docker_args=["--memory=1g"])) as sb:
         sb.prepare(fixture_task)
         assert sb.repo_dir == "/testbed" and sb.run("test -f /.dockerenv").exit_code == 0
-        in_docker = [sb.evaluate(p) for p in (fix, "", "not a diff")]
-        sb.reset()
         assert sb.run("sleep 30", timeout_s=1.0).timed_out and sb.run("echo alive").output == "alive"
-    local = judge_locally(fixture_task, [fix, "", "not a diff"])
-    assert [verdict(e) for e in in_docker] == [verdict(e) for e in local]
+        patches = [fix, "", "not a diff", run_agent(sb, fixture_task, "op-flip")]
+        in_docker = [sb.evaluate(p) for p in patches]
+    assert [verdict(e) for e in in_docker] == [verdict(e) for e in judge_locally(fixture_task, patches)]
     assert in_docker[0].resolved and not in_docker[1].resolved and not in_docker[2].applied
-
-    patch, judged = run_agent_and_judge(config, fixture_task, "op-flip")
-    assert judged.resolved and verdict(judged) == verdict(judge_locally(fixture_task, [patch])[0])
+    assert in_docker[3].resolved  # the agent fixed it inside the container
 
 
 def test_missing_image_with_pull_never_names_the_build_command(fixture_task) -> None:
@@ -101,14 +97,24 @@ def test_missing_image_with_pull_never_names_the_build_command(fixture_task) -> 
 
 @pytest.mark.slow
 def test_tinydb_task_end_to_end_in_docker(base_image, hrm_home: Path) -> None:
-    """A real tinydb bug (SWE-smith operator flip), the op-flip agent in a container, the same verdict as local."""
+    """A SWE-smith operator bug in tinydb: built, imaged, the op-flip agent run in a container, judged as locally."""
     from hrm_spawn.envs.build import build_tasks
     from hrm_spawn.envs.tasks import load_tasks
 
     out = hrm_home / "tasks" / "tinydb.jsonl"
-    build_tasks("pypi:tinydb==4.9.0", out, max_bugs=1, combined=0, seed=0, workers=2)
-    task = load_tasks(out, on_error="raise").tasks[0]
-    spec = repo_spec(RepoEnv.load(task.repo))
+    # Seeded: the first four valid bugs of tinydb 4.9.0 include one operator change (func_pm_op_change).
+    build_tasks("pypi:tinydb==4.9.0", out, max_bugs=4, combined=0, seed=0, workers=2)
+    task = next(t for t in load_tasks(out, on_error="raise").tasks if "func_pm_op_change" in t.modifier_kinds)
+    repo = RepoEnv.load(task.repo)
+    spec = repo_spec(repo)
     ensure(spec)
-    patch, judged = run_agent_and_judge(docker_config(spec.tag), task, "op-flip")
-    assert verdict(judged) == verdict(judge_locally(task, [patch])[0])
+    with Sandbox(docker_config(spec.tag)) as sb:
+        sb.prepare(task)
+        patches = [run_agent(sb, task, "op-flip"), fix_patch(repo, task.patch), ""]
+        in_docker = [sb.evaluate(p) for p in patches]
+    assert [verdict(e) for e in in_docker] == [verdict(e) for e in judge_locally(task, patches)]
+    assert (
+        in_docker[1].resolved
+        and not in_docker[2].resolved
+        and in_docker[2].p2p_passed == len(task.PASS_TO_PASS)
+    )
