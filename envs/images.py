@@ -211,29 +211,45 @@ def _build_rootfs(tag: str) -> None:
         raise ImageBuildError("building the Debian rootfs needs root (debootstrap): run this as root")
     with tempfile.TemporaryDirectory(prefix="hrm-rootfs-", dir=_scratch()) as tmp:
         root = Path(tmp) / "rootfs"
-        cmd = [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            SUITE,
-            str(root),
-            MIRROR,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        if proc.returncode != 0:
-            log = root / "debootstrap" / "debootstrap.log"
-            detail = log.read_text(errors="replace") if log.is_file() else proc.stdout + proc.stderr
-            raise ImageBuildError(f"debootstrap {SUITE} from {MIRROR} failed:\n{detail[-2000:]}")
-        for rel in TRIM:  # caches and docs: a smaller image to import
-            shutil.rmtree(root / rel, ignore_errors=True)
-        tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        changes = ["--change", f"ENV PATH={PATH_ENV}", "--change", 'CMD ["/bin/bash"]']
-        imp = subprocess.run(
-            ["docker", "import", *changes, "-", tag], stdin=tar.stdout, capture_output=True, text=True
-        )
-        tar.stdout.close()  # type: ignore[union-attr]
-        if tar.wait() != 0 or imp.returncode != 0:
-            raise ImageBuildError(f"docker import {tag} failed: {imp.stderr.strip()[-2000:]}")
+        try:
+            _debootstrap_and_import(root, tag)
+        finally:
+            _unmount_under(root)  # a failed debootstrap can leave /proc mounted in the target
+
+
+def _unmount_under(root: Path) -> None:
+    """Lazily unmount whatever is mounted below ``root``, deepest first, so removing it is safe."""
+    mounts = Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").is_file() else []
+    points = [line.split()[1] for line in mounts if len(line.split()) > 1]
+    for point in sorted((p for p in points if p.startswith(f"{root}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def _debootstrap_and_import(root: Path, tag: str) -> None:
+    """debootstrap into ``root``, drop caches and docs, stream it into `docker import`."""
+    cmd = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(root),
+        MIRROR,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if proc.returncode != 0:
+        log = root / "debootstrap" / "debootstrap.log"
+        detail = log.read_text(errors="replace") if log.is_file() else proc.stdout + proc.stderr
+        raise ImageBuildError(f"debootstrap {SUITE} from {MIRROR} failed:\n{detail[-2000:]}")
+    for rel in TRIM:  # caches and docs: a smaller image to import
+        shutil.rmtree(root / rel, ignore_errors=True)
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    changes = ["--change", f"ENV PATH={PATH_ENV}", "--change", 'CMD ["/bin/bash"]']
+    imp = subprocess.run(
+        ["docker", "import", *changes, "-", tag], stdin=tar.stdout, capture_output=True, text=True
+    )
+    tar.stdout.close()  # type: ignore[union-attr]
+    if tar.wait() != 0 or imp.returncode != 0:
+        raise ImageBuildError(f"docker import {tag} failed: {imp.stderr.strip()[-2000:]}")
 
 
 def _build_dockerfile(spec: ImageSpec) -> None:
@@ -330,7 +346,10 @@ def cli_images_build(args) -> int:
     for spec in specs:
         for report in ensure(spec, force=args.force):
             state = f"built in {report.seconds:.1f} s" if report.built else "present"
-            print(f"{report.kind:8s} {report.tag}  {state}")
+            if not args.quiet:
+                print(f"{report.kind:8s} {report.tag}  {state}")
+        if args.quiet:
+            print(spec.tag)  # for scripts: IMAGE=$(hrm-spawn images build -q --repo tinydb)
     return 0
 
 

@@ -125,6 +125,7 @@ def _add_images(sub: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--check", action="store_true", help="build nothing; exit 1 if an image is missing")
     build.add_argument("--force", action="store_true", help="rebuild the named images even when present")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the tag of each named image")
     build.set_defaults(func=_lazy("hrm_spawn.envs.images:cli_images_build"))
 
 
