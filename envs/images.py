@@ -262,16 +262,16 @@ def _build_dockerfile(spec: ImageSpec) -> None:
         env = dict(os.environ)
         if not _has_buildx():
             env["DOCKER_BUILDKIT"] = "0"  # the legacy builder ships with the engine; BuildKit needs buildx
+        # No --label: the legacy builder turns it into one more step, i.e. one more slow layer commit.
         cmd = [
             "docker",
             "build",
             "-q",
-            "--label",
-            f"org.hrm-spawn.kind={spec.kind}",
+            "--force-rm",
             "-t",
             spec.tag,
             str(ctx),
-        ]
+        ]  # --force-rm: none left on failure
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
         if proc.returncode != 0:
             raise ImageBuildError(f"docker build {spec.tag} failed:\n{(proc.stderr + proc.stdout)[-3000:]}")
