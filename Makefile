@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS     ?= test
 STAMP      := $(VENV)/.installed
 
-.PHONY: install quickstart quickstart-tiny test test-fast bench lint doctor clean
+.PHONY: install quickstart quickstart-tiny test test-fast bench lint doctor images clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ lint: install
 
 doctor: install
 	$(BIN)/hrm-spawn doctor
+
+# The docker sandbox's base image (Debian via debootstrap + swe-rex from PyPI); needs root. Tagged by a hash
+# of its inputs, so a second run only checks. Images of built repositories: hrm-spawn images build --repo NAME
+images: install
+	$(BIN)/hrm-spawn images build --check >/dev/null || { \
+	  command -v debootstrap >/dev/null || (apt-get update -qq && apt-get install -y -qq debootstrap); \
+	  $(BIN)/hrm-spawn images build; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

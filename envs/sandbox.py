@@ -33,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
 from hrm_spawn.envs.config import StrictModel
+from hrm_spawn.envs.failures import InfrastructureError
 from hrm_spawn.envs.paths import data_dir
 from hrm_spawn.envs.repos import RepoEnv, plain_repo_name, resolve_repo_name
 from hrm_spawn.envs.results import Evaluation, TestReport
@@ -71,8 +74,37 @@ class PatchApplyError(SandboxError):
         self.path = path
 
 
+# SWE-ReX's DockerDeployment adds these itself; passing them again would break `docker run`.
+_RESERVED_DOCKER_ARGS = ("--name", "-p", "--publish", "--rm")
+
+
+class DockerOptions(StrictModel):
+    """SWE-ReX DockerDeployment options for the docker sandbox (``sandbox.docker.*`` in a config)."""
+
+    docker_args: list[str] = []  # extra `docker run` arguments, e.g. ["--memory=4g", "--cpus=1"]
+    startup_timeout_s: float = Field(180.0, gt=0)  # until swerex-remote answers in the container
+    pull: Literal["never", "missing", "always"] = "missing"  # images built by `hrm-spawn images build`: never
+    remove_container: bool = True
+    platform: str | None = None
+    container_runtime: Literal["docker", "podman"] = "docker"
+
+    @field_validator("docker_args")
+    @classmethod
+    def _not_reserved(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            if arg.split("=", 1)[0] in _RESERVED_DOCKER_ARGS:
+                raise ValueError(
+                    f"docker_args: {arg!r} is set by SWE-ReX itself (container name, port, removal: "
+                    "use remove_container)"
+                )
+        return args
+
+
 class SandboxConfig(StrictModel):
     deployment: Literal["local", "docker", "remote", "modal"] = "local"
+    docker: DockerOptions = Field(default_factory=DockerOptions)  # docker only
+    # local: agents that run commands chosen by a model (the llm agent) refuse a host sandbox without it
+    allow_host_execution: bool = False
     host: str = "127.0.0.1"  # remote
     port: int = 8000  # remote
     token_env: str = "SWEREX_TOKEN"  # remote: name of the env var holding the server's token
@@ -572,6 +604,29 @@ def _warn_host_execution() -> None:
         )
 
 
+class HostExecutionError(SandboxError, InfrastructureError):
+    """An agent that runs model-chosen commands was given a sandbox on this host without the opt-in.
+
+    A refusal of the setup, not something the agent did: never stored as an outcome."""
+
+    kind = "host_execution_refused"
+
+
+def require_isolation(sandbox: Sandbox, who: str) -> None:
+    """Refuse to let ``who`` run commands on this host unless the config says so explicitly.
+
+    Where an agent meets its sandbox (the start of ``run``): a model's shell commands run on the host,
+    as this user, in the local sandbox, so the llm agent needs docker/remote/modal or the opt-in.
+    """
+    config = sandbox.config
+    if config.deployment == "local" and not config.allow_host_execution:
+        raise HostExecutionError(
+            f"{who} runs model-chosen shell commands and the sandbox is 'local' (this host, as this user): "
+            "use sandbox.deployment=docker (see `hrm-spawn images build`), or opt in with "
+            "sandbox.allow_host_execution=true"
+        )
+
+
 def _make_deployment(config: SandboxConfig, image: str | None) -> Any:
     kind = config.deployment
     if kind == "local":
@@ -580,9 +635,7 @@ def _make_deployment(config: SandboxConfig, image: str | None) -> Any:
         _warn_host_execution()
         return LocalDeployment()
     if kind == "docker":
-        from swerex.deployment.docker import DockerDeployment
-
-        return DockerDeployment(image=image or "python:3.11", startup_timeout=300.0)
+        return _docker_deployment(config.docker, image or "python:3.11")
     if kind == "remote":
         from swerex.deployment.remote import RemoteDeployment
 
@@ -603,3 +656,18 @@ def _make_deployment(config: SandboxConfig, image: str | None) -> Any:
             ) from None
         return ModalDeployment(image=image or "python:3.11")
     raise SandboxError(f"unknown deployment {kind!r}")
+
+
+def _docker_deployment(options: DockerOptions, image: str) -> Any:
+    import subprocess
+
+    from swerex.deployment.docker import DockerDeployment
+
+    probe = [options.container_runtime, "image", "inspect", image]
+    if options.pull == "never" and subprocess.run(probe, capture_output=True).returncode != 0:
+        raise SandboxError(
+            f"docker image {image!r} is not on this machine and sandbox.docker.pull is 'never': "
+            "build it with `hrm-spawn images build --repo REPO`, or set pull to 'missing'"
+        )
+    kwargs = options.model_dump(exclude={"startup_timeout_s"})
+    return DockerDeployment(image=image, startup_timeout=options.startup_timeout_s, **kwargs)

@@ -64,7 +64,9 @@ def unknown_key_hint(
     if model is None:
         return ""
     key = ".".join(str(p) for p in loc)
-    valid = [prefix + k for k in config_keys(model)] + list(extra)
+    valid = list(
+        dict.fromkeys([prefix + k for k in config_keys(model)] + list(extra))
+    )  # sections may overlap
     last = str(loc[-1])
     # Same name one level elsewhere first (``tasks`` -> ``env.tasks``), then close spellings.
     moved = [k for k in valid if k.rsplit(".", 1)[-1] == last and k != key]

@@ -328,6 +328,27 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _add_images(sub: argparse._SubParsersAction) -> None:
+    images = sub.add_parser(
+        "images",
+        help="build the docker sandbox's images (Debian + PyPI, no registry)",
+        **_examples("hrm-spawn images build", "hrm-spawn images build --repo tinydb"),
+    )
+    isub = images.add_subparsers(dest="images_command", required=True, metavar="{build}")
+    build = isub.add_parser(
+        "build",
+        help="build what is missing: the base image, or one per --repo",
+        **_examples("hrm-spawn images build", "hrm-spawn images build --repo tinydb --check"),
+    )
+    build.add_argument(
+        "--repo", action="append", help="a built repository (name or unique prefix, e.g. tinydb); repeatable"
+    )
+    build.add_argument("--check", action="store_true", help="build nothing; exit 1 if an image is missing")
+    build.add_argument("--force", action="store_true", help="rebuild the named images even when present")
+    build.add_argument("-q", "--quiet", action="store_true", help="print only the tag of each named image")
+    build.set_defaults(func=_lazy("hrm_spawn.envs.images:cli_images_build"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="hrm-spawn",
@@ -350,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_quickstart(sub)
+    _add_images(sub)
     doctor = sub.add_parser(
         "doctor",
         help="print what this machine offers (torch, CUDA, Docker, ...)",

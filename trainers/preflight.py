@@ -53,7 +53,7 @@ def _check_override_keys(overrides: list[str], builtin_env: bool) -> None:
 
 def _is_open_section(key: str) -> bool:
     """Sections whose keys are free-form (agent kwargs, budgets per agent): not checked key by key."""
-    return key.endswith(("kwargs", "budgets", "agent_kwargs"))
+    return key.endswith(("kwargs", "budgets", "agent_kwargs", "env_args"))
 
 
 def check_train(config_name: str, overrides: list[str]) -> TrainConfig:
@@ -68,12 +68,12 @@ def check_train(config_name: str, overrides: list[str]) -> TrainConfig:
     return config
 
 
-def _check_env(env: dict[str, Any], source: str, env_overrides: list[str]) -> None:
+def _check_env(env: Any, source: str, env_overrides: list[str]) -> None:
     """``env_overrides``: the ``env.*`` overrides as typed (they name the command line in errors)."""
     from hrm_spawn.envs.spawn_env import EnvConfig
 
     try:
-        env_cfg = EnvConfig.model_validate(env)
+        env_cfg = env if isinstance(env, EnvConfig) else EnvConfig.model_validate(env)
     except ValidationError as exc:
         raise ConfigError(
             format_validation_error(exc, source, EnvConfig, env_overrides, prefix="env.")

@@ -63,6 +63,9 @@ class LLMAgent:
         self, sandbox: Sandbox, task: TaskInstance, start_patch: str, budget: Budget, seed: int
     ) -> AgentResult:
         from hrm_spawn.envs.agents.mini_run import MiniRun
+        from hrm_spawn.envs.sandbox import require_isolation
+
+        require_isolation(sandbox, "the llm agent")  # a refusal, not an outcome: raised before the run
 
         started = time.monotonic()
         run = MiniRun(self.config, sandbox, budget, seed, api_key=os.environ.get(self.config.api_key_env))

@@ -267,7 +267,12 @@ def _docker_works() -> bool:
 @pytest.mark.docker
 @pytest.mark.skipif(not _docker_works(), reason="no Docker engine here (`docker info` fails)")
 def test_docker_sandbox_runs_commands(fixture_task):
+    from hrm_spawn.envs.images import base_spec, image_exists
+
+    image = base_spec().tag  # no registry to pull from: the base image that `make images` builds here
+    if not image_exists(image):
+        pytest.skip(f"{image} is not built: `make images`")
     config = SandboxConfig(deployment="docker")
-    task = fixture_task.model_copy(update={"image_name": "python:3.11"})
+    task = fixture_task.model_copy(update={"image_name": image})
     with Sandbox(config) as sb, pytest.raises(SandboxError, match="testbed"):
         sb.prepare(task)  # a plain image has no /testbed: the error says so

@@ -42,7 +42,9 @@ def test_an_existing_run_directory_is_refused_before_anything_is_written(tmp_pat
     run = tmp_path / "run"
     run.mkdir()
     (run / "notes.txt").write_text("mine")
-    assert main(["train", "trainers/act_q", "--out", str(run)]) == 2
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("")
+    assert main(["train", "trainers/act_q", f"env.tasks={tasks}", "--out", str(run)]) == 2
     assert "--resume" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == ["notes.txt"]
     assert main(["train", "trainers/act_q", "env.taks=x", "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()

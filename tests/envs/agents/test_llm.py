@@ -69,7 +69,10 @@ def task(fixture_task_session: TaskInstance) -> TaskInstance:
 
 @pytest.fixture
 def box(sandbox: Sandbox, task: TaskInstance) -> Sandbox:
-    """What Agent.run receives: the sandbox prepared for the clamp task, reset to the buggy state."""
+    """What Agent.run receives: the sandbox prepared for the clamp task, reset to the buggy state.
+
+    The replies are recorded and known, so running them on this host is opted into explicitly."""
+    sandbox.config.allow_host_execution = True
     if sandbox.task is None or sandbox.task.instance_id != task.instance_id:
         sandbox.prepare(task)
     sandbox.reset()
@@ -302,7 +305,7 @@ def test_collect_stores_the_real_run_and_never_the_endpoint_fault(
             store,
             workers=1,
             depth=0,
-            sandbox_config=SandboxConfig(),
+            sandbox_config=SandboxConfig(allow_host_execution=True),
             progress=False,
         )
     finally:
