@@ -32,18 +32,19 @@ UNOWNED_STALE_S = 3600.0
 def kill_script(sandbox_id: str, session_id: str, spare: str) -> str:
     """POSIX sh that SIGKILLs every process of the sandbox except ``spare`` (a pid, ``$$``, or "").
 
-    Two passes: a process forking while the first pass runs leaves a child that the second one finds.
     The pid list is collected before any kill, so the scanning commands themselves are never targets.
+    A second pass runs only when the first killed something: a process forking meanwhile leaves a child
+    that it finds. Three forks per pass (a reset pays for one pass).
     """
     marker = shlex.quote(f"{ID_VAR}={sandbox_id}")
     # /proc/PID/stat: "pid (comm) state ppid pgrp session ..."; comm may hold spaces or ")", hence `.*) `.
-    in_session = rf"s#^/proc/\([0-9]*\)/stat:.*) . [0-9-]* [0-9-]* {int(session_id)} .*#\1#p"
+    in_session = shlex.quote(rf"s/^\([0-9]*\) .*) . [0-9-]* [0-9-]* {int(session_id)} .*/\1/p")
     return (
-        "for __hrm_pass in 1 2; do "
-        f"__hrm_pids=$( {{ grep -lzsx {marker} /proc/[0-9]*/environ | cut -d/ -f3; "
-        f"grep -sH . /proc/[0-9]*/stat | sed -n {shlex.quote(in_session)}; }} | sort -u ); "
-        f'for __hrm_p in $__hrm_pids; do [ "$__hrm_p" = "{spare}" ] || kill -9 "$__hrm_p" 2>/dev/null; done; '
-        "done; unset __hrm_pass __hrm_pids __hrm_p; true"
+        "for __hrm_pass in 1 2; do __hrm_hit=; "
+        f"__hrm_pids=$(grep -lzsx {marker} /proc/[0-9]*/environ; sed -n {in_session} /proc/[0-9]*/stat 2>/dev/null); "
+        "for __hrm_p in $__hrm_pids; do __hrm_p=${__hrm_p#/proc/}; __hrm_p=${__hrm_p%/environ}; "
+        f'if [ "$__hrm_p" != "{spare}" ] && kill -9 "$__hrm_p" 2>/dev/null; then __hrm_hit=1; fi; done; '
+        '[ -n "$__hrm_hit" ] || break; done; unset __hrm_pass __hrm_hit __hrm_pids __hrm_p; true'
     )
 
 
