@@ -765,8 +765,10 @@ class Sandbox:
         self._require_repo()
         timeout = timeout_s if timeout_s is not None else self.config.test_timeout_s
         left = self._time_left()
-        if left is not None:
-            timeout = max(0.1, min(timeout, left - KILL_GRACE_S))
+        if left is not None and left <= 0:
+            return self._report(CommandResult("the sandbox time budget is spent", None, True, 0.0))
+        if left is not None:  # pytest's own `timeout -s KILL` ends the run when the budget does
+            timeout = max(0.1, min(timeout, left))
         targets = list(test_ids) if test_ids else self.test_paths
         result = self._run(
             self._test_line(targets, timeout), timeout + KILL_GRACE_S, self.config.test_output_limit_bytes

@@ -166,6 +166,7 @@ def test_deadline_cuts_commands_to_the_time_left(sandbox):
         assert first.timed_out  # cut to the deadline, not the command's own 60 s
         spent = sandbox.run("echo too late")
         assert spent.timed_out and spent.exit_code is None and "budget" in spent.output
+        assert sandbox.run_tests().timed_out
     assert not _alive(f"sleep 1007.{tag}")
     assert sandbox.run("echo free").output == "free"
 
