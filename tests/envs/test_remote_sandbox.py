@@ -118,6 +118,19 @@ def test_two_sandboxes_share_one_server(remote_config, fixture_task, fix):
         assert second.run("echo ${ONLY_FIRST:-unset}; pwd").output.splitlines() == ["unset", second.repo_dir]
         first.write_file("calc/compare.py", "broken = True\n")
         assert second.diff() == ""  # separate work copies
+        # Both at once from two threads (each Sandbox has its own event loop): answers never cross.
+        answers: dict[str, str] = {}
+        threads = [
+            threading.Thread(
+                target=lambda sb=sb, name=name: answers.update({name: sb.run(f"sleep 1; echo {name}").output})
+            )
+            for sb, name in ((first, "first"), (second, "second"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert answers == {"first": "first", "second": "second"}
         assert second.evaluate(fix).resolved
         first.close()  # ends only its own session
         assert second.run("echo still-here").output == "still-here"
