@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -834,6 +835,8 @@ def _is_fault(exc: BaseException) -> bool:
     from swerex.exceptions import SwerexException
 
     if is_infrastructure_failure(exc):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EBADF):  # a pty whose shell is gone
         return True
     return isinstance(exc, asyncio.TimeoutError | TimeoutError) and not isinstance(exc, SwerexException)
 
