@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from fixtures.fixture_repo import fix_patch
@@ -198,74 +194,21 @@ def test_remote_without_token_is_a_clear_error(monkeypatch, fixture_task):
         sb.prepare(fixture_task)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def swerex_server(monkeypatch):
-    """A real ``swerex-remote`` on 127.0.0.1 with a token; yields its port."""
-    exe = shutil.which("swerex-remote", path=str(Path(sys.executable).parent)) or shutil.which(
-        "swerex-remote"
-    )
-    if exe is None:
-        pytest.skip("the swerex-remote console script is not installed")
-    token, port = uuid.uuid4().hex, _free_port()
-    proc = subprocess.Popen(
-        [exe, "--host", "127.0.0.1", "--port", str(port), "--auth-token", token],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    monkeypatch.setenv("HRM_TEST_SWEREX_TOKEN", token)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"swerex-remote exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    try:
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.mark.slow
-def test_remote_sandbox_against_a_real_server(swerex_server, fixture_task, fixture_repo, fix):
-    config = SandboxConfig(
-        deployment="remote",
-        port=swerex_server,
-        token_env="HRM_TEST_SWEREX_TOKEN",
-        repos_dir=str(Path(fixture_repo.root).parent),
-    )
-    with Sandbox(config) as sb:
-        sb.prepare(fixture_task)
-        assert sb.evaluate(fix).resolved
-        result = sb.run("sleep 60", timeout_s=1.0)
-        assert result.timed_out and sb.run("echo remote-ok").output == "remote-ok"
-    bad = config.model_copy(update={"token_env": "HRM_TEST_WRONG_TOKEN"})
-    os.environ["HRM_TEST_WRONG_TOKEN"] = "wrong"
-    try:
-        with Sandbox(bad) as sb, pytest.raises(SandboxError, match="remote"):
-            sb.prepare(fixture_task)
-    finally:
-        del os.environ["HRM_TEST_WRONG_TOKEN"]
-
-
-def _docker_works() -> bool:
+def _docker_has(image: str) -> bool:
     if shutil.which("docker") is None:
         return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
+        return False
+    return (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=20).returncode == 0
+    )
 
 
 @pytest.mark.docker
-@pytest.mark.skipif(not _docker_works(), reason="no Docker engine here (`docker info` fails)")
+@pytest.mark.skipif(
+    not _docker_has("python:3.11"),
+    reason="no Docker engine with a python:3.11 image here (none can be pulled)",
+)
 def test_docker_sandbox_runs_commands(fixture_task):
     from hrm_spawn.envs.images import base_spec, image_exists
 
