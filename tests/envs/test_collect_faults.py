@@ -287,3 +287,53 @@ def test_the_lease_of_a_dead_collector_expires_and_the_job_runs(fixture_task, ma
     assert counts.ran == 1 and calls("Comment-0") == 1
     assert store.get(key).created_at >= expiry  # run only once the ghost's lease had ended
     assert store.leases() == []
+
+
+TWO_SCRIPT = """
+import json, sys
+sys.path[:0] = {paths!r}
+from hrm_spawn.envs.collect import collect
+from hrm_spawn.envs.store import OutcomeStore
+from hrm_spawn.envs.tasks import TaskInstance
+
+if __name__ == "__main__":
+    task = TaskInstance.model_validate_json(open({task!r}).read())
+    counts = collect([task], [{agent!r}], OutcomeStore({store!r}), workers=1, seeds={seeds}, depth=0,
+                     progress=False)
+    print(json.dumps(counts.to_dict()))
+"""
+
+
+@pytest.mark.slow
+def test_two_collectors_on_one_store_run_every_job_exactly_once(fixture_task, marks, tmp_path):
+    import subprocess
+    import sys
+
+    seeds = 6
+    task_file = tmp_path / "task.json"
+    task_file.write_text(fixture_task.model_dump_json())
+    script = tmp_path / "collector.py"
+    paths = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+    store_path = tmp_path / "s.sqlite"
+    script.write_text(
+        TWO_SCRIPT.format(
+            paths=paths, task=str(task_file), agent=f"{HERE}:Comment", store=str(store_path), seeds=seeds
+        )
+    )
+    OutcomeStore(store_path).close()  # both collectors open an existing store
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+        )
+        for _ in range(2)
+    ]
+    reports = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert [calls(f"Comment-{seed}") for seed in range(seeds)] == [1] * seeds  # no job ran twice
+    store = OutcomeStore(store_path)
+    assert (
+        sorted(k.seed for k in store.keys(fixture_task.instance_id)) == list(range(seeds))
+        and store.failed_jobs() == []
+    )
+    assert sum(r["ran"] for r in reports) == seeds and all(r["ran"] + r["skipped"] == seeds for r in reports)
+    assert store.leases() == []
