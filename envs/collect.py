@@ -19,6 +19,7 @@ outcomes and decides the jobs of the next round.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -169,6 +170,7 @@ def collect(
     address: str | None = None,
     retry_errors: bool = False,
     leases: LeasePolicy | None = None,
+    executor: Executor | None = None,
 ) -> CollectCounts:
     """Run every (task, agent, seed, start patch) job not yet in the store; returns the counts.
 
@@ -176,6 +178,8 @@ def collect(
     a running cluster, or a local Ray when None). Failed jobs (infrastructure) are recorded in the store
     and never stored as outcomes; a stored outcome that the line of :func:`jobs.infrastructure_fault`
     rejects (written before it existed) is run again, and so is an agent error when ``retry_errors``.
+    A running ``executor`` (built on :func:`runner_spec` of the same store, agents and sandbox) is used
+    as it is and left running, so several collects can share one pool or Ray cluster.
     """
     from hrm_spawn.envs.sandbox import SandboxConfig
 
@@ -190,13 +194,15 @@ def collect(
         slots = resolve_agents([str(a) for a in agents], budget)
     sandbox_config = sandbox_config or SandboxConfig()
     _clean_stale_sandboxes()
-    spec = RunnerSpec(
-        str(store.path), sandbox_config.model_dump(), [(s.name, s.version, s.budget.to_dict()) for s in slots]
-    )
     loop = _Loop(store, slots, {t.instance_id: t for t in tasks}, leases or LeasePolicy(), retry_errors)
     # round 0: spawns on the clean repository
     frontier = [(t.instance_id, s.name, seed, "") for t in tasks for s in slots for seed in range(seeds)]
-    with _Progress(progress) as bar, make_executor(backend, workers, spec, address) as executor:
+    if executor is None:
+        executor = make_executor(backend, workers, runner_spec(store, slots, sandbox_config), address)
+        owned: contextlib.AbstractContextManager = executor
+    else:
+        owned = contextlib.nullcontext(executor)
+    with _Progress(progress) as bar, owned:
         for round_no in range(depth + 1):
             if not frontier:
                 break
@@ -210,6 +216,13 @@ def collect(
                 for seed in range(delegate_seeds)
             ]
     return loop.counts
+
+
+def runner_spec(store: OutcomeStore, slots: Sequence[AgentSlot], sandbox_config: SandboxConfig) -> RunnerSpec:
+    """What each worker of an executor needs: the store's path, the sandbox config, the agents' slots."""
+    return RunnerSpec(
+        str(store.path), sandbox_config.model_dump(), [(s.name, s.version, s.budget.to_dict()) for s in slots]
+    )
 
 
 def make_executor(backend: str, workers: int, spec: RunnerSpec, address: str | None = None) -> Executor:

@@ -19,6 +19,9 @@ from typing import Any
 
 from hrm_spawn.envs.jobs import WORKER_DIED, Job, JobDone, JobRunner, RunnerSpec
 
+READY = "ready"  # a worker's first message: imported and built, so start-up is not counted as job time
+START_TIMEOUT_S = 300.0
+
 
 class Executor(ABC):
     """Runs jobs on workers that each own one sandbox."""
@@ -52,6 +55,7 @@ def _worker_main(conn: Connection, spec: RunnerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the collector, which stops us
     runner = JobRunner(spec)
     try:
+        conn.send(READY)
         while True:
             job = conn.recv()
             if job is None:
@@ -78,7 +82,13 @@ class LocalExecutor(Executor):
             raise ValueError(f"LocalExecutor: workers must be >= 1 (got {workers})")
         self._ctx = mp.get_context("spawn")
         self._spec = spec
-        self._workers = [self._start() for _ in range(workers)]
+        self._workers = [self._start() for _ in range(workers)]  # all start at once, then each is awaited
+        try:
+            for worker in self._workers:
+                self._await_ready(worker)
+        except RuntimeError:
+            self.close()
+            raise
 
     @property
     def capacity(self) -> int:
@@ -91,11 +101,24 @@ class LocalExecutor(Executor):
         child.close()
         return _Worker(process, parent)
 
+    def _await_ready(self, worker: _Worker) -> None:
+        ready = wait([worker.conn, worker.process.sentinel], START_TIMEOUT_S)
+        try:
+            message = worker.conn.recv() if worker.conn in ready else None
+        except (EOFError, OSError):
+            message = None
+        if message != READY:
+            worker.process.kill()
+            worker.process.join(timeout=5)
+            raise RuntimeError(f"collect: a worker process did not start ({_death(worker.process)})")
+
     def _replace(self, worker: _Worker) -> None:
         with contextlib.suppress(OSError):
             worker.conn.close()
         worker.process.join(timeout=5)
-        self._workers[self._workers.index(worker)] = self._start()
+        fresh = self._start()
+        self._workers[self._workers.index(worker)] = fresh
+        self._await_ready(fresh)
 
     def submit(self, job: Job) -> None:
         worker = next((w for w in self._workers if w.job is None), None)

@@ -107,6 +107,7 @@ def failures(store: OutcomeStore) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang fails the test instead of stalling CI
 def test_dead_shell_is_retried_once_on_a_fresh_sandbox(fixture_task, marks, tmp_path):
     store = OutcomeStore(tmp_path / "s.sqlite")
     agents = [f"{HERE}:ShellKillOnce", f"{HERE}:ShellKillAlways"]
@@ -123,6 +124,7 @@ def test_dead_shell_is_retried_once_on_a_fresh_sandbox(fixture_task, marks, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang fails the test instead of stalling CI
 def test_a_worker_killed_mid_job_never_hangs_collect(fixture_task, marks, tmp_path):
     store = OutcomeStore(tmp_path / "s.sqlite")
     agents = [f"{HERE}:WorkerKillOnce", f"{HERE}:WorkerKillAlways", f"{HERE}:Comment"]
@@ -266,6 +268,7 @@ def test_endpoint_down_is_a_failed_job_and_a_resume_runs_it(
 # -- leases ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(900)  # a hang fails the test instead of stalling CI
 def test_the_lease_of_a_dead_collector_expires_and_the_job_runs(fixture_task, marks, tmp_path):
     store = OutcomeStore(tmp_path / "s.sqlite")
     (slot,) = resolve_agents([f"{HERE}:Comment"])
@@ -305,6 +308,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang fails the test instead of stalling CI
 def test_two_collectors_on_one_store_run_every_job_exactly_once(fixture_task, marks, tmp_path):
     import subprocess
     import sys
