@@ -118,7 +118,7 @@ def _exception_fault(exc: BaseException) -> InfrastructureError | None:
     chain = _chain(exc)
     for link in chain:
         if isinstance(link, InfrastructureError):
-            return link if link is exc else type(link)(text)
+            return link if link is exc else _of_kind(link, text)
     if is_infrastructure_failure(exc):
         names = [type(link).__name__ for link in chain]
         cls = next((_INFRA_NAMES[n] for n in names if n in _INFRA_NAMES), TransportError)
@@ -126,6 +126,16 @@ def _exception_fault(exc: BaseException) -> InfrastructureError | None:
     if isinstance(exc, SandboxError) and not isinstance(exc, PatchApplyError):
         return SandboxFault(text)
     return None
+
+
+def _of_kind(fault: InfrastructureError, text: str) -> InfrastructureError:
+    """A fault of ``fault``'s kind that reads ``text`` (the outer exception, which names the step)."""
+    try:
+        return type(fault)(text)
+    except TypeError:  # a subclass with its own constructor
+        made = InfrastructureError(text)
+        made.kind = fault.kind
+        return made
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
