@@ -63,10 +63,11 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     os.environ["HRM_SPAWN_HOME"] = tempfile.mkdtemp(prefix="hrm-bench-ray-")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ["RAY_AUTH_MODE"] = "token"  # one auth mode for the local Ray and the cluster
     from fixtures.fixture_repo import build_fixture_repo, make_fixture_task
-    from fixtures.ray_cluster import loopback_cluster
+    from fixtures.ray_cluster import cluster_env, loopback_cluster
+
+    # one auth mode for the local Ray and the cluster, set before ray is imported (it reads it then)
+    os.environ.update({k: v for k, v in cluster_env().items() if k.startswith("RAY_")})
 
     task = make_fixture_task(build_fixture_repo())
     measure("warmup", task, 1, "local")  # the first sandbox of a data dir pays one-time costs
