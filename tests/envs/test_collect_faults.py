@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -341,3 +342,20 @@ def test_two_collectors_on_one_store_run_every_job_exactly_once(fixture_task, ma
     )
     assert sum(r["ran"] for r in reports) == seeds and all(r["ran"] + r["skipped"] == seeds for r in reports)
     assert store.leases() == []
+
+
+def test_a_collector_starts_by_removing_stale_sandboxes(fixture_task, marks, tmp_path, hrm_home):
+    from hrm_spawn.envs import sandbox
+
+    if not hasattr(sandbox, "clean_stale_sandboxes"):
+        pytest.skip("envs/sandbox.py has no clean_stale_sandboxes yet (the sandbox work of issue 16)")
+    stale = hrm_home / "sandboxes" / "fixture__calc.0.1-deadbeef"  # left by a worker killed long ago
+    (stale / "repo").mkdir(parents=True)
+    (stale / "repo" / "x.py").write_text("left behind\n")
+    old = time.time() - 3 * 3600
+    for path in (stale / "repo" / "x.py", stale / "repo", stale):
+        os.utime(path, (old, old))
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    counts = collect([fixture_task], [f"{HERE}:Comment"], store, workers=1, seeds=1, depth=0, progress=False)
+    assert not stale.exists()
+    assert counts.ran == 1 and len(store) == 1 and store.failed_jobs() == []
