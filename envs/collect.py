@@ -6,100 +6,90 @@ look solved (visible pass-rate < 1, the same rule the env's delegate mask uses) 
 its start patch (seeds 0..D-1). Each run is evaluated on the hidden tests and stored. Keys already in
 the store are skipped, so an interrupted collection resumes without redoing finished work.
 
-``LocalRuntime`` blocks its event loop, so parallelism comes from processes (spawn context), each with
-one Sandbox; the parent process alone decides the jobs of the next round.
+Only agent outcomes are stored: a job that ends in an infrastructure failure (the line is
+:func:`hrm_spawn.envs.jobs.infrastructure_fault`) is recorded in the store's ``failed_jobs`` with its
+kind and reason, counted apart, and run again by the next collect; ``collect`` exits non-zero when any
+job failed. Jobs run on an :class:`~hrm_spawn.envs.executors.Executor`: worker processes on this machine
+(``--backend local``) or Ray actors (``--backend ray``), each with one Sandbox; a job whose worker died
+runs once more elsewhere. The collector takes a lease in the store on every job it runs and renews it
+while it lives, so two collectors on one store never run the same job. The parent process alone writes
+outcomes and decides the jobs of the next round.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing as mp
 import os
+import socket
 import sys
-import traceback
+import time
+import uuid
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hrm_spawn.envs.agents.base import AgentSpec
-from hrm_spawn.envs.results import Budget
+from hrm_spawn.envs.agent_slots import (  # noqa: F401  (re-exported for existing imports)
+    AgentSlot,
+    BudgetOverrides,
+    job_key,
+    resolve_agents,
+)
+from hrm_spawn.envs.executors import Executor, LocalExecutor
+from hrm_spawn.envs.jobs import WORKER_DIED, Job, JobDone, RunnerSpec, infrastructure_fault, run_job
 from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
+
+__all__ = ["AgentSlot", "BudgetOverrides", "CollectCounts", "collect", "job_key", "resolve_agents", "run_job"]
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.sandbox import SandboxConfig
     from hrm_spawn.envs.tasks import TaskInstance
 
 
-# The job records and runner live in envs/jobs.py (SpawnEnv needs them without collect's executor).
-from hrm_spawn.envs.jobs import (  # noqa: E402, F401  (re-exported for existing imports)
-    AgentSlot,
-    BudgetOverrides,
-    job_key,
-    resolve_agents,
-    run_job,
-)
-
-# -- worker processes --------------------------------------------------------------------------------
-
-_W: dict[str, Any] = {}
-
-
-def _worker_init(
-    store_path: str, sandbox_config: dict[str, Any], slots: list[tuple[str, str, dict, dict | None]]
-) -> None:
-    from multiprocessing.util import Finalize
-
-    from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig
-
-    _W["store"] = OutcomeStore(store_path)
-    _W["sandbox"] = Sandbox(SandboxConfig.model_validate(sandbox_config))
-    # on a clean pool shutdown, remove the sandbox's work copy and stop its runtime
-    Finalize(_W["sandbox"], _W["sandbox"].close, exitpriority=10)
-    _W["slots"] = {
-        name: AgentSlot(
-            name, version, Budget(**budget), spec=AgentSpec.from_dict(name, spec) if spec else None
-        )
-        for name, version, budget, spec in slots
-    }
-
-
-def _worker_run(job: tuple[dict[str, Any], str, int, str]) -> tuple[OutcomeKey, dict | None, str]:
-    """Run one job in a worker; returns (key, summary or None, error text)."""
-    from hrm_spawn.envs.tasks import TaskInstance
-
-    record, agent_name, seed, start_patch = job
-    task = TaskInstance.model_validate(record)
-    slot: AgentSlot = _W["slots"][agent_name]
-    key = job_key(task.instance_id, slot, seed, start_patch)
-    store: OutcomeStore = _W["store"]
-    if store.contains(key):  # another collector got there first
-        outcome = store.get(key)
-    else:
-        try:
-            outcome = run_job(_W["sandbox"], task, slot, seed, start_patch, store)
-        except Exception as exc:  # a broken job must not stop the others; it is retried next time
-            return key, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
-        store.put(key, outcome)
-    assert outcome is not None
-    return key, _summary(outcome), ""
-
-
-def _summary(outcome: Outcome) -> dict[str, Any]:
-    return {"patch": outcome.result.patch, "visible": outcome.result.visible_pass_rate}
+# -- the collector -------------------------------------------------------------------------------------
 
 
 @dataclass
 class CollectCounts:
     jobs: int = 0  # jobs considered
-    skipped: int = 0  # already in the store
-    ran: int = 0
-    failed: int = 0
+    skipped: int = 0  # already in the store (or finished meanwhile by another collector)
+    ran: int = 0  # outcomes stored by this collect
+    failed: int = 0  # failed jobs (infrastructure), recorded in the store's failed_jobs
+    retried: int = 0  # jobs run again after their worker died
+    statuses: Counter = field(default_factory=Counter)  # agent status of each outcome this collect stored
+    failed_by_kind: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": self.jobs, "skipped": self.skipped, "ran": self.ran, "failed": self.failed}
+
+    def summary(self) -> dict[str, Any]:
+        """The CLI's report: clean runs, agent errors and agent timeouts apart; failed jobs by kind."""
+        return {
+            **self.to_dict(),
+            "clean": self.statuses["ok"],
+            "budget_exhausted": self.statuses["budget_exhausted"],
+            "agent_errors": self.statuses["error"],
+            "agent_timeouts": self.statuses["timeout"],
+            "failed_by_kind": dict(sorted(self.failed_by_kind.items())),
+            "retried": self.retried,
+        }
+
+
+@dataclass
+class LeasePolicy:
+    """How long a collector's claim on a job lasts without a heartbeat, and how often it beats."""
+
+    ttl_s: float = 60.0
+    heartbeat_s: float = 5.0
+    poll_s: float = 0.5  # how often a job another collector holds is looked at again
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heartbeat_s < self.ttl_s:
+            raise ValueError(f"leases: need 0 < heartbeat_s < ttl_s (got {self.heartbeat_s}, {self.ttl_s})")
 
 
 def collect(
@@ -113,8 +103,21 @@ def collect(
     budget: BudgetOverrides | None = None,
     delegate_seeds: int = 1,
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    retry_errors: bool = False,
+    leases: LeasePolicy | None = None,
+    executor: Executor | None = None,
 ) -> CollectCounts:
-    """Run every (task, agent, seed, start patch) job not yet in the store; returns the counts."""
+    """Run every (task, agent, seed, start patch) job not yet in the store; returns the counts.
+
+    ``backend`` is ``local`` (worker processes on this machine) or ``ray`` (Ray actors; ``address`` of
+    a running cluster, or a local Ray when None). Failed jobs (infrastructure) are recorded in the store
+    and never stored as outcomes; a stored outcome that the line of :func:`jobs.infrastructure_fault`
+    rejects (written before it existed) is run again, and so is an agent error when ``retry_errors``.
+    A running ``executor`` (built on :func:`runner_spec` of the same store, agents and sandbox) is used
+    as it is and left running, so several collects can share one pool or Ray cluster.
+    """
     from hrm_spawn.envs.sandbox import SandboxConfig
 
     if workers < 1 or seeds < 1 or depth < 0 or delegate_seeds < 1:
@@ -127,61 +130,191 @@ def collect(
     if any(s is None for s in slots):
         slots = resolve_agents([str(a) for a in agents], budget)
     sandbox_config = sandbox_config or SandboxConfig()
-    counts = CollectCounts()
-    init = (
-        str(store.path),
-        sandbox_config.model_dump(),
-        [(s.name, s.version, s.budget.to_dict(), s.spec.to_dict() if s.spec else None) for s in slots],
-    )
-    by_id = {t.instance_id: t for t in tasks}
+    _clean_stale_sandboxes()
+    loop = _Loop(store, slots, {t.instance_id: t for t in tasks}, leases or LeasePolicy(), retry_errors)
     # round 0: spawns on the clean repository
     frontier = [(t.instance_id, s.name, seed, "") for t in tasks for s in slots for seed in range(seeds)]
-    ctx = mp.get_context("spawn")
-    with _Progress(progress) as bar, ctx.Pool(workers, _worker_init, init) as pool:
+    if executor is None:
+        executor = make_executor(backend, workers, runner_spec(store, slots, sandbox_config), address)
+        owned: contextlib.AbstractContextManager = executor
+    else:
+        owned = contextlib.nullcontext(executor)
+    with _Progress(progress) as bar, owned:
         for round_no in range(depth + 1):
             if not frontier:
                 break
-            new_candidates: dict[str, dict[str, float]] = {}  # task -> {patch: best visible}
-            todo = []
-            for job in frontier:
-                counts.jobs += 1
-                outcome = store.get(job_key(job[0], _slot(slots, job[1]), job[2], job[3]))
-                if outcome is not None:
-                    counts.skipped += 1
-                    _note(new_candidates, job[0], _summary(outcome))
-                else:
-                    todo.append(job)
-            bar.start_round(round_no, len(todo))
-            payload = [(by_id[j[0]].model_dump(mode="json"), j[1], j[2], j[3]) for j in todo]
-            for key, summary, error in pool.imap_unordered(_worker_run, payload):
-                if summary is None:
-                    counts.failed += 1
-                    counts.errors.append(f"{key}: {error}")
-                else:
-                    counts.ran += 1
-                    _note(new_candidates, key.instance_id, summary)
-                bar.advance()
+            candidates = loop.run_round(executor, frontier, bar, round_no)
             frontier = [
                 (task_id, s.name, seed, patch)
-                for task_id, patches in new_candidates.items()
+                for task_id, patches in candidates.items()
                 for patch, visible in patches.items()
                 if visible < 1.0
                 for s in slots
                 for seed in range(delegate_seeds)
             ]
-        pool.close()  # let workers exit cleanly (and close their sandboxes) instead of terminate()
-        pool.join()
-    return counts
+    return loop.counts
+
+
+def runner_spec(store: OutcomeStore, slots: Sequence[AgentSlot], sandbox_config: SandboxConfig) -> RunnerSpec:
+    """What each worker of an executor needs: the store's path, the sandbox config, the agents' slots."""
+    return RunnerSpec(
+        str(store.path),
+        sandbox_config.model_dump(),
+        [(s.name, s.version, s.budget.to_dict(), s.spec.to_dict() if s.spec else None) for s in slots],
+    )
+
+
+def make_executor(backend: str, workers: int, spec: RunnerSpec, address: str | None = None) -> Executor:
+    """The local process pool or the Ray backend, behind one interface."""
+    if backend == "local":
+        if address:
+            raise ValueError("collect: --address is for --backend ray")
+        return LocalExecutor(workers, spec)
+    if backend == "ray":
+        from hrm_spawn.envs.ray_backend import RayExecutor
+
+        return RayExecutor(workers, spec, address=address)
+    raise ValueError(f"collect: unknown backend {backend!r} (choose local or ray)")
+
+
+def _clean_stale_sandboxes() -> None:
+    """Remove the sandbox folders that dead workers left behind (the sandbox module knows which are stale)."""
+    from hrm_spawn.envs import sandbox
+    from hrm_spawn.envs.paths import data_dir
+
+    clean = getattr(sandbox, "clean_stale_sandboxes", None)  # added by the sandbox work of issue 16
+    if clean is not None:
+        clean(data_dir() / "sandboxes")
+
+
+class _Loop:
+    """The collector's one loop over any executor: leases, submissions, retries, the store's writes."""
+
+    def __init__(
+        self,
+        store: OutcomeStore,
+        slots: list[AgentSlot],
+        tasks: dict[str, TaskInstance],
+        leases: LeasePolicy,
+        retry_errors: bool,
+    ):
+        self.store, self.slots, self.tasks, self.leases = store, slots, tasks, leases
+        self.retry_errors = retry_errors
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.counts = CollectCounts()
+        self._beat = time.monotonic()
+
+    def run_round(
+        self, executor: Executor, frontier: list[tuple[str, str, int, str]], bar: _Progress, round_no: int
+    ) -> dict[str, dict[str, float]]:
+        """Run one round's jobs; returns the round's candidates (task -> {patch: best visible pass-rate})."""
+        candidates: dict[str, dict[str, float]] = {}
+        pending: deque[tuple[Job, float | None]] = deque()
+        for task_id, agent, seed, start in frontier:
+            self.counts.jobs += 1
+            key = job_key(task_id, _slot(self.slots, agent), seed, start)
+            stored = self.store.get(key)
+            if stored is not None and not self._rerun(stored):
+                self.counts.skipped += 1
+                _note(candidates, task_id, stored)
+                continue
+            task = self.tasks[task_id].model_dump(mode="json")
+            pending.append((Job(task, agent, seed, start, key), stored.created_at if stored else None))
+        bar.start_round(round_no, len(pending))
+        waiting: list[tuple[Job, float | None]] = []  # held by another collector
+        in_flight: dict[OutcomeKey, tuple[Job, float | None]] = {}
+        try:
+            while pending or waiting or in_flight:
+                while pending and len(in_flight) < executor.capacity:
+                    job, replacing = pending.popleft()
+                    if self.store.try_lease(job.key, self.owner, self.leases.ttl_s, replacing):
+                        executor.submit(job)
+                        in_flight[job.key] = (job, replacing)
+                    else:
+                        waiting.append((job, replacing))
+                if in_flight:
+                    finished = executor.wait(min(self.leases.heartbeat_s, self.leases.poll_s))
+                else:
+                    time.sleep(self.leases.poll_s)
+                    finished = []
+                self._heartbeat()
+                for done in finished:
+                    job, replacing = in_flight.pop(done.key)
+                    retry = self._finish(job, done, candidates)
+                    if retry is not None:
+                        pending.appendleft((retry, replacing))
+                    else:
+                        bar.advance()
+                waiting = self._look_again(waiting, pending, candidates, bar)
+        finally:
+            for key in in_flight:  # interrupted: give the jobs back at once rather than at expiry
+                self.store.release_lease(key, self.owner)
+        return candidates
+
+    def _rerun(self, stored: Outcome) -> bool:
+        """A stored row that is not a true outcome (written before the line existed), or an agent error
+        when asked to retry those."""
+        if infrastructure_fault(stored) is not None:
+            return True
+        return self.retry_errors and stored.result.status == "error"
+
+    def _finish(self, job: Job, done: JobDone, candidates: dict[str, dict[str, float]]) -> Job | None:
+        """Store an outcome or record a failure; returns the job to run again when its worker died once."""
+        if done.outcome is not None:
+            self.store.put(job.key, done.outcome)  # also drops the lease and any earlier failure record
+            self.counts.ran += 1
+            self.counts.statuses[done.outcome.result.status] += 1
+            _note(candidates, job.key.instance_id, done.outcome)
+            return None
+        if done.kind == WORKER_DIED and job.attempt == 1:
+            self.counts.retried += 1  # on whichever worker is free next (another process or actor)
+            return job.again()
+        attempts = done.attempts + job.attempt - 1
+        self.store.record_failure(job.key, done.kind, done.reason, attempts)
+        self.store.release_lease(job.key, self.owner)
+        self.counts.failed += 1
+        self.counts.failed_by_kind[done.kind] += 1
+        self.counts.errors.append(f"{job.key} [{done.kind}]: {done.reason}")
+        return None
+
+    def _look_again(
+        self,
+        waiting: list[tuple[Job, float | None]],
+        pending: deque[tuple[Job, float | None]],
+        candidates: dict[str, dict[str, float]],
+        bar: _Progress,
+    ) -> list[tuple[Job, float | None]]:
+        """Jobs another collector held: count them when it stored them, take them when its lease ended."""
+        still = []
+        for job, replacing in waiting:
+            created = self.store.created_at(job.key)
+            if created is not None and created != replacing:
+                stored = self.store.get(job.key)
+                assert stored is not None
+                self.counts.skipped += 1
+                _note(candidates, job.key.instance_id, stored)
+                bar.advance()
+            elif self.store.lease(job.key) is None:
+                pending.append((job, replacing))
+            else:
+                still.append((job, replacing))
+        return still
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._beat >= self.leases.heartbeat_s:
+            self.store.renew_leases(self.owner, self.leases.ttl_s)
+            self._beat = time.monotonic()
 
 
 def _slot(slots: list[AgentSlot], name: str) -> AgentSlot:
     return next(s for s in slots if s.name == name)
 
 
-def _note(candidates: dict[str, dict[str, float]], task_id: str, summary: dict[str, Any]) -> None:
-    if summary["patch"]:
+def _note(candidates: dict[str, dict[str, float]], task_id: str, outcome: Outcome) -> None:
+    patch, visible = outcome.result.patch, outcome.result.visible_pass_rate
+    if patch:
         patches = candidates.setdefault(task_id, {})
-        patches[summary["patch"]] = max(patches.get(summary["patch"], 0.0), summary["visible"])
+        patches[patch] = max(patches.get(patch, 0.0), visible)
 
 
 class _Progress:
@@ -215,13 +348,15 @@ class _Progress:
 
 
 def cli_collect(args: argparse.Namespace) -> int:
-    """``hrm-spawn collect --tasks FILE --agents a,b --store DB [--workers W] [--config FILE] [--split S] [k=v ...]``.
+    """``hrm-spawn collect --tasks FILE --agents a,b --store DB [--workers W] [--backend local|ray] [--address A]
+    [--retry-errors] [--config FILE] [--split S] [k=v ...]``.
 
     The env config (``--config``, default ``configs/env/default.yaml``) gives seeds, delegate seeds,
-    sandbox and budget; ``--tasks/--agents/--store/--split`` and overrides win over it.
+    sandbox and budget; ``--tasks/--agents/--store/--split`` and overrides win over it. Prints one JSON
+    summary (clean runs, agent errors, agent timeouts, failed jobs by kind); exit 1 when a job failed.
     """
     from hrm_spawn.envs.config import ConfigError, load_config
-    from hrm_spawn.envs.spawn_env import EnvConfig, load_env_tasks
+    from hrm_spawn.envs.env_config import EnvConfig, load_env_tasks
 
     overrides = list(getattr(args, "overrides", None) or [])
     for name in ("tasks", "store", "split"):
@@ -238,18 +373,31 @@ def cli_collect(args: argparse.Namespace) -> int:
         print(f"collect: {exc}", file=sys.stderr)
         return 2
     store_path = config.store_path()
-    counts = collect(
-        tasks,
-        config.agents,
-        OutcomeStore(store_path),
-        workers=int(getattr(args, "workers", None) or os.cpu_count() or 1),
-        seeds=config.seeds_per_agent,
-        depth=config.collect_depth,
-        sandbox_config=config.sandbox,
-        budget=config.budget,
-        delegate_seeds=config.delegate_seeds,
-    )
-    print(json.dumps({"store": str(store_path), "tasks": len(tasks), **counts.to_dict()}))
+    try:
+        counts = collect(
+            tasks,
+            config.agents,
+            OutcomeStore(store_path),
+            workers=int(getattr(args, "workers", None) or os.cpu_count() or 1),
+            seeds=config.seeds_per_agent,
+            depth=config.collect_depth,
+            sandbox_config=config.sandbox,
+            budget=config.budget,
+            delegate_seeds=config.delegate_seeds,
+            backend=getattr(args, "backend", None) or "local",
+            address=getattr(args, "address", None),
+            retry_errors=bool(getattr(args, "retry_errors", False)),
+        )
+    except ValueError as exc:
+        print(f"collect: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"store": str(store_path), "tasks": len(tasks), **counts.summary()}))
     for error in counts.errors[:5]:
         print(f"failed: {error}", file=sys.stderr)
+    if counts.failed:
+        print(
+            f"collect: {counts.failed} job(s) failed outside the agents (kept in the store's failed_jobs, "
+            "not as outcomes); run collect again to retry them",
+            file=sys.stderr,
+        )
     return 1 if counts.failed else 0

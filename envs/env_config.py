@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hrm_spawn.envs.agent_slots import BudgetOverrides
 from hrm_spawn.envs.config import ConfigError, StrictModel, build_config, load_config
-from hrm_spawn.envs.jobs import BudgetOverrides
 from hrm_spawn.envs.sandbox import SandboxConfig
 from hrm_spawn.envs.tasks import TaskInstance, load_tasks
 

@@ -14,6 +14,11 @@ error through); :func:`is_infrastructure_failure` is the one test every caller u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hrm_spawn.envs.results import Evaluation
+
 
 class InfrastructureError(RuntimeError):
     """A fault of the machinery around an agent, never the agent's outcome."""
@@ -72,6 +77,13 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def evaluation_fault(evaluation: Evaluation) -> EvaluationError | None:
+    """A hidden evaluation whose test run timed out or was killed: its verdict says nothing."""
+    if evaluation.applied and evaluation.error and "timed out" in evaluation.error:
+        return EvaluationError(f"the hidden evaluation did not finish: {evaluation.error}")
+    return None
 
 
 def failure_kind(exc: BaseException) -> str:

@@ -27,8 +27,8 @@ from hrm_spawn.envs.episode import EpisodeRules, JobOutcome
 from hrm_spawn.envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
+    from hrm_spawn.envs.agent_slots import AgentSlot
     from hrm_spawn.envs.env_config import EnvConfig
-    from hrm_spawn.envs.jobs import AgentSlot
     from hrm_spawn.envs.tasks import TaskInstance
 
 ReplaySpec = EpisodeRules  # the rules a replay follows, derived from the env config (its older name)
@@ -109,8 +109,8 @@ def load_replay(
 
     ``tasks``/``store``/``slots`` given in memory are used instead of loading them (a custom env's).
     """
+    from hrm_spawn.envs.agent_slots import resolve_agents
     from hrm_spawn.envs.env_config import load_env_tasks, split_env_tasks
-    from hrm_spawn.envs.jobs import resolve_agents
 
     chosen = (
         split_env_tasks(config, list(tasks), "the tasks given in memory")

@@ -28,6 +28,7 @@ from gymnasium import spaces
 
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
+from hrm_spawn.envs.agent_slots import AgentSlot, job_key, resolve_agents
 from hrm_spawn.envs.config import build_config
 from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-exported: their old home)
     DEFAULT_AGENTS,
@@ -37,7 +38,7 @@ from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-expor
     split_env_tasks,
 )
 from hrm_spawn.envs.episode import JobOutcome
-from hrm_spawn.envs.jobs import AgentSlot, job_key, resolve_agents, run_job
+from hrm_spawn.envs.jobs import run_job
 from hrm_spawn.envs.replay import Replay, TaskTable, build_task_table, check_tables, cost_unit_s, job_outcome
 from hrm_spawn.envs.store import CLEAN, OutcomeStore
 from hrm_spawn.envs.tasks import TaskInstance

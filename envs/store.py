@@ -7,10 +7,20 @@ SQLite in WAL mode: readers never block the writer, several writer processes ser
 ``BEGIN IMMEDIATE`` transactions (one row each), and ``busy_timeout`` makes them wait instead of
 failing. A process killed with SIGKILL loses at most the row it was writing: every committed row is in
 the WAL and SQLite recovers it on the next open.
+
+Beside the outcomes (schema version 2; a version-1 store is migrated in place on its first writable open):
+
+- ``failed_jobs``: jobs that ended in an infrastructure failure (see :mod:`hrm_spawn.envs.jobs`), with
+  kind, reason and attempts. Never outcomes: a resume runs them again, and storing the job's outcome
+  later removes its row.
+- ``leases``: which collector runs which job now. A lease has an owner, an expiry and a heartbeat; a
+  collector renews its leases while it lives, so the lease of a dead collector expires and another one
+  takes the job. Two collectors on one store therefore never run the same job at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +32,8 @@ from pathlib import Path
 
 from hrm_spawn.envs.results import AgentResult, Evaluation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks failed_jobs and leases; migrated on open
 CLEAN = "clean"
 COST_UNITS = ("test_runs", "usd", "tokens")
 DEFAULT_COST_UNIT = "test_runs"
@@ -74,7 +85,51 @@ CREATE TABLE IF NOT EXISTS outcomes (
     created_at REAL NOT NULL,
     PRIMARY KEY (instance_id, agent, agent_version, seed, start_patch_sha)
 );
+CREATE TABLE IF NOT EXISTS failed_jobs (
+    instance_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    start_patch_sha TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at REAL NOT NULL,
+    PRIMARY KEY (instance_id, agent, agent_version, seed, start_patch_sha)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    instance_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    start_patch_sha TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    PRIMARY KEY (instance_id, agent, agent_version, seed, start_patch_sha)
+);
 """
+
+_KEY_WHERE = "instance_id=? AND agent=? AND agent_version=? AND seed=? AND start_patch_sha=?"
+
+
+@dataclass
+class FailedJob:
+    """A job that ended in an infrastructure failure: no outcome, run again on the next collect."""
+
+    key: OutcomeKey
+    kind: str
+    reason: str
+    attempts: int
+    failed_at: float
+
+
+@dataclass
+class Lease:
+    key: OutcomeKey
+    owner: str
+    expires_at: float
+    heartbeat_at: float
 
 
 class OutcomeStore:
@@ -112,22 +167,33 @@ class OutcomeStore:
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         if not self.readonly:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(conn):
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                # version 1 -> 2 only added tables, which the schema script above has just created
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version' AND value IN ('1')",
+                    (str(SCHEMA_VERSION),),
+                )
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else None
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise StoreError(
-                f"{self.path}: outcome store schema version {version}, this code reads version {SCHEMA_VERSION}"
-                " (written by a newer hrm-spawn? use that version or a fresh store)"
+                f"{self.path}: outcome store schema version {version}, this code reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer hrm-spawn? use that version or a fresh store)"
             )
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def _writable(self) -> sqlite3.Connection:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        return self.conn
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -169,8 +235,8 @@ class OutcomeStore:
         return row is not None
 
     def put(self, key: OutcomeKey, outcome: Outcome) -> None:
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only")
+        """Store (or replace) an outcome; the job's failure record and lease go with it."""
+        conn = self._writable()
         created = outcome.created_at or time.time()
         row = (
             *_key_tuple(key),
@@ -178,14 +244,16 @@ class OutcomeStore:
             json.dumps(outcome.evaluation.to_dict()),
             created,
         )
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             conn.execute("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute(f"DELETE FROM failed_jobs WHERE {_KEY_WHERE}", _key_tuple(key))
+            conn.execute(f"DELETE FROM leases WHERE {_KEY_WHERE}", _key_tuple(key))
+
+    def created_at(self, key: OutcomeKey) -> float | None:
+        row = self.conn.execute(
+            f"SELECT created_at FROM outcomes WHERE {_KEY_WHERE}", _key_tuple(key)
+        ).fetchone()
+        return row[0] if row else None
 
     def get_or_run(self, key: OutcomeKey, run_fn: Callable[[], Outcome]) -> Outcome:
         """Cached mode: the stored outcome, or run, record and return a new one."""
@@ -197,12 +265,22 @@ class OutcomeStore:
         return outcome
 
     def find_evaluation(self, instance_id: str, patch: str) -> Evaluation | None:
-        """The hidden evaluation of ``patch`` on this task, if any stored run submitted the same patch."""
-        row = self.conn.execute(
-            "SELECT evaluation FROM outcomes WHERE instance_id=? AND json_extract(result, '$.patch')=? LIMIT 1",
+        """The hidden evaluation of ``patch`` on this task, if any stored run submitted the same patch.
+
+        A verdict that an infrastructure fault produced (a timed-out test run, in rows written before the
+        line of :func:`hrm_spawn.envs.jobs.infrastructure_fault` existed) is never reused.
+        """
+        from hrm_spawn.envs.failures import evaluation_fault
+
+        rows = self.conn.execute(
+            "SELECT evaluation FROM outcomes WHERE instance_id=? AND json_extract(result, '$.patch')=?",
             (instance_id, patch),
-        ).fetchone()
-        return Evaluation.from_dict(json.loads(row[0])) if row else None
+        )
+        for (text,) in rows:
+            evaluation = Evaluation.from_dict(json.loads(text))
+            if evaluation_fault(evaluation) is None:
+                return evaluation
+        return None
 
     def iter_task(self, instance_id: str) -> Iterator[tuple[OutcomeKey, Outcome]]:
         rows = self.conn.execute(
@@ -245,6 +323,102 @@ class OutcomeStore:
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+
+    # -- failed jobs ---------------------------------------------------------------------------------
+    def record_failure(self, key: OutcomeKey, kind: str, reason: str, attempts: int = 1) -> None:
+        """Note that ``key`` failed for a reason outside the agent (``attempts`` more tries, summed)."""
+        conn = self._writable()
+        with _transaction(conn):
+            conn.execute(
+                "INSERT INTO failed_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id, agent, agent_version, seed, start_patch_sha) DO UPDATE SET "
+                "kind=excluded.kind, reason=excluded.reason, attempts=attempts + excluded.attempts, "
+                "failed_at=excluded.failed_at",
+                (*_key_tuple(key), kind, reason, int(attempts), time.time()),
+            )
+
+    def failed_jobs(self, instance_id: str | None = None) -> list[FailedJob]:
+        if not self._has_table("failed_jobs"):  # a version-1 store opened read-only
+            return []
+        sql = "SELECT instance_id, agent, agent_version, seed, start_patch_sha, kind, reason, attempts, failed_at "
+        sql += "FROM failed_jobs" + (" WHERE instance_id=?" if instance_id else "") + " ORDER BY failed_at"
+        rows = self.conn.execute(sql, (instance_id,) if instance_id else ()).fetchall()
+        return [FailedJob(OutcomeKey(*r[:5]), *r[5:]) for r in rows]
+
+    def failed_job(self, key: OutcomeKey) -> FailedJob | None:
+        return next((f for f in self.failed_jobs(key.instance_id) if f.key == key), None)
+
+    # -- leases ----------------------------------------------------------------------------------------
+    def try_lease(self, key: OutcomeKey, owner: str, ttl_s: float, replacing: float | None = None) -> bool:
+        """Take the job ``key`` for ``owner`` for ``ttl_s`` seconds; False when someone else holds it.
+
+        Also False when an outcome is stored for the key, unless it is the very row the caller means to
+        replace (its ``created_at`` is ``replacing``): a job another collector finished in the meantime is
+        never run again.
+        """
+        conn = self._writable()
+        now = time.time()
+        with _transaction(conn):
+            stored = conn.execute(
+                f"SELECT created_at FROM outcomes WHERE {_KEY_WHERE}", _key_tuple(key)
+            ).fetchone()
+            if stored is not None and stored[0] != replacing:
+                return False
+            held = conn.execute(
+                f"SELECT owner, expires_at FROM leases WHERE {_KEY_WHERE}", _key_tuple(key)
+            ).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_key_tuple(key), owner, now + ttl_s, now),
+            )
+        return True
+
+    def renew_leases(self, owner: str, ttl_s: float) -> int:
+        """The heartbeat: push the expiry of every lease ``owner`` holds; returns how many."""
+        conn = self._writable()
+        now = time.time()
+        with _transaction(conn):
+            cursor = conn.execute(
+                "UPDATE leases SET expires_at=?, heartbeat_at=? WHERE owner=?", (now + ttl_s, now, owner)
+            )
+        return cursor.rowcount
+
+    def release_lease(self, key: OutcomeKey, owner: str) -> None:
+        conn = self._writable()
+        with _transaction(conn):
+            conn.execute(f"DELETE FROM leases WHERE {_KEY_WHERE} AND owner=?", (*_key_tuple(key), owner))
+
+    def lease(self, key: OutcomeKey) -> Lease | None:
+        """The live lease on ``key``, if any (an expired one is as good as none)."""
+        if not self._has_table("leases"):
+            return None
+        row = self.conn.execute(
+            f"SELECT owner, expires_at, heartbeat_at FROM leases WHERE {_KEY_WHERE} AND expires_at > ?",
+            (*_key_tuple(key), time.time()),
+        ).fetchone()
+        return Lease(key, *row) if row else None
+
+    def leases(self) -> list[Lease]:
+        if not self._has_table("leases"):
+            return []
+        rows = self.conn.execute(
+            "SELECT instance_id, agent, agent_version, seed, start_patch_sha, owner, expires_at, heartbeat_at "
+            "FROM leases ORDER BY expires_at"
+        ).fetchall()
+        return [Lease(OutcomeKey(*r[:5]), *r[5:]) for r in rows]
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One short write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _key_tuple(key: OutcomeKey) -> tuple:

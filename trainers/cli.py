@@ -135,6 +135,13 @@ def _add_collect(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
     collect.add_argument("--config", default="env/default", help="env config (sandbox, agents, seeds, depth)")
     collect.add_argument("--split", default=None, choices=["train", "heldout"], help="only this split")
+    collect.add_argument(
+        "--backend", default="local", choices=["local", "ray"], help="worker processes here, or Ray actors"
+    )
+    collect.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
+    collect.add_argument(
+        "--retry-errors", action="store_true", help="also run again the stored runs whose agent crashed"
+    )
     collect.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     collect.set_defaults(func=_lazy("hrm_spawn.envs.collect:cli_collect"))
 

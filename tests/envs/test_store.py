@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -153,3 +154,85 @@ def test_sigkill_mid_collection_keeps_store_readable(tmp_path):
     for i in range(done + 1):
         assert store.get(OutcomeKey("t", "a", "1", i)).result.cost.sandbox_s == i
     store.put(OutcomeKey("t", "a", "1", 10_000), make_outcome(1))  # writable again
+
+
+def test_failed_jobs_add_up_and_an_outcome_clears_them(tmp_path):
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    store.record_failure(key(0), "endpoint", "endpoint unreachable: http://127.0.0.1:9/v1")
+    store.record_failure(key(0), "sandbox_died", "EOF", attempts=2)
+    (failed,) = store.failed_jobs()
+    assert (failed.key, failed.kind, failed.attempts) == (key(0), "sandbox_died", 3)
+    assert len(store) == 0 and store.get(key(0)) is None  # a failure is never an outcome
+    store.put(key(0), make_outcome(0))
+    assert store.failed_jobs() == [] and store.failed_job(key(0)) is None
+
+
+def test_a_lease_excludes_others_until_it_expires_or_is_released(tmp_path):
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    other = OutcomeStore(tmp_path / "s.sqlite")  # a second collector's connection
+    assert store.try_lease(key(0), "a", ttl_s=60)
+    assert not other.try_lease(key(0), "b", ttl_s=60) and store.try_lease(key(0), "a", ttl_s=60)
+    assert other.lease(key(0)).owner == "a"
+    store.release_lease(key(0), "a")
+    assert other.try_lease(key(0), "b", ttl_s=0.2)
+    # b dies: it stops renewing, so its lease runs out and a takes the job
+    deadline = time.time() + 10
+    while not store.try_lease(key(0), "a", ttl_s=60):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert store.renew_leases("a", ttl_s=60) == 1 and store.renew_leases("b", ttl_s=60) == 0
+    store.put(key(0), make_outcome(0))  # storing the outcome ends the lease
+    assert store.leases() == []
+    assert not other.try_lease(key(0), "b", ttl_s=60)  # a stored job is never leased again
+    created = store.created_at(key(0))
+    assert other.try_lease(key(0), "b", ttl_s=60, replacing=created)  # unless replacing that very row
+
+
+def test_a_timed_out_verdict_is_never_reused(tmp_path):
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    stale = make_outcome(0, patch="P")  # a row from before the line: its test run timed out
+    stale.evaluation = Evaluation(0, 2, 0, 3, error="test run timed out")
+    store.put(key(0), stale)
+    assert store.find_evaluation("task-1", "P") is None
+    store.put(key(1), make_outcome(1, patch="P"))
+    assert store.find_evaluation("task-1", "P").error is None
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE outcomes (
+    instance_id TEXT NOT NULL, agent TEXT NOT NULL, agent_version TEXT NOT NULL, seed INTEGER NOT NULL,
+    start_patch_sha TEXT NOT NULL, result TEXT NOT NULL, evaluation TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (instance_id, agent, agent_version, seed, start_patch_sha)
+);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+
+def test_a_version_1_store_is_read_and_migrated_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SCHEMA)
+    with sqlite3.connect(path) as conn:  # one row written by the old code
+        outcome = make_outcome(3)
+        conn.execute(
+            "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                "task-1",
+                "op-flip",
+                "1",
+                3,
+                "clean",
+                json.dumps(outcome.result.to_dict()),
+                json.dumps(outcome.evaluation.to_dict()),
+                1.0,
+            ),
+        )
+    readonly = OutcomeStore(path, readonly=True)  # read as it is: no tables added, none needed
+    assert readonly.get(key(3)).result.patch == outcome.result.patch and readonly.failed_jobs() == []
+    readonly.close()
+    store = OutcomeStore(path)
+    assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+    assert store.get(key(3)).result.patch == outcome.result.patch and len(store) == 1
+    store.record_failure(key(4), "transport", "ServerDisconnectedError")
+    assert store.try_lease(key(5), "a", ttl_s=60) and len(store.failed_jobs()) == 1

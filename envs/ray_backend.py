@@ -1,0 +1,153 @@
+"""``collect --backend ray``: Ray actors that each own one Sandbox, behind the collector's Executor interface.
+
+With no address a local Ray is started for the collect (``workers`` CPUs, a small object store) and
+stopped after it; with ``address`` the collector joins a running cluster (``ray start --head`` on one
+machine, ``ray start --address HEAD:PORT`` on the others) and leaves it running. Actors are spread over
+the nodes. An actor that dies (its process killed, its node lost) returns its job as a ``worker_died``
+failure; the collector runs that job once more on another actor, and a fresh actor takes the dead one's
+place. The store stays with the collector: actors send outcomes back, and read the store (for the reuse of
+identical verdicts) only where its path is reachable from their node.
+
+Needs the ``ray`` extra: ``pip install 'hrm-spawn[ray]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import Any
+
+from hrm_spawn.envs.executors import Executor
+from hrm_spawn.envs.jobs import WORKER_DIED, Job, JobDone, JobRunner, RunnerSpec
+
+# A local Ray for one collect: enough object store for job records, far below a small machine's memory.
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
+# Environment the actors need to find the same data dir and test/agent modules as the collector.
+_FORWARDED_ENV = ("HRM_SPAWN_HOME", "HRM_SPAWN_DEBUG")
+
+
+class SandboxActor:
+    """One Ray actor: a :class:`JobRunner` (so one Sandbox) in its own worker process."""
+
+    def __init__(self, spec: RunnerSpec, env: dict[str, str], sys_path: list[str]):
+        os.environ.update(env)
+        # the collector's import path first, so agents named module:Class import here as they do there
+        sys.path[:0] = [p for p in sys_path if p not in sys.path]
+        self.runner = JobRunner(spec)
+
+    def ready(self) -> str:
+        return self.runner.name
+
+    def run(self, job: Job) -> JobDone:
+        return self.runner.run(job)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+class RayExecutor(Executor):
+    """``workers`` SandboxActors on a local Ray or the cluster at ``address``."""
+
+    def __init__(
+        self,
+        workers: int,
+        spec: RunnerSpec,
+        address: str | None = None,
+        cpus_per_actor: float = 1.0,
+        start_timeout_s: float = 300.0,
+    ):
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError("collect --backend ray needs Ray: pip install 'hrm-spawn[ray]'") from exc
+        if workers < 1:
+            raise ValueError(f"RayExecutor: workers must be >= 1 (got {workers})")
+        self._ray = ray
+        self._started_ray = False
+        if not ray.is_initialized():
+            self._init(address, workers)
+        self._spec = spec
+        self._args = (
+            spec,
+            {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ},
+            [p for p in sys.path if p],
+        )
+        self._actor_cls = ray.remote(num_cpus=cpus_per_actor, max_restarts=0, max_task_retries=0)(
+            SandboxActor
+        ).options(scheduling_strategy="SPREAD")
+        self._idle = [self._actor_cls.remote(*self._args) for _ in range(workers)]
+        self._running: dict[Any, tuple[Any, Job]] = {}
+        self._capacity = workers
+        try:
+            ray.get([a.ready.remote() for a in self._idle], timeout=start_timeout_s)
+        except ray.exceptions.GetTimeoutError as exc:
+            resources = ray.cluster_resources()
+            self.close()
+            raise RuntimeError(
+                f"collect --backend ray: {workers} actors of {cpus_per_actor:g} CPU did not start within "
+                f"{start_timeout_s:g} s; the cluster has {resources.get('CPU', 0):g} CPUs "
+                "(fewer --workers, or more nodes)"
+            ) from exc
+
+    def _init(self, address: str | None, workers: int) -> None:
+        options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+        if address:
+            self._ray.init(address=address, **options)
+        else:
+            self._ray.init(
+                num_cpus=workers,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                **options,
+            )
+        self._started_ray = True
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def submit(self, job: Job) -> None:
+        if not self._idle:
+            raise RuntimeError(f"RayExecutor: all {self.capacity} actors are busy")
+        actor = self._idle.pop()
+        self._running[actor.run.remote(job)] = (actor, job)
+
+    def wait(self, timeout_s: float) -> list[JobDone]:
+        if not self._running:
+            return []
+        ray = self._ray
+        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout_s)
+        if ready:  # and whatever else has finished meanwhile
+            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        done = []
+        for ref in ready:
+            actor, job = self._running.pop(ref)
+            try:
+                done.append(ray.get(ref))
+                self._idle.append(actor)
+            except ray.exceptions.RayActorError as exc:
+                done.append(
+                    JobDone(job.key, None, WORKER_DIED, f"the Ray actor running the job died: {exc}"[:2000])
+                )
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+                self._idle.append(self._actor_cls.remote(*self._args))  # a fresh actor takes its place
+            except ray.exceptions.RayError as exc:  # the runner catches job errors; this is Ray's own
+                done.append(JobDone(job.key, None, "ray", f"{type(exc).__name__}: {exc}"[:2000]))
+                self._idle.append(actor)
+        return done
+
+    def close(self) -> None:
+        ray = self._ray
+        actors = self._idle + [actor for actor, _ in self._running.values()]
+        with contextlib.suppress(Exception):  # each actor removes its sandbox's work copy
+            ray.get([a.close.remote() for a in actors], timeout=60)
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+        self._idle, self._running = [], {}
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
