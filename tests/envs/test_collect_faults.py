@@ -196,8 +196,12 @@ class EndpointLLM(LLMAgent):
 
     def __init__(self) -> None:
         super().__init__(
-            base_url=os.environ["HRM_TEST_LLM_URL"], max_retries=0, request_timeout_s=20, max_turns=2
+            base_url=os.environ["HRM_TEST_LLM_URL"], max_retries=0, request_timeout_s=20, visible_check=False
         )
+
+
+# mini-swe-agent's way of handing in: one bash block that echoes the submit marker
+SUBMIT_REPLY = "Done.\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"
 
 
 class _Submit(BaseHTTPRequestHandler):
@@ -211,7 +215,11 @@ class _Submit(BaseHTTPRequestHandler):
             "created": 0,
             "model": "m",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "SUBMIT"}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": SUBMIT_REPLY},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11},
         }
@@ -252,7 +260,8 @@ def test_endpoint_down_is_a_failed_job_and_a_resume_runs_it(
     tasks.write_text(fixture_task.model_dump_json() + "\n")
     store_path = tmp_path / "s.sqlite"
     argv = ["collect", "--tasks", str(tasks), "--agents", f"{HERE}:EndpointLLM", "--store", str(store_path)]
-    argv += ["--workers", "1", "seeds_per_agent=1", "collect_depth=0"]
+    # the fixture's replies are known, so running the LLM agent on this host is opted into explicitly
+    argv += ["--workers", "1", "seeds_per_agent=1", "collect_depth=0", "sandbox.allow_host_execution=true"]
     monkeypatch.setenv("HRM_TEST_LLM_URL", f"http://127.0.0.1:{_closed_port()}/v1")
     assert main(argv) == 1  # a failed job: non-zero
     store = OutcomeStore(store_path)
