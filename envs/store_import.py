@@ -127,7 +127,7 @@ def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> 
         return _checked([_record(where, raw) for where, raw in _mini_rows(path, report)], path)
     if not path.is_file():
         raise TableError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8", errors="strict")
+    text = _text(path)
     if fmt == "jsonl":
         rows = _jsonl_rows(path, text)
     elif fmt == "csv":
@@ -135,6 +135,15 @@ def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> 
     else:
         rows = _leaderboard_rows(path, text)
     return _checked([_record(where, raw) for where, raw in rows], path)
+
+
+def _text(path: Path) -> str:
+    """The file's text; a byte-order mark (spreadsheets write one) is dropped, other bytes must be UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise TableError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _checked(records: list[Record], path: Path) -> list[Record]:
@@ -170,6 +179,12 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames:
         raise TableError(f"{path}: no header row")
+    for needed in ("instance_id", "agent", "resolved"):
+        if not set(FIELD_ALIASES[needed]) & set(reader.fieldnames):
+            raise TableError(
+                f"{path}:1: the header has no {needed} column (or {', '.join(FIELD_ALIASES[needed][1:])}); "
+                f"it has {', '.join(repr(f[:40]) for f in reader.fieldnames[:8])}"
+            )
     for number, row in enumerate(reader, start=2):  # line 1 is the header
         if None in row:
             raise TableError(f"{path}:{number}: more cells than the header has columns")
@@ -231,7 +246,7 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
 
 def _json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_text(path))
     except json.JSONDecodeError as exc:
         raise TableError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
@@ -404,6 +419,8 @@ def replay_tasks(records: list[Record], task_file: str | Path | None) -> tuple[l
     ``replay_only`` task (its repository from the record or the id). Also how many came from the file."""
     known: dict[str, TaskInstance] = {}
     if task_file:
+        if not Path(task_file).exists():
+            raise TableError(f"--tasks {task_file}: file not found")
         loaded = load_tasks(task_file)
         if loaded.problems:
             raise TableError(
@@ -455,10 +472,11 @@ def import_table(
             skipped[rec.agent] += 1
             continue
         chosen.append((rec, name, version))
+    if mapping is not None:
+        _check_map_matches(mapping, records, table)
     if not chosen:
-        raise TableError(
-            f"{table}: no record of an agent named in --agent-map ({', '.join(sorted(skipped))})"
-        )
+        raise TableError(f"{table}: no record of an agent named in --agent-map (the map is empty)")
+    _check_distinct_runs(chosen)
     unit = table_cost_unit([rec for rec, _, _ in chosen])
     tasks, from_file = replay_tasks([rec for rec, _, _ in chosen], task_file)
     tasks_out = Path(tasks_out) if tasks_out else Path(f"{store_path}.tasks.jsonl")
@@ -475,6 +493,36 @@ def import_table(
             report.records += 1
     save_tasks(_merge_tasks(tasks_out, tasks), tasks_out)
     return report
+
+
+def _check_map_matches(mapping: dict[str, tuple[str, str]], records: list[Record], table: str | Path) -> None:
+    """Every --agent-map entry names an agent of the table: a misspelt one would leave that agent out
+    with nothing but a line in the summary."""
+    from hrm_spawn.envs.suggest import did_you_mean
+
+    agents = sorted({rec.agent for rec in records})
+    for raw in mapping:
+        if raw not in agents:
+            raise TableError(
+                f"--agent-map: {table} has no agent {raw!r}{did_you_mean(raw, agents)}; "
+                f"its agents: {', '.join(agents)}"
+            )
+
+
+def _check_distinct_runs(chosen: list[tuple[Record, str, str]]) -> None:
+    """No two records land on one store key: two raw agents mapped to one name@version would
+    silently overwrite each other's runs."""
+    seen: dict[tuple[str, str, str, int], Record] = {}
+    for rec, name, version in chosen:
+        key = (rec.instance_id, name, version, rec.seed)
+        if key in seen:
+            first = seen[key]
+            raise TableError(
+                f"{rec.where}: agents {first.agent!r} and {rec.agent!r} both become {name}@{version} "
+                f"on task {rec.instance_id} (seed {rec.seed}; first at {first.where}): "
+                "give them different names or versions in --agent-map"
+            )
+        seen[key] = rec
 
 
 def _claim_unit(store: OutcomeStore, unit: str) -> None:

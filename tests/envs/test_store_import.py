@@ -307,3 +307,64 @@ def test_cost_in_the_stores_unit(tmp_path: Path) -> None:
     with OutcomeStore(store, readonly=True) as s:
         outcome = s.get(OutcomeKey("psf__requests-2317", "strong", "v2", 0))
         assert outcome.result.cost.in_unit(s.cost_unit) == pytest.approx(0.95 * 1.4)  # the table's dollars
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a BOM; it used to glue onto the first column's name
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (TABLES / "runs.csv").read_bytes())
+    assert import_table(path, "csv", tmp_path / "s.sqlite").records == 18
+
+
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"instance_id,agent,resolved,cost_usd\na__b-1,caf\xe9,true,1\n")
+    with pytest.raises(TableError, match=r"latin\.csv:2: not UTF-8 text"):
+        import_table(path, "csv", tmp_path / "s.sqlite")
+
+
+def test_a_csv_header_without_a_needed_column_says_which(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text("task_name,agent,resolved,cost_usd\na__b-1,x,true,1\n")
+    with pytest.raises(TableError, match=r"runs\.csv:1: the header has no instance_id column .*'task_name'"):
+        import_table(path, "csv", tmp_path / "s.sqlite")
+
+
+def test_a_misspelt_agent_map_entry_is_an_error_not_a_left_out_agent(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match=r"has no agent '20250101_chep' \(did you mean '20250101_cheap'"):
+        import_table(FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_chep=cheap,20250101_mid=mid")
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_two_agents_mapped_to_one_identity_are_refused(tmp_path: Path) -> None:
+    # both would be stored under same@imported and the second overwrite the first's runs
+    with pytest.raises(
+        TableError, match="agents '20250101_cheap' and '20250101_strong' both become same@imported"
+    ):
+        import_table(FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_cheap=same,20250101_strong=same")
+    # distinct versions of one name are distinct runs
+    report = import_table(
+        FILES["csv"], "csv", tmp_path / "v.sqlite", "20250101_cheap=x@a,20250101_strong=x@b"
+    )
+    assert report.per_agent == {"x@a": 6, "x@b": 6}
+
+
+def test_a_missing_task_file_is_named_as_the_tasks_option(tmp_path: Path, capsys) -> None:
+    code = main(
+        [
+            "store",
+            "import",
+            str(FILES["csv"]),
+            "--format",
+            "csv",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--tasks",
+            str(tmp_path / "nope.jsonl"),
+        ]
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"hrm-spawn store import: --tasks {tmp_path / 'nope.jsonl'}: file not found"
+    )
