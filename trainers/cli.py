@@ -362,10 +362,17 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(int(args.verbose or 0) - int(args.quiet or 0))
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is handled below, not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hrm-spawn agents | head -1`: the reader has all it wants
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141  # 128 + SIGPIPE, as shells report it
     except Exception as exc:  # a clear one-line error for users; tracebacks with HRM_SPAWN_DEBUG=1
         import os
 

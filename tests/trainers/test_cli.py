@@ -165,3 +165,27 @@ def test_verbosity_flags_before_and_after_the_subcommand() -> None:
     assert build_parser().parse_args(["-v", "doctor"]).verbose == 1
     args = build_parser().parse_args(["doctor", "-qq"])
     assert args.quiet == 2 and args.verbose == 0
+
+
+def test_a_reader_that_closes_early_is_not_an_error():
+    """`hrm-spawn agents | head -1` used to print 'error: [Errno 32] Broken pipe'."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from hrm_spawn.trainers.cli import main; sys.exit(main(['agents']))",
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
