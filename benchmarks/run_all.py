@@ -42,9 +42,16 @@ def scripts_in(folder: Path, only: list[str] | None = None) -> list[Path]:
         p for p in sorted(folder.glob("*.py")) if p.name != Path(__file__).name and not p.name.startswith("_")
     ]
     if only:
-        missing = sorted(set(only) - {p.stem for p in found})
+        from hrm_spawn.envs.suggest import did_you_mean
+
+        only = [Path(o).stem for o in only]  # `reset_latency.py` or `benchmarks/reset_latency.py` too
+        stems = [p.stem for p in found]
+        missing = sorted(set(only) - set(stems))
         if missing:
-            raise SystemExit(f"run_all: no benchmark named {', '.join(missing)} in {folder}")
+            raise SystemExit(
+                f"run_all: no benchmark named {missing[0]!r}{did_you_mean(missing[0], stems)} in {folder}; "
+                f"the benchmarks: {', '.join(stems)}"
+            )
         found = [p for p in found if p.stem in only]
     return found
 
