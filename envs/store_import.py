@@ -218,8 +218,10 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
     preds_path = run_dir / "preds.json"
     if not preds_path.is_file():
         raise TableError(f"{run_dir}: no preds.json (a mini-swe-agent batch run's output folder)")
-    if report is None or not Path(report).is_file():
+    if report is None:
         raise TableError(f"{run_dir}: --report must name swebench's evaluation report (with resolved_ids)")
+    if not Path(report).is_file():
+        raise TableError(f"--report {report}: file not found (swebench's evaluation report)")
     evaluated = _json(Path(report))
     resolved = set(evaluated.get("resolved_ids") or [])
     done = set(evaluated.get("completed_ids") or []) - set(evaluated.get("error_ids") or [])
@@ -227,6 +229,10 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
         where = f"{run_dir}: task {instance_id}"
         if instance_id not in done:
             continue
+        if not isinstance(pred, dict):
+            raise TableError(
+                f"{preds_path}: task {instance_id}: expected an object with model_patch, not {pred!r:.60}"
+            )
         traj_path = run_dir / instance_id / f"{instance_id}.traj.json"
         if not traj_path.is_file():
             raise TableError(f"{where}: no trajectory {traj_path} (its cost and steps)")

@@ -368,3 +368,14 @@ def test_a_missing_task_file_is_named_as_the_tasks_option(tmp_path: Path, capsys
         capsys.readouterr().err.strip()
         == f"hrm-spawn store import: --tasks {tmp_path / 'nope.jsonl'}: file not found"
     )
+
+
+def test_mini_swe_agent_bad_report_and_preds_are_named(tmp_path: Path) -> None:
+    run, report = _mini_run(tmp_path)
+    with pytest.raises(TableError, match=r"--report .*nope\.json: file not found"):
+        import_table(run, "mini-swe-agent", tmp_path / "s.sqlite", eval_report=tmp_path / "nope.json")
+    preds = json.loads((run / "preds.json").read_text())
+    first = sorted(preds)[0]
+    (run / "preds.json").write_text(json.dumps({**preds, first: "oops"}))
+    with pytest.raises(TableError, match=rf"preds\.json: task {first}: expected an object with model_patch"):
+        import_table(run, "mini-swe-agent", tmp_path / "s.sqlite", "openai/gpt-x=gpt-x", eval_report=report)
