@@ -570,11 +570,13 @@ def store_agents(store_path: str | Path) -> tuple[str, list[tuple[str, str, int,
 
 def cli_import(args: argparse.Namespace) -> int:
     """``hrm-spawn store import FILE --format F --store PATH [--agent-map M] [--tasks T] [--tasks-out O]``."""
+    from hrm_spawn.envs.store import StoreError
+
     try:
         report = import_table(
             args.file, args.format, args.store, args.agent_map, args.tasks, args.tasks_out, args.report
         )
-    except (TableError, OSError, UnicodeDecodeError) as exc:
+    except (TableError, StoreError, OSError, UnicodeDecodeError) as exc:
         print(f"hrm-spawn store import: {exc}", file=sys.stderr)
         return 2
     print("\n".join(report.lines()))

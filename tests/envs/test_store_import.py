@@ -379,3 +379,12 @@ def test_mini_swe_agent_bad_report_and_preds_are_named(tmp_path: Path) -> None:
     (run / "preds.json").write_text(json.dumps({**preds, first: "oops"}))
     with pytest.raises(TableError, match=rf"preds\.json: task {first}: expected an object with model_patch"):
         import_table(run, "mini-swe-agent", tmp_path / "s.sqlite", "openai/gpt-x=gpt-x", eval_report=report)
+
+
+def test_a_store_path_that_is_not_a_store_is_a_store_import_error(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "notes.sqlite"
+    store.write_text("not a database\n")
+    assert main(["store", "import", str(FILES["csv"]), "--format", "csv", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hrm-spawn store import: {store}: not a usable outcome store"), err
+    assert store.read_text() == "not a database\n"
