@@ -625,7 +625,7 @@ def cli_check(args: argparse.Namespace) -> int:
             print("stopped at the first problem")
             return 1
         problems += applied
-    for problem in problems:
+    for problem in sorted(problems, key=lambda p: p.line):  # in file order, whichever check found it
         print(problem)
     bad = {(p.file, p.line) for p in problems}
     print(f"{len(result.tasks) + len(result.problems) - len(bad)} valid, {len(bad)} invalid")
