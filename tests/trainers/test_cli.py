@@ -189,3 +189,38 @@ def test_a_reader_that_closes_early_is_not_an_error():
         os.close(write)
     assert proc.returncode == 141
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "env.agents=[op-flop]",
+            "command line 'env.agents=[op-flop]': env.agents: unknown agent 'op-flop' (did you mean 'op-flip'?)",
+        ),
+        (
+            "env.store=no/such.sqlite",
+            "command line 'env.store=no/such.sqlite': env.store: no/such.sqlite does not exist",
+        ),
+    ],
+)
+def test_train_checks_agents_and_the_replay_store_before_writing(
+    hrm_home, tmp_path, capsys, override, expected
+) -> None:
+    """Both used to fail only after the run directory and its config.yaml were written."""
+    tasks = tmp_path / "t.jsonl"
+    tasks.write_text('{"instance_id": "a__b-1", "repo": "a/b", "replay_only": true}\n')
+    store = tmp_path / "s.sqlite"
+    store.write_bytes(b"")
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "trainers/act_q",
+        f"env.tasks={tasks}",
+        "env.mode=replay",
+        f"env.store={store}",
+        override,
+    ]
+    assert main([*argv, "--out", str(run)]) == 2
+    assert expected in capsys.readouterr().err
+    assert not run.exists() and not (hrm_home / "runs").exists()
