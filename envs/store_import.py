@@ -545,12 +545,19 @@ def _claim_unit(store: OutcomeStore, unit: str) -> None:
 
 
 def _merge_tasks(path: Path, tasks: list[TaskInstance]) -> list[TaskInstance]:
-    """Tasks already in ``path`` (an earlier import) first, then the new ids."""
+    """Tasks already in ``path`` (an earlier import) first, then the new ids. A task row from this
+    import's ``--tasks`` replaces an earlier id-only placeholder (re-importing with the task file adds the
+    problem text); an id-only placeholder never replaces a full row."""
     if not path.is_file():
         return tasks
+    new = {t.instance_id: t for t in tasks}
     before = load_tasks(path).tasks
+    merged = [
+        new[t.instance_id] if t.replay_only and not new.get(t.instance_id, t).replay_only else t
+        for t in before
+    ]
     have = {t.instance_id for t in before}
-    return before + [t for t in tasks if t.instance_id not in have]
+    return merged + [t for t in tasks if t.instance_id not in have]
 
 
 def store_agents(store_path: str | Path) -> tuple[str, list[tuple[str, str, int, int]]]:

@@ -388,3 +388,29 @@ def test_a_store_path_that_is_not_a_store_is_a_store_import_error(tmp_path: Path
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"hrm-spawn store import: {store}: not a usable outcome store"), err
     assert store.read_text() == "not a database\n"
+
+
+def test_reimporting_with_a_task_file_replaces_the_id_only_tasks(tmp_path: Path) -> None:
+    """The second import said '1 from the task file' but the task file kept the id-only placeholder."""
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["csv"], "csv", store)
+    out = Path(f"{store}.tasks.jsonl")
+    placeholder = load_tasks(out).tasks[0]
+    assert placeholder.replay_only
+    real = placeholder.model_copy(
+        update={
+            "replay_only": False,
+            "problem_statement": "The real text",
+            "patch": "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n",
+            "FAIL_TO_PASS": ["tests/t.py::test_a"],
+        }
+    )
+    task_file = save_tasks([real], tmp_path / "real.jsonl")
+    assert import_table(FILES["csv"], "csv", store, task_file=task_file).tasks_from_file == 1
+    after = {t.instance_id: t for t in load_tasks(out).tasks}
+    assert after[real.instance_id].problem_statement == "The real text"
+    assert not after[real.instance_id].replay_only and len(after) == 6
+    import_table(FILES["csv"], "csv", store)  # without the task file: the full row stays
+    assert {t.instance_id: t for t in load_tasks(out).tasks}[
+        real.instance_id
+    ].problem_statement == "The real text"
