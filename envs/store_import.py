@@ -342,6 +342,8 @@ def parse_agent_map(spec: str | None) -> dict[str, tuple[str, str]] | None:
         if not isinstance(data, dict):
             raise TableError(f"{path}: an agent map is a mapping raw name -> name[@version]")
         pairs = [(str(k), str(v)) for k, v in data.items()]
+    elif "=" not in spec and path.suffix.lower() in (".yaml", ".yml", ".json"):
+        raise TableError(f"--agent-map {spec}: file not found")
     else:
         pairs = []
         for item in (p for p in spec.split(",") if p.strip()):

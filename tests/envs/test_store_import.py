@@ -220,6 +220,8 @@ def test_agent_map_from_a_file(tmp_path: Path) -> None:
     }
     with pytest.raises(TableError, match="not raw=name"):
         parse_agent_map("cheap")
+    with pytest.raises(TableError, match=r"--agent-map .*nope\.yaml: file not found"):
+        parse_agent_map(str(tmp_path / "nope.yaml"))  # not "'nope.yaml' is not raw=name"
 
 
 @pytest.mark.parametrize(
