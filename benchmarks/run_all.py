@@ -182,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     started = 0.0 if args.table_only else time.time() - 1  # mtime granularity on some file systems
     runs = [] if args.table_only else [run_script(s, out) for s in scripts_in(args.scripts, args.only)]
     fresh = read_records(out, since=started)
-    print_table(comparison_rows(fresh, read_records(args.reference)), out, args.reference)
+    reference = read_records(args.reference)
+    if args.only:  # the figures asked for, not twenty "not run" rows around them
+        reference = {name: record for name, record in reference.items() if name in fresh}
+    print_table(comparison_rows(fresh, reference), out, args.reference)
     for run in runs:
         if run.status != "ok":
             print(f"{run.script}: {run.status} ({run.note}) after {run.seconds:.1f} s")

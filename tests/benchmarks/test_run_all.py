@@ -88,7 +88,9 @@ def test_only_and_unknown_names(run_all, folders, capsys) -> None:
         )
         == 0
     )
-    assert "broken.py" not in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "broken.py" not in shown
+    assert "fast_per_s" in shown and "old_figure" not in shown  # only the figures asked for
     with pytest.raises(SystemExit, match="no benchmark named 'nope'"):
         run_all.main(["--scripts", str(scripts), "--out", str(out), "--only", "nope"])
 
