@@ -376,8 +376,9 @@ def cli_agents(args: Any) -> int:
     for spec in specs.values():
         try:
             row = describe(spec)
-        except ValueError as exc:  # a bad kwarg: say which file the agent came from
+        except (ValueError, LookupError) as exc:  # a bad kwarg or class: say which file and agent
             source = resolve_config_path(args.file) if getattr(args, "file", None) else "the agent's spec"
-            raise ConfigError(f"{source}: {exc}") from None
+            what = "" if f"agent {spec.name!r}" in str(exc) else f"agent {spec.name!r}: "
+            raise ConfigError(f"{source}: {what}{exc}") from None
         print(json.dumps(row))
     return 0

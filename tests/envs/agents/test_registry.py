@@ -305,3 +305,14 @@ def test_a_bad_kwarg_names_the_file_the_agent_and_the_key(capsys: pytest.Capture
         assert "\n" not in err and "pydantic" not in err
     with pytest.raises(ValueError, match="agent 'op-flip': unknown kwarg 'max_line'"):
         get_agent("op-flip", max_line=3)  # the same check wherever an agent is built
+
+
+def test_a_class_that_cannot_be_imported_names_the_file_and_agent(tmp_path: Path, capsys) -> None:
+    from hrm_spawn.trainers.cli import main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("agents:\n  mine: {cls: 'hrm_spawn.envs.agents.llm:LLMAgnt'}\n")
+    assert main(["agents", "--file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hrm-spawn agents: error: {path}: agent 'mine': agent path "), err
+    assert "LLMAgnt" in err
