@@ -112,7 +112,17 @@ class ImportReport:
         if self.skipped_agents:
             left = ", ".join(f"{a} ({n})" for a, n in sorted(self.skipped_agents.items()))
             out.append(f"not in --agent-map, left out: {left}")
+        out.append(f"replay it: {self.replay_command()}")
         return out
+
+    def replay_command(self) -> str:
+        """The env check that replays this import: its task file, its store and its agents by identity
+        (the env's default agents are the built-in repair agents, which an imported store does not hold)."""
+        import shlex
+
+        agents = ",".join(sorted(self.per_agent))
+        words = [f"tasks={self.tasks_out}", f"store={self.store}", "mode=replay", f"agents=[{agents}]"]
+        return "hrm-spawn env check HRMSpawn/SWESmith-v0 " + " ".join(shlex.quote(w) for w in words)
 
 
 # ---------------------------------------------------------------- reading tables

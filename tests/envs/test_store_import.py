@@ -100,7 +100,11 @@ def test_cli_import_and_agents(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     assert out[0] == f"imported 12 runs of 2 agents on 6 tasks into {store} (cost unit: usd)"
     assert out[1] == f"tasks: {store}.tasks.jsonl (1 from the task file, 5 known only by id: replay only)"
-    assert out[-1] == "not in --agent-map, left out: 20250101_mid (6)"
+    assert out[-2] == "not in --agent-map, left out: 20250101_mid (6)"
+    assert out[-1] == (
+        f"replay it: hrm-spawn env check HRMSpawn/SWESmith-v0 tasks={store}.tasks.jsonl store={store} "
+        "mode=replay 'agents=[cheap@imported,strong@imported]'"
+    )
 
     tasks = {t.instance_id: t for t in load_tasks(f"{store}.tasks.jsonl").tasks}
     assert tasks["sympy__sympy-20590"].patch == known.patch and not tasks["sympy__sympy-20590"].replay_only
@@ -416,3 +420,17 @@ def test_reimporting_with_a_task_file_replaces_the_id_only_tasks(tmp_path: Path)
     assert {t.instance_id: t for t in load_tasks(out).tasks}[
         real.instance_id
     ].problem_statement == "The real text"
+
+
+def test_the_printed_replay_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the agents the env replays the built-in repair agents, which an imported store lacks:
+    the summary now ends with the command that works."""
+    import shlex
+
+    store = tmp_path / "s.sqlite"
+    assert main(["store", "import", str(FILES["csv"]), "--format", "csv", "--store", str(store)]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    words = shlex.split(hint.removeprefix("replay it: "))
+    assert words[:3] == ["hrm-spawn", "env", "check"]
+    assert main([*words[1:], "--steps", "5"]) == 0
+    assert "checks passed" in capsys.readouterr().out
