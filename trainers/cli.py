@@ -27,8 +27,22 @@ class Parser(argparse.ArgumentParser):
             parsed.overrides += overrides
             extras = [e for e in extras if e not in overrides]
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            # the sub-command that got them says so, with its usage and the option meant
+            target = self._command_parser(list(sys.argv[1:] if args is None else args))
+            hint = ""
+            for extra in (e.split("=", 1)[0] for e in extras if e.startswith("--")):
+                hint = hint or did_you_mean(extra, target._option_string_actions)
+            target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return parsed
+
+    def _command_parser(self, argv: list[str]) -> argparse.ArgumentParser:
+        """The innermost sub-command parser ``argv`` names (``env check`` -> its parser)."""
+        parser: argparse.ArgumentParser = self
+        for word in argv:
+            subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if subs is not None and word in subs.choices:
+                parser = subs.choices[word]
+        return parser
 
     def error(self, message: str) -> None:  # type: ignore[override]
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)

@@ -224,3 +224,25 @@ def test_train_checks_agents_and_the_replay_store_before_writing(
     assert main([*argv, "--out", str(run)]) == 2
     assert expected in capsys.readouterr().err
     assert not run.exists() and not (hrm_home / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "meant"),
+    [
+        (["env", "check", "HRMSpawn/SWESmith-v0", "--stpes", "3"], "env check", "--steps"),
+        (
+            ["store", "import", "t.csv", "--format", "csv", "--store", "s", "--agentmap", "a=b"],
+            "store import",
+            "--agent-map",
+        ),
+        (["tasks", "check", "t.jsonl", "--fail_fast"], "tasks check", "--fail-fast"),
+    ],
+)
+def test_a_mistyped_option_names_the_command_and_the_option_meant(capsys, argv, command, meant) -> None:
+    """It used to be the top-level usage and 'unrecognized arguments', with no hint."""
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"hrm-spawn {command}: error: unrecognized arguments: " in err
+    assert f"(did you mean '{meant}'?)" in err
