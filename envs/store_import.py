@@ -500,6 +500,7 @@ def import_table(
     tasks_out = Path(tasks_out) if tasks_out else Path(f"{store_path}.tasks.jsonl")
     report = ImportReport(str(table), str(store_path), str(tasks_out), unit, tasks=len(tasks))
     report.tasks_from_file, report.skipped_agents = from_file, dict(skipped)
+    merged = _merge_tasks(tasks_out, tasks)  # before the store: an unreadable task file changes nothing
     with OutcomeStore(store_path) as store:
         _claim_unit(store, unit)
         for rec, name, version in chosen:
@@ -509,7 +510,7 @@ def import_table(
             report.per_agent[ident] = report.per_agent.get(ident, 0) + 1
             report.resolved[ident] = report.resolved.get(ident, 0) + int(rec.resolved)
             report.records += 1
-    save_tasks(_merge_tasks(tasks_out, tasks), tasks_out)
+    save_tasks(merged, tasks_out)
     return report
 
 
@@ -563,7 +564,13 @@ def _merge_tasks(path: Path, tasks: list[TaskInstance]) -> list[TaskInstance]:
     if not path.is_file():
         return tasks
     new = {t.instance_id: t for t in tasks}
-    before = load_tasks(path).tasks
+    loaded = load_tasks(path)
+    if loaded.problems:  # rewriting the file would drop those records
+        raise TableError(
+            f"{path}: the task file of an earlier import has {len(loaded.problems)} invalid records "
+            f"(first: {loaded.problems[0]}); fix it, or name another with --tasks-out"
+        )
+    before = loaded.tasks
     merged = [
         new[t.instance_id] if t.replay_only and not new.get(t.instance_id, t).replay_only else t
         for t in before

@@ -434,3 +434,16 @@ def test_the_printed_replay_command_runs(tmp_path: Path, capsys: pytest.CaptureF
     assert words[:3] == ["hrm-spawn", "env", "check"]
     assert main([*words[1:], "--steps", "5"]) == 0
     assert "checks passed" in capsys.readouterr().out
+
+
+def test_an_invalid_earlier_task_file_is_not_rewritten_without_its_bad_records(tmp_path: Path) -> None:
+    """A re-import used to rewrite the task file with only its valid records: the rest were lost."""
+    store = tmp_path / "s.sqlite"
+    out = Path(f"{store}.tasks.jsonl")
+    out.write_text('{"instance_id": "hand-edited", "repo": "a/b", "replay_only": true\n')  # truncated
+    with pytest.raises(
+        TableError, match=r"s\.sqlite\.tasks\.jsonl: the task file of an earlier import has 1 invalid"
+    ):
+        import_table(FILES["csv"], "csv", store)
+    assert out.read_text() == '{"instance_id": "hand-edited", "repo": "a/b", "replay_only": true\n'
+    assert not store.exists()
