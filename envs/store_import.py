@@ -97,6 +97,7 @@ class ImportReport:
     per_agent: dict[str, int] = field(default_factory=dict)  # store identity -> runs
     resolved: dict[str, int] = field(default_factory=dict)
     skipped_agents: dict[str, int] = field(default_factory=dict)  # raw names left out by --agent-map
+    unmatched_map: list[str] = field(default_factory=list)  # --agent-map entries the table lacks
     tasks: int = 0
     tasks_from_file: int = 0
 
@@ -112,6 +113,8 @@ class ImportReport:
         if self.skipped_agents:
             left = ", ".join(f"{a} ({n})" for a, n in sorted(self.skipped_agents.items()))
             out.append(f"not in --agent-map, left out: {left}")
+        if self.unmatched_map:
+            out.append(f"in --agent-map, not in the table: {', '.join(self.unmatched_map)}")
         out.append(f"replay it: {self.replay_command()}")
         return out
 
@@ -490,8 +493,7 @@ def import_table(
             skipped[rec.agent] += 1
             continue
         chosen.append((rec, name, version))
-    if mapping is not None:
-        _check_map_matches(mapping, records, table)
+    unmatched = _check_map_matches(mapping, records, table) if mapping is not None else []
     if not chosen:
         raise TableError(f"{table}: no record of an agent named in --agent-map (the map is empty)")
     _check_distinct_runs(chosen)
@@ -500,6 +502,7 @@ def import_table(
     tasks_out = Path(tasks_out) if tasks_out else Path(f"{store_path}.tasks.jsonl")
     report = ImportReport(str(table), str(store_path), str(tasks_out), unit, tasks=len(tasks))
     report.tasks_from_file, report.skipped_agents = from_file, dict(skipped)
+    report.unmatched_map = unmatched
     merged = _merge_tasks(tasks_out, tasks)  # before the store: an unreadable task file changes nothing
     with OutcomeStore(store_path) as store:
         _claim_unit(store, unit)
@@ -514,18 +517,24 @@ def import_table(
     return report
 
 
-def _check_map_matches(mapping: dict[str, tuple[str, str]], records: list[Record], table: str | Path) -> None:
-    """Every --agent-map entry names an agent of the table: a misspelt one would leave that agent out
-    with nothing but a line in the summary."""
-    from hrm_spawn.envs.suggest import did_you_mean
+def _check_map_matches(
+    mapping: dict[str, tuple[str, str]], records: list[Record], table: str | Path
+) -> list[str]:
+    """The --agent-map entries that name no agent of the table. One that looks like a misspelt agent of
+    the table the map leaves out is an error (that agent would be left out with nothing but a line in the
+    summary); others are returned (a map file kept for several tables names agents this one lacks)."""
+    from hrm_spawn.envs.suggest import close_matches, did_you_mean
 
     agents = sorted({rec.agent for rec in records})
-    for raw in mapping:
-        if raw not in agents:
+    unmapped = [a for a in agents if a not in mapping]
+    unmatched = [raw for raw in mapping if raw not in agents]
+    for raw in unmatched:
+        if close_matches(raw, unmapped):
             raise TableError(
-                f"--agent-map: {table} has no agent {raw!r}{did_you_mean(raw, agents)}; "
+                f"--agent-map: {table} has no agent {raw!r}{did_you_mean(raw, unmapped)}; "
                 f"its agents: {', '.join(agents)}"
             )
+    return unmatched
 
 
 def _check_distinct_runs(chosen: list[tuple[Record, str, str]]) -> None:

@@ -447,3 +447,12 @@ def test_an_invalid_earlier_task_file_is_not_rewritten_without_its_bad_records(t
         import_table(FILES["csv"], "csv", store)
     assert out.read_text() == '{"instance_id": "hand-edited", "repo": "a/b", "replay_only": true\n'
     assert not store.exists()
+
+
+def test_a_map_file_may_name_agents_this_table_lacks(tmp_path: Path) -> None:
+    """One map kept for several tables: an entry far from every agent of the table is listed, not an error."""
+    report = import_table(
+        FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_cheap=cheap,20240601_other_system=other"
+    )
+    assert report.per_agent == {"cheap@imported": 6}
+    assert "in --agent-map, not in the table: 20240601_other_system" in report.lines()
