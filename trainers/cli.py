@@ -370,6 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_reader_gone() -> bool:
+    """stdout is a pipe whose reading end is closed (poll reports an error on the writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (captured), no poll on this platform
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hrm_spawn.envs.logs import flush_warnings, setup_logging, teardown_logging
@@ -382,14 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `hrm-spawn agents | head -1`: the reader has all it wants
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 141  # 128 + SIGPIPE, as shells report it
     except Exception as exc:  # a clear one-line error for users; tracebacks with HRM_SPAWN_DEBUG=1
         import os
 
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            # `hrm-spawn agents | head -1`: the reader has all it wants (a broken socket is an error)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 141  # 128 + SIGPIPE, as shells report it
         if os.environ.get("HRM_SPAWN_DEBUG"):
             raise
         print(f"hrm-spawn {args.command}: error: {exc}", file=sys.stderr)

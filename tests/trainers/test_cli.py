@@ -246,3 +246,15 @@ def test_a_mistyped_option_names_the_command_and_the_option_meant(capsys, argv, 
     err = capsys.readouterr().err
     assert f"hrm-spawn {command}: error: unrecognized arguments: " in err
     assert f"(did you mean '{meant}'?)" in err
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error(monkeypatch, capsys) -> None:
+    """Only a closed stdout ends quietly: a sandbox connection that breaks is reported."""
+    import hrm_spawn.envs.agents.registry as registry
+
+    def broken(args):  # noqa: ARG001
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(registry, "cli_agents", broken)
+    assert main(["agents"]) == 2
+    assert "hrm-spawn agents: error: [Errno 32] Broken pipe" in capsys.readouterr().err
