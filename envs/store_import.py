@@ -296,14 +296,14 @@ def _record(where: str, raw: dict[str, Any]) -> Record:
     if rec.pass_fraction is not None and resolved != (rec.pass_fraction >= 1.0):
         raise bad("pass_fraction", f"{rec.pass_fraction} contradicts resolved={resolved}")
     rec.cost_usd = _number(raw, "cost_usd", bad)
-    tokens_in, tokens_out, tokens = (_number(raw, k, bad) for k in ("tokens_in", "tokens_out", "tokens"))
+    tokens_in, tokens_out, tokens = (_count(raw, k, bad) for k in ("tokens_in", "tokens_out", "tokens"))
     if tokens is not None and tokens_in is None and tokens_out is None:
         tokens_in = tokens  # only a total: counted as input
     rec.tokens_in = None if tokens_in is None else int(tokens_in)
     rec.tokens_out = None if tokens_out is None else int(tokens_out)
-    steps = _number(raw, "steps", bad)
+    steps = _count(raw, "steps", bad)
     rec.steps = None if steps is None else int(steps)
-    seed = _number(raw, "seed", bad)
+    seed = _count(raw, "seed", bad)
     rec.seed = 0 if seed is None else int(seed)
     patch, repo = _pick(raw, "patch"), _pick(raw, "repo")
     if patch is not None and not isinstance(patch, str):
@@ -337,6 +337,14 @@ def _number(
         raise bad(name, f"{value!r} is not a number") from None
     if not math.isfinite(number) or not low <= number <= high:
         raise bad(name, f"{number} is outside [{low}, {high}]")
+    return number
+
+
+def _count(raw: dict[str, Any], name: str, bad: Any) -> float | None:
+    """A whole number (tokens, steps, a seed): ``1.5`` is refused, not cut to 1 (two seeds would merge)."""
+    number = _number(raw, name, bad)
+    if number is not None and not number.is_integer():
+        raise bad(name, f"{number} is not a whole number")
     return number
 
 

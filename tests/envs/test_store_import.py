@@ -192,6 +192,8 @@ GOOD = {"instance_id": "a__b-1", "agent": "x", "resolved": True, "cost_usd": 0.1
         ([{k: v for k, v in GOOD.items() if k != "resolved"}], "bad.jsonl:1: field resolved: missing"),
         ([{**GOOD, "instance_id": "../etc"}], "bad.jsonl:1: field instance_id: '../etc' is missing or not"),
         ([{**GOOD, "cost_usd": -1}], "bad.jsonl:1: field cost_usd: -1.0 is outside"),
+        ([{**GOOD, "seed": 1.5}], "bad.jsonl:1: field seed: 1.5 is not a whole number"),  # was cut to 1
+        ([{**GOOD, "steps": "12.7"}], "bad.jsonl:1: field steps: 12.7 is not a whole number"),
         ([{**GOOD, "pass_fraction": 0.5}], "bad.jsonl:1: field pass_fraction: 0.5 contradicts resolved=True"),
         ([GOOD, GOOD], "bad.jsonl:2: a second record for task a__b-1, agent x, seed 0"),
         ([{**GOOD, "agent": "gpt 4o"}], "bad.jsonl:1: field agent (rename it with --agent-map)"),
