@@ -42,9 +42,16 @@ def scripts_in(folder: Path, only: list[str] | None = None) -> list[Path]:
         p for p in sorted(folder.glob("*.py")) if p.name != Path(__file__).name and not p.name.startswith("_")
     ]
     if only:
-        missing = sorted(set(only) - {p.stem for p in found})
+        from hrm_spawn.envs.suggest import did_you_mean
+
+        only = [Path(o).stem for o in only]  # `reset_latency.py` or `benchmarks/reset_latency.py` too
+        stems = [p.stem for p in found]
+        missing = sorted(set(only) - set(stems))
         if missing:
-            raise SystemExit(f"run_all: no benchmark named {', '.join(missing)} in {folder}")
+            raise SystemExit(
+                f"run_all: no benchmark named {missing[0]!r}{did_you_mean(missing[0], stems)} in {folder}; "
+                f"the benchmarks: {', '.join(stems)}"
+            )
         found = [p for p in found if p.stem in only]
     return found
 
@@ -175,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     started = 0.0 if args.table_only else time.time() - 1  # mtime granularity on some file systems
     runs = [] if args.table_only else [run_script(s, out) for s in scripts_in(args.scripts, args.only)]
     fresh = read_records(out, since=started)
-    print_table(comparison_rows(fresh, read_records(args.reference)), out, args.reference)
+    reference = read_records(args.reference)
+    if args.only:  # the figures asked for, not twenty "not run" rows around them
+        reference = {name: record for name, record in reference.items() if name in fresh}
+    print_table(comparison_rows(fresh, reference), out, args.reference)
     for run in runs:
         if run.status != "ok":
             print(f"{run.script}: {run.status} ({run.note}) after {run.seconds:.1f} s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -93,6 +94,9 @@ def teardown_logging() -> None:
     os.environ.pop(VERBOSITY_ENV, None)
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 class _WarningsOnce:
     """``warnings.showwarning`` that logs the first warning from each place and counts the rest."""
 
@@ -116,9 +120,10 @@ class _WarningsOnce:
         if place in self.seen:
             self.seen[place][1] += 1
             return
-        self.seen[place] = [str(message), 0]
+        text = _ANSI_ESCAPE.sub("", str(message))  # gymnasium colours its warnings: escapes in log files
+        self.seen[place] = [text, 0]
         if _first_in_run(place):
-            logging.getLogger(f"{LOGGER}.warnings").warning("%s: %s", category.__name__, message)
+            logging.getLogger(f"{LOGGER}.warnings").warning("%s: %s", category.__name__, text)
 
     def flush(self) -> None:
         for place, entry in self.seen.items():

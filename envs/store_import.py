@@ -97,6 +97,7 @@ class ImportReport:
     per_agent: dict[str, int] = field(default_factory=dict)  # store identity -> runs
     resolved: dict[str, int] = field(default_factory=dict)
     skipped_agents: dict[str, int] = field(default_factory=dict)  # raw names left out by --agent-map
+    unmatched_map: list[str] = field(default_factory=list)  # --agent-map entries the table lacks
     tasks: int = 0
     tasks_from_file: int = 0
 
@@ -112,7 +113,19 @@ class ImportReport:
         if self.skipped_agents:
             left = ", ".join(f"{a} ({n})" for a, n in sorted(self.skipped_agents.items()))
             out.append(f"not in --agent-map, left out: {left}")
+        if self.unmatched_map:
+            out.append(f"in --agent-map, not in the table: {', '.join(self.unmatched_map)}")
+        out.append(f"replay it: {self.replay_command()}")
         return out
+
+    def replay_command(self) -> str:
+        """The env check that replays this import: its task file, its store and its agents by identity
+        (the env's default agents are the built-in repair agents, which an imported store does not hold)."""
+        import shlex
+
+        agents = ",".join(sorted(self.per_agent))
+        words = [f"tasks={self.tasks_out}", f"store={self.store}", "mode=replay", f"agents=[{agents}]"]
+        return "hrm-spawn env check HRMSpawn/SWESmith-v0 " + " ".join(shlex.quote(w) for w in words)
 
 
 # ---------------------------------------------------------------- reading tables
@@ -127,7 +140,7 @@ def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> 
         return _checked([_record(where, raw) for where, raw in _mini_rows(path, report)], path)
     if not path.is_file():
         raise TableError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8", errors="strict")
+    text = _text(path)
     if fmt == "jsonl":
         rows = _jsonl_rows(path, text)
     elif fmt == "csv":
@@ -135,6 +148,15 @@ def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> 
     else:
         rows = _leaderboard_rows(path, text)
     return _checked([_record(where, raw) for where, raw in rows], path)
+
+
+def _text(path: Path) -> str:
+    """The file's text; a byte-order mark (spreadsheets write one) is dropped, other bytes must be UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise TableError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _checked(records: list[Record], path: Path) -> list[Record]:
@@ -170,6 +192,12 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames:
         raise TableError(f"{path}: no header row")
+    for needed in ("instance_id", "agent", "resolved"):
+        if not set(FIELD_ALIASES[needed]) & set(reader.fieldnames):
+            raise TableError(
+                f"{path}:1: the header has no {needed} column (or {', '.join(FIELD_ALIASES[needed][1:])}); "
+                f"it has {', '.join(repr(f[:40]) for f in reader.fieldnames[:8])}"
+            )
     for number, row in enumerate(reader, start=2):  # line 1 is the header
         if None in row:
             raise TableError(f"{path}:{number}: more cells than the header has columns")
@@ -203,8 +231,10 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
     preds_path = run_dir / "preds.json"
     if not preds_path.is_file():
         raise TableError(f"{run_dir}: no preds.json (a mini-swe-agent batch run's output folder)")
-    if report is None or not Path(report).is_file():
+    if report is None:
         raise TableError(f"{run_dir}: --report must name swebench's evaluation report (with resolved_ids)")
+    if not Path(report).is_file():
+        raise TableError(f"--report {report}: file not found (swebench's evaluation report)")
     evaluated = _json(Path(report))
     resolved = set(evaluated.get("resolved_ids") or [])
     done = set(evaluated.get("completed_ids") or []) - set(evaluated.get("error_ids") or [])
@@ -212,6 +242,10 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
         where = f"{run_dir}: task {instance_id}"
         if instance_id not in done:
             continue
+        if not isinstance(pred, dict):
+            raise TableError(
+                f"{preds_path}: task {instance_id}: expected an object with model_patch, not {pred!r:.60}"
+            )
         traj_path = run_dir / instance_id / f"{instance_id}.traj.json"
         if not traj_path.is_file():
             raise TableError(f"{where}: no trajectory {traj_path} (its cost and steps)")
@@ -231,7 +265,7 @@ def _mini_rows(run_dir: Path, report: str | Path | None) -> Iterator[tuple[str, 
 
 def _json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_text(path))
     except json.JSONDecodeError as exc:
         raise TableError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
@@ -262,14 +296,14 @@ def _record(where: str, raw: dict[str, Any]) -> Record:
     if rec.pass_fraction is not None and resolved != (rec.pass_fraction >= 1.0):
         raise bad("pass_fraction", f"{rec.pass_fraction} contradicts resolved={resolved}")
     rec.cost_usd = _number(raw, "cost_usd", bad)
-    tokens_in, tokens_out, tokens = (_number(raw, k, bad) for k in ("tokens_in", "tokens_out", "tokens"))
+    tokens_in, tokens_out, tokens = (_count(raw, k, bad) for k in ("tokens_in", "tokens_out", "tokens"))
     if tokens is not None and tokens_in is None and tokens_out is None:
         tokens_in = tokens  # only a total: counted as input
     rec.tokens_in = None if tokens_in is None else int(tokens_in)
     rec.tokens_out = None if tokens_out is None else int(tokens_out)
-    steps = _number(raw, "steps", bad)
+    steps = _count(raw, "steps", bad)
     rec.steps = None if steps is None else int(steps)
-    seed = _number(raw, "seed", bad)
+    seed = _count(raw, "seed", bad)
     rec.seed = 0 if seed is None else int(seed)
     patch, repo = _pick(raw, "patch"), _pick(raw, "repo")
     if patch is not None and not isinstance(patch, str):
@@ -306,6 +340,14 @@ def _number(
     return number
 
 
+def _count(raw: dict[str, Any], name: str, bad: Any) -> float | None:
+    """A whole number (tokens, steps, a seed): ``1.5`` is refused, not cut to 1 (two seeds would merge)."""
+    number = _number(raw, name, bad)
+    if number is not None and not number.is_integer():
+        raise bad(name, f"{number} is not a whole number")
+    return number
+
+
 # ---------------------------------------------------------------- agents, cost unit, outcomes
 
 
@@ -321,6 +363,8 @@ def parse_agent_map(spec: str | None) -> dict[str, tuple[str, str]] | None:
         if not isinstance(data, dict):
             raise TableError(f"{path}: an agent map is a mapping raw name -> name[@version]")
         pairs = [(str(k), str(v)) for k, v in data.items()]
+    elif "=" not in spec and path.suffix.lower() in (".yaml", ".yml", ".json"):
+        raise TableError(f"--agent-map {spec}: file not found")
     else:
         pairs = []
         for item in (p for p in spec.split(",") if p.strip()):
@@ -404,6 +448,8 @@ def replay_tasks(records: list[Record], task_file: str | Path | None) -> tuple[l
     ``replay_only`` task (its repository from the record or the id). Also how many came from the file."""
     known: dict[str, TaskInstance] = {}
     if task_file:
+        if not Path(task_file).exists():
+            raise TableError(f"--tasks {task_file}: file not found")
         loaded = load_tasks(task_file)
         if loaded.problems:
             raise TableError(
@@ -455,15 +501,17 @@ def import_table(
             skipped[rec.agent] += 1
             continue
         chosen.append((rec, name, version))
+    unmatched = _check_map_matches(mapping, records, table) if mapping is not None else []
     if not chosen:
-        raise TableError(
-            f"{table}: no record of an agent named in --agent-map ({', '.join(sorted(skipped))})"
-        )
+        raise TableError(f"{table}: no record of an agent named in --agent-map (the map is empty)")
+    _check_distinct_runs(chosen)
     unit = table_cost_unit([rec for rec, _, _ in chosen])
     tasks, from_file = replay_tasks([rec for rec, _, _ in chosen], task_file)
     tasks_out = Path(tasks_out) if tasks_out else Path(f"{store_path}.tasks.jsonl")
     report = ImportReport(str(table), str(store_path), str(tasks_out), unit, tasks=len(tasks))
     report.tasks_from_file, report.skipped_agents = from_file, dict(skipped)
+    report.unmatched_map = unmatched
+    merged = _merge_tasks(tasks_out, tasks)  # before the store: an unreadable task file changes nothing
     with OutcomeStore(store_path) as store:
         _claim_unit(store, unit)
         for rec, name, version in chosen:
@@ -473,8 +521,44 @@ def import_table(
             report.per_agent[ident] = report.per_agent.get(ident, 0) + 1
             report.resolved[ident] = report.resolved.get(ident, 0) + int(rec.resolved)
             report.records += 1
-    save_tasks(_merge_tasks(tasks_out, tasks), tasks_out)
+    save_tasks(merged, tasks_out)
     return report
+
+
+def _check_map_matches(
+    mapping: dict[str, tuple[str, str]], records: list[Record], table: str | Path
+) -> list[str]:
+    """The --agent-map entries that name no agent of the table. One that looks like a misspelt agent of
+    the table the map leaves out is an error (that agent would be left out with nothing but a line in the
+    summary); others are returned (a map file kept for several tables names agents this one lacks)."""
+    from hrm_spawn.envs.suggest import close_matches, did_you_mean
+
+    agents = sorted({rec.agent for rec in records})
+    unmapped = [a for a in agents if a not in mapping]
+    unmatched = [raw for raw in mapping if raw not in agents]
+    for raw in unmatched:
+        if close_matches(raw, unmapped):
+            raise TableError(
+                f"--agent-map: {table} has no agent {raw!r}{did_you_mean(raw, unmapped)}; "
+                f"its agents: {', '.join(agents)}"
+            )
+    return unmatched
+
+
+def _check_distinct_runs(chosen: list[tuple[Record, str, str]]) -> None:
+    """No two records land on one store key: two raw agents mapped to one name@version would
+    silently overwrite each other's runs."""
+    seen: dict[tuple[str, str, str, int], Record] = {}
+    for rec, name, version in chosen:
+        key = (rec.instance_id, name, version, rec.seed)
+        if key in seen:
+            first = seen[key]
+            raise TableError(
+                f"{rec.where}: agents {first.agent!r} and {rec.agent!r} both become {name}@{version} "
+                f"on task {rec.instance_id} (seed {rec.seed}; first at {first.where}): "
+                "give them different names or versions in --agent-map"
+            )
+        seen[key] = rec
 
 
 def _claim_unit(store: OutcomeStore, unit: str) -> None:
@@ -491,12 +575,25 @@ def _claim_unit(store: OutcomeStore, unit: str) -> None:
 
 
 def _merge_tasks(path: Path, tasks: list[TaskInstance]) -> list[TaskInstance]:
-    """Tasks already in ``path`` (an earlier import) first, then the new ids."""
+    """Tasks already in ``path`` (an earlier import) first, then the new ids. A task row from this
+    import's ``--tasks`` replaces an earlier id-only placeholder (re-importing with the task file adds the
+    problem text); an id-only placeholder never replaces a full row."""
     if not path.is_file():
         return tasks
-    before = load_tasks(path).tasks
+    new = {t.instance_id: t for t in tasks}
+    loaded = load_tasks(path)
+    if loaded.problems:  # rewriting the file would drop those records
+        raise TableError(
+            f"{path}: the task file of an earlier import has {len(loaded.problems)} invalid records "
+            f"(first: {loaded.problems[0]}); fix it, or name another with --tasks-out"
+        )
+    before = loaded.tasks
+    merged = [
+        new[t.instance_id] if t.replay_only and not new.get(t.instance_id, t).replay_only else t
+        for t in before
+    ]
     have = {t.instance_id for t in before}
-    return before + [t for t in tasks if t.instance_id not in have]
+    return merged + [t for t in tasks if t.instance_id not in have]
 
 
 def store_agents(store_path: str | Path) -> tuple[str, list[tuple[str, str, int, int]]]:
@@ -516,11 +613,13 @@ def store_agents(store_path: str | Path) -> tuple[str, list[tuple[str, str, int,
 
 def cli_import(args: argparse.Namespace) -> int:
     """``hrm-spawn store import FILE --format F --store PATH [--agent-map M] [--tasks T] [--tasks-out O]``."""
+    from hrm_spawn.envs.store import StoreError
+
     try:
         report = import_table(
             args.file, args.format, args.store, args.agent_map, args.tasks, args.tasks_out, args.report
         )
-    except (TableError, OSError, UnicodeDecodeError) as exc:
+    except (TableError, StoreError, OSError, UnicodeDecodeError) as exc:
         print(f"hrm-spawn store import: {exc}", file=sys.stderr)
         return 2
     print("\n".join(report.lines()))

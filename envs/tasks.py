@@ -569,11 +569,21 @@ def save_tasks(tasks: Iterable[TaskInstance], path: str | Path) -> Path:
                 out.write(json.dumps(task.to_record(), ensure_ascii=False) + "\n")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes it 0600: a task file is data others read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The mode ``path`` has (a rewrite keeps it), else what a plain ``open`` would give (0666 - umask)."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def apply_problems(result: TaskLoadResult, repos_root: Path | None = None) -> list[TaskProblem]:
@@ -615,7 +625,7 @@ def cli_check(args: argparse.Namespace) -> int:
             print("stopped at the first problem")
             return 1
         problems += applied
-    for problem in problems:
+    for problem in sorted(problems, key=lambda p: p.line):  # in file order, whichever check found it
         print(problem)
     bad = {(p.file, p.line) for p in problems}
     print(f"{len(result.tasks) + len(result.problems) - len(bad)} valid, {len(bad)} invalid")

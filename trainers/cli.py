@@ -27,8 +27,22 @@ class Parser(argparse.ArgumentParser):
             parsed.overrides += overrides
             extras = [e for e in extras if e not in overrides]
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            # the sub-command that got them says so, with its usage and the option meant
+            target = self._command_parser(list(sys.argv[1:] if args is None else args))
+            hint = ""
+            for extra in (e.split("=", 1)[0] for e in extras if e.startswith("--")):
+                hint = hint or did_you_mean(extra, target._option_string_actions)
+            target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return parsed
+
+    def _command_parser(self, argv: list[str]) -> argparse.ArgumentParser:
+        """The innermost sub-command parser ``argv`` names (``env check`` -> its parser)."""
+        parser: argparse.ArgumentParser = self
+        for word in argv:
+            subs = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if subs is not None and word in subs.choices:
+                parser = subs.choices[word]
+        return parser
 
     def error(self, message: str) -> None:  # type: ignore[override]
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
@@ -389,19 +403,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_reader_gone() -> bool:
+    """stdout is a pipe whose reading end is closed (poll reports an error on the writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (captured), no poll on this platform
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hrm_spawn.envs.logs import flush_warnings, setup_logging, teardown_logging
 
     setup_logging(int(args.verbose or 0) - int(args.quiet or 0))
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is handled below, not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a clear one-line error for users; tracebacks with HRM_SPAWN_DEBUG=1
         import os
 
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            # `hrm-spawn agents | head -1`: the reader has all it wants (a broken socket is an error)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 141  # 128 + SIGPIPE, as shells report it
         if os.environ.get("HRM_SPAWN_DEBUG"):
             raise
         print(f"hrm-spawn {args.command}: error: {exc}", file=sys.stderr)

@@ -82,7 +82,8 @@ def pareto_figure(report: dict[str, Any]):  # -> matplotlib.figure.Figure (impor
     fig, ax = plt.subplots(figsize=(10, 6))
     for name in names:
         _draw_policy(ax, name, styles[name], report)
-    ax.set_xlabel("mean cost per task (units of one full test run)")
+    unit = report.get("meta", {}).get("cost_unit") or "one full test run"
+    ax.set_xlabel(f"mean cost per task (units of {unit})")
     ax.set_ylabel("mean hidden pass-rate")
     ax.set_title(_title(report), fontsize=10)
     ax.grid(True, alpha=0.3)
@@ -236,7 +237,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("report", type=Path, help="report.json written by hrm-spawn eval or quickstart")
     parser.add_argument("out", type=Path, help="the PNG to write")
     args = parser.parse_args(argv)
-    plot_pareto(json.loads(args.report.read_text(encoding="utf-8")), args.out)
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        parser.error(f"{args.report}: file not found")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        parser.error(f"{args.report}: not a JSON report: {exc}")
+    missing = [k for k in ("policies", "lambda") if not isinstance(report, dict) or k not in report]
+    if missing:
+        parser.error(
+            f"{args.report}: no {' or '.join(repr(k) for k in missing)} key: not a report.json written by "
+            "hrm-spawn eval or quickstart"
+        )
+    plot_pareto(report, args.out)
     print(args.out)
     return 0
 

@@ -87,3 +87,29 @@ def _check_env(env: Any, source: str, env_overrides: list[str]) -> None:
     if not tasks.exists():
         where = "command line" if any(o.startswith("env.tasks=") for o in env_overrides) else source
         raise ConfigError(f"{where}: env.tasks: {tasks} does not exist (build one: hrm-spawn tasks build)")
+    _check_agents(env_cfg.agents, _where("env.agents", source, env_overrides))
+    store = env_cfg.store_path()
+    if env_cfg.mode == "replay" and not store.is_file():
+        raise ConfigError(
+            f"{_where('env.store', source, env_overrides)}: env.store: {store} does not exist; replay reads "
+            "outcomes from it (fill it with hrm-spawn collect, or hrm-spawn store import)"
+        )
+
+
+def _where(key: str, source: str, env_overrides: list[str]) -> str:
+    typed = next((o for o in reversed(env_overrides) if o.split("=", 1)[0].strip() == key), None)  # last wins
+    return f"command line {typed!r}" if typed else source
+
+
+def _check_agents(names: list[str], where: str) -> None:
+    """Every agent name is known (``name@version`` needs no agent code: replay reads it from the store),
+    so a typo does not leave a run directory behind."""
+    from hrm_spawn.envs.agents.registry import get_spec
+
+    for name in names:
+        if "@" in name:
+            continue
+        try:
+            get_spec(name)
+        except LookupError as exc:
+            raise ConfigError(f"{where}: env.agents: {exc}") from None

@@ -8,6 +8,7 @@ request (``request_timeout_s``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,13 @@ def spent_limits(budget: Budget, cost: Cost, steps: int) -> list[str]:
     return [name for name, (limit, used) in checks.items() if limit is not None and used >= limit]
 
 
+def hidden_variables(own: str) -> tuple[str, ...]:
+    """Variables unset for the model's commands: its own key's, and every ``*_API_KEY`` of this process
+    (a pool runs a cheap self-hosted model next to an API model: the local sandbox's shell inherits the
+    host's variables, and the cheap model must not read the strong one's key)."""
+    return tuple(dict.fromkeys([own, *sorted(k for k in os.environ if k.upper().endswith("_API_KEY"))]))
+
+
 class MiniRun:
     """The parts of one run (model, environment, agent) and what they cost."""
 
@@ -82,7 +90,7 @@ class MiniRun:
             config.command_timeout_s,
             config.max_output_chars,
             deadline,
-            hidden_env=(config.api_key_env,),
+            hidden_env=hidden_variables(config.api_key_env),
         )
         settings = EndpointSettings(
             model=config.litellm_model(),

@@ -13,12 +13,16 @@ kwargs and budget where they differ from the registered defaults (see ``identity
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 from collections.abc import Iterable
 from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from hrm_spawn.envs.agents.base import Agent, AgentSpec, stable_hash
 from hrm_spawn.envs.config import CONFIG_DIR, ConfigError, apply_override, read_yaml, resolve_config_path
@@ -158,10 +162,64 @@ def import_object(path: str) -> Any:
 def _build(obj: Any, name: str, kwargs: dict[str, Any]) -> Agent:
     if isinstance(obj, AgentSpec):
         return _build(import_object(obj.cls), obj.name, {**obj.kwargs, **kwargs})
-    agent = obj(**kwargs) if callable(obj) else obj
+    if not callable(obj):
+        agent = obj
+    else:
+        _check_kwarg_names(obj, name, kwargs)
+        try:
+            agent = obj(**kwargs)
+        except ValidationError as exc:
+            raise ValueError(_kwargs_error(obj, name, exc)) from None
     if not isinstance(agent, Agent):
         raise TypeError(f"agent {name!r}: {obj!r} did not give an Agent (needs name, version and run())")
     return agent
+
+
+def _kwargs_model(obj: Any) -> type[BaseModel] | None:
+    """The pydantic model an agent class validates its kwargs with (``config: LLMConfig | dict``)."""
+    from hrm_spawn.envs.suggest import _model_of
+
+    try:
+        hints = typing.get_type_hints(obj.__init__ if isinstance(obj, type) else obj)
+    except Exception:  # noqa: BLE001 (unresolvable annotations: no hint, the error still names the key)
+        return None
+    return next((m for m in map(_model_of, hints.values()) if m is not None), None)
+
+
+def _check_kwarg_names(obj: Any, name: str, kwargs: dict[str, Any]) -> None:
+    """A kwarg the callable does not take is an error naming the agent, the key and the closest name
+    (rather than ``__init__() got an unexpected keyword argument``)."""
+    from hrm_spawn.envs.suggest import did_you_mean
+
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return  # **kwargs: the callable (or its pydantic model) judges the names
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in names:
+            raise ValueError(
+                f"agent {name!r}: unknown kwarg {key!r}{did_you_mean(key, names)}; "
+                f"{getattr(obj, '__name__', obj)} takes {', '.join(names)}"
+            )
+
+
+def _kwargs_error(obj: Any, name: str, exc: ValidationError) -> str:
+    """One line per bad kwarg, naming the agent and the key (and, for an unknown one, the closest)."""
+    from hrm_spawn.envs.suggest import did_you_mean
+
+    model = _kwargs_model(obj)
+    fields = list(model.model_fields) if model else []
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<kwargs>"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"agent {name!r}: unknown kwarg {key!r}{did_you_mean(key, fields)}")
+        else:
+            lines.append(f"agent {name!r}: kwarg {key!r}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
 
 
 def get_spec(name_or_path: str) -> AgentSpec:
@@ -252,16 +310,39 @@ def load_agent_specs(path: str | Path, overrides: list[str] | None = None) -> di
     if unknown:
         raise ValueError(f"{file}: unknown top-level keys {sorted(unknown)} (only 'agents')")
     for override in overrides or []:
-        if not override.startswith("agents."):
-            raise ConfigError(f"override {override!r}: agent overrides start with 'agents.NAME.'")
-        name = override.split("=", 1)[0].split(".")[1]
-        if name not in data["agents"]:
-            raise ConfigError(f"override {override!r}: {file} has no agent {name!r}")
+        _check_override(override, data["agents"], file)
         apply_override(data, override)
     return {
         str(name): AgentSpec.from_dict(str(name), spec, where=str(file))
         for name, spec in data["agents"].items()
     }
+
+
+def _check_override(override: str, agents: dict[str, Any], file: Path) -> None:
+    """``agents.NAME.(kwargs.KEY|budget.KEY|cls|description)=value`` for an agent of ``file``; an error
+    names the override as typed and the closest agent or key."""
+    from hrm_spawn.envs.suggest import did_you_mean
+
+    parts = override.split("=", 1)[0].strip().split(".")
+    where = f"command line {override!r}"
+    if parts[0] != "agents" or len(parts) < 3:
+        raise ConfigError(f"{where}: agent overrides are agents.NAME.kwargs.KEY=value (or budget.KEY, cls)")
+    name, section = parts[1], parts[2]
+    if name not in agents:
+        raise ConfigError(
+            f"{where}: {file} has no agent {name!r}{did_you_mean(name, [str(a) for a in agents])}"
+        )
+    sections = ["kwargs", "budget", "cls", "description"]
+    if section not in sections:
+        raise ConfigError(
+            f"{where}: unknown key {section!r}{did_you_mean(section, sections)}; an agent has {', '.join(sections)}"
+        )
+    budget_keys = sorted(Budget.__dataclass_fields__)
+    if section == "budget" and len(parts) > 3 and parts[3] not in budget_keys:
+        raise ConfigError(
+            f"{where}: unknown budget key {parts[3]!r}{did_you_mean(parts[3], budget_keys)}; "
+            f"a budget has {', '.join(budget_keys)}"
+        )
 
 
 def _entries_by_name(entries: list[Any], file: Path) -> dict[str, Any]:
@@ -293,5 +374,11 @@ def cli_agents(args: Any) -> int:
     else:
         specs = {name: get_spec(name) for name in list_agents()}
     for spec in specs.values():
-        print(json.dumps(describe(spec)))
+        try:
+            row = describe(spec)
+        except (ValueError, LookupError) as exc:  # a bad kwarg or class: say which file and agent
+            source = resolve_config_path(args.file) if getattr(args, "file", None) else "the agent's spec"
+            what = "" if f"agent {spec.name!r}" in str(exc) else f"agent {spec.name!r}: "
+            raise ConfigError(f"{source}: {what}{exc}") from None
+        print(json.dumps(row))
     return 0

@@ -88,9 +88,21 @@ def test_only_and_unknown_names(run_all, folders, capsys) -> None:
         )
         == 0
     )
-    assert "broken.py" not in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="no benchmark named nope"):
+    shown = capsys.readouterr().out
+    assert "broken.py" not in shown
+    assert "fast_per_s" in shown and "old_figure" not in shown  # only the figures asked for
+    with pytest.raises(SystemExit, match="no benchmark named 'nope'"):
         run_all.main(["--scripts", str(scripts), "--out", str(out), "--only", "nope"])
+
+
+def test_only_takes_a_file_name_and_suggests_the_meant_one(run_all, folders) -> None:
+    scripts, _, out = folders
+    assert [p.name for p in run_all.scripts_in(scripts, ["fast.py"])] == ["fast.py"]
+    assert [p.name for p in run_all.scripts_in(scripts, [str(scripts / "fast.py")])] == ["fast.py"]
+    with pytest.raises(
+        SystemExit, match=r"no benchmark named 'fsat' \(did you mean 'fast'\?\).*broken, fast"
+    ):
+        run_all.scripts_in(scripts, ["fsat"])
 
 
 def test_default_output_folder_is_under_the_data_dir(run_all, tmp_path, monkeypatch) -> None:

@@ -100,3 +100,14 @@ def test_worker_processes_of_one_run_show_a_warning_once(tmp_path) -> None:
     shown = [line for line in err.splitlines() if "RuntimeWarning: host execution" in line]
     assert len(shown) == 1, err
     assert "warnings.warn(" not in err  # no source lines
+
+
+def test_colour_codes_in_a_warning_do_not_reach_the_log(stream) -> None:
+    """gymnasium's checker writes `\\x1b[33mWARN: ...\\x1b[0m`; a log file got the escape bytes."""
+    setup_logging(0, stream)
+    warnings.warn(
+        "\x1b[33mWARN: A Box observation space minimum value is -infinity.\x1b[0m", UserWarning, stacklevel=1
+    )
+    assert stream.getvalue() == (
+        "WARNING hrm_spawn.warnings: UserWarning: WARN: A Box observation space minimum value is -infinity.\n"
+    )

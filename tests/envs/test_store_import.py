@@ -100,7 +100,11 @@ def test_cli_import_and_agents(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     assert out[0] == f"imported 12 runs of 2 agents on 6 tasks into {store} (cost unit: usd)"
     assert out[1] == f"tasks: {store}.tasks.jsonl (1 from the task file, 5 known only by id: replay only)"
-    assert out[-1] == "not in --agent-map, left out: 20250101_mid (6)"
+    assert out[-2] == "not in --agent-map, left out: 20250101_mid (6)"
+    assert out[-1] == (
+        f"replay it: hrm-spawn env check HRMSpawn/SWESmith-v0 tasks={store}.tasks.jsonl store={store} "
+        "mode=replay 'agents=[cheap@imported,strong@imported]'"
+    )
 
     tasks = {t.instance_id: t for t in load_tasks(f"{store}.tasks.jsonl").tasks}
     assert tasks["sympy__sympy-20590"].patch == known.patch and not tasks["sympy__sympy-20590"].replay_only
@@ -188,6 +192,8 @@ GOOD = {"instance_id": "a__b-1", "agent": "x", "resolved": True, "cost_usd": 0.1
         ([{k: v for k, v in GOOD.items() if k != "resolved"}], "bad.jsonl:1: field resolved: missing"),
         ([{**GOOD, "instance_id": "../etc"}], "bad.jsonl:1: field instance_id: '../etc' is missing or not"),
         ([{**GOOD, "cost_usd": -1}], "bad.jsonl:1: field cost_usd: -1.0 is outside"),
+        ([{**GOOD, "seed": 1.5}], "bad.jsonl:1: field seed: 1.5 is not a whole number"),  # was cut to 1
+        ([{**GOOD, "steps": "12.7"}], "bad.jsonl:1: field steps: 12.7 is not a whole number"),
         ([{**GOOD, "pass_fraction": 0.5}], "bad.jsonl:1: field pass_fraction: 0.5 contradicts resolved=True"),
         ([GOOD, GOOD], "bad.jsonl:2: a second record for task a__b-1, agent x, seed 0"),
         ([{**GOOD, "agent": "gpt 4o"}], "bad.jsonl:1: field agent (rename it with --agent-map)"),
@@ -220,6 +226,8 @@ def test_agent_map_from_a_file(tmp_path: Path) -> None:
     }
     with pytest.raises(TableError, match="not raw=name"):
         parse_agent_map("cheap")
+    with pytest.raises(TableError, match=r"--agent-map .*nope\.yaml: file not found"):
+        parse_agent_map(str(tmp_path / "nope.yaml"))  # not "'nope.yaml' is not raw=name"
 
 
 @pytest.mark.parametrize(
@@ -307,3 +315,146 @@ def test_cost_in_the_stores_unit(tmp_path: Path) -> None:
     with OutcomeStore(store, readonly=True) as s:
         outcome = s.get(OutcomeKey("psf__requests-2317", "strong", "v2", 0))
         assert outcome.result.cost.in_unit(s.cost_unit) == pytest.approx(0.95 * 1.4)  # the table's dollars
+
+
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a BOM; it used to glue onto the first column's name
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (TABLES / "runs.csv").read_bytes())
+    assert import_table(path, "csv", tmp_path / "s.sqlite").records == 18
+
+
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"instance_id,agent,resolved,cost_usd\na__b-1,caf\xe9,true,1\n")
+    with pytest.raises(TableError, match=r"latin\.csv:2: not UTF-8 text"):
+        import_table(path, "csv", tmp_path / "s.sqlite")
+
+
+def test_a_csv_header_without_a_needed_column_says_which(tmp_path: Path) -> None:
+    path = tmp_path / "runs.csv"
+    path.write_text("task_name,agent,resolved,cost_usd\na__b-1,x,true,1\n")
+    with pytest.raises(TableError, match=r"runs\.csv:1: the header has no instance_id column .*'task_name'"):
+        import_table(path, "csv", tmp_path / "s.sqlite")
+
+
+def test_a_misspelt_agent_map_entry_is_an_error_not_a_left_out_agent(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match=r"has no agent '20250101_chep' \(did you mean '20250101_cheap'"):
+        import_table(FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_chep=cheap,20250101_mid=mid")
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_two_agents_mapped_to_one_identity_are_refused(tmp_path: Path) -> None:
+    # both would be stored under same@imported and the second overwrite the first's runs
+    with pytest.raises(
+        TableError, match="agents '20250101_cheap' and '20250101_strong' both become same@imported"
+    ):
+        import_table(FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_cheap=same,20250101_strong=same")
+    # distinct versions of one name are distinct runs
+    report = import_table(
+        FILES["csv"], "csv", tmp_path / "v.sqlite", "20250101_cheap=x@a,20250101_strong=x@b"
+    )
+    assert report.per_agent == {"x@a": 6, "x@b": 6}
+
+
+def test_a_missing_task_file_is_named_as_the_tasks_option(tmp_path: Path, capsys) -> None:
+    code = main(
+        [
+            "store",
+            "import",
+            str(FILES["csv"]),
+            "--format",
+            "csv",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--tasks",
+            str(tmp_path / "nope.jsonl"),
+        ]
+    )
+    assert code == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"hrm-spawn store import: --tasks {tmp_path / 'nope.jsonl'}: file not found"
+    )
+
+
+def test_mini_swe_agent_bad_report_and_preds_are_named(tmp_path: Path) -> None:
+    run, report = _mini_run(tmp_path)
+    with pytest.raises(TableError, match=r"--report .*nope\.json: file not found"):
+        import_table(run, "mini-swe-agent", tmp_path / "s.sqlite", eval_report=tmp_path / "nope.json")
+    preds = json.loads((run / "preds.json").read_text())
+    first = sorted(preds)[0]
+    (run / "preds.json").write_text(json.dumps({**preds, first: "oops"}))
+    with pytest.raises(TableError, match=rf"preds\.json: task {first}: expected an object with model_patch"):
+        import_table(run, "mini-swe-agent", tmp_path / "s.sqlite", "openai/gpt-x=gpt-x", eval_report=report)
+
+
+def test_a_store_path_that_is_not_a_store_is_a_store_import_error(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "notes.sqlite"
+    store.write_text("not a database\n")
+    assert main(["store", "import", str(FILES["csv"]), "--format", "csv", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hrm-spawn store import: {store}: not a usable outcome store"), err
+    assert store.read_text() == "not a database\n"
+
+
+def test_reimporting_with_a_task_file_replaces_the_id_only_tasks(tmp_path: Path) -> None:
+    """The second import said '1 from the task file' but the task file kept the id-only placeholder."""
+    store = tmp_path / "s.sqlite"
+    import_table(FILES["csv"], "csv", store)
+    out = Path(f"{store}.tasks.jsonl")
+    placeholder = load_tasks(out).tasks[0]
+    assert placeholder.replay_only
+    real = placeholder.model_copy(
+        update={
+            "replay_only": False,
+            "problem_statement": "The real text",
+            "patch": "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n",
+            "FAIL_TO_PASS": ["tests/t.py::test_a"],
+        }
+    )
+    task_file = save_tasks([real], tmp_path / "real.jsonl")
+    assert import_table(FILES["csv"], "csv", store, task_file=task_file).tasks_from_file == 1
+    after = {t.instance_id: t for t in load_tasks(out).tasks}
+    assert after[real.instance_id].problem_statement == "The real text"
+    assert not after[real.instance_id].replay_only and len(after) == 6
+    import_table(FILES["csv"], "csv", store)  # without the task file: the full row stays
+    assert {t.instance_id: t for t in load_tasks(out).tasks}[
+        real.instance_id
+    ].problem_statement == "The real text"
+
+
+def test_the_printed_replay_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the agents the env replays the built-in repair agents, which an imported store lacks:
+    the summary now ends with the command that works."""
+    import shlex
+
+    store = tmp_path / "s.sqlite"
+    assert main(["store", "import", str(FILES["csv"]), "--format", "csv", "--store", str(store)]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    words = shlex.split(hint.removeprefix("replay it: "))
+    assert words[:3] == ["hrm-spawn", "env", "check"]
+    assert main([*words[1:], "--steps", "5"]) == 0
+    assert "checks passed" in capsys.readouterr().out
+
+
+def test_an_invalid_earlier_task_file_is_not_rewritten_without_its_bad_records(tmp_path: Path) -> None:
+    """A re-import used to rewrite the task file with only its valid records: the rest were lost."""
+    store = tmp_path / "s.sqlite"
+    out = Path(f"{store}.tasks.jsonl")
+    out.write_text('{"instance_id": "hand-edited", "repo": "a/b", "replay_only": true\n')  # truncated
+    with pytest.raises(
+        TableError, match=r"s\.sqlite\.tasks\.jsonl: the task file of an earlier import has 1 invalid"
+    ):
+        import_table(FILES["csv"], "csv", store)
+    assert out.read_text() == '{"instance_id": "hand-edited", "repo": "a/b", "replay_only": true\n'
+    assert not store.exists()
+
+
+def test_a_map_file_may_name_agents_this_table_lacks(tmp_path: Path) -> None:
+    """One map kept for several tables: an entry far from every agent of the table is listed, not an error."""
+    report = import_table(
+        FILES["csv"], "csv", tmp_path / "s.sqlite", "20250101_cheap=cheap,20240601_other_system=other"
+    )
+    assert report.per_agent == {"cheap@imported": 6}
+    assert "in --agent-map, not in the table: 20240601_other_system" in report.lines()

@@ -386,3 +386,19 @@ def test_cli_check_output_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFi
     assert cli_check(argparse.Namespace(file=str(bad), fail_fast=True)) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"{bad}:2: instance b: field patch: empty patch", "stopped at the first problem"]
+
+
+def test_saved_task_files_are_readable_like_any_other_file(tmp_path: Path) -> None:
+    """mkstemp's 0600 used to reach the task file: other users (a CI runner, a shared data dir) could not read it."""
+    import os
+
+    task = TaskInstance.model_validate(record("t0"))
+    old = os.umask(0o022)
+    try:
+        fresh = save_tasks([task], tmp_path / "fresh.jsonl")
+    finally:
+        os.umask(old)
+    assert fresh.stat().st_mode & 0o777 == 0o644
+    fresh.chmod(0o640)
+    save_tasks([task], fresh)  # a rewrite keeps the mode the file had
+    assert fresh.stat().st_mode & 0o777 == 0o640

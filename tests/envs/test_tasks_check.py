@@ -99,3 +99,23 @@ def test_apply_leaves_the_checkout_untouched(
         ["git", "-C", str(fixture_repo.checkout), "status", "--porcelain"], capture_output=True, text=True
     )
     assert status.stdout == ""
+
+
+def test_apply_problems_are_listed_in_file_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A loader problem on line 2 used to be printed before an --apply problem on line 1."""
+    patch = "diff --git a/calc/x.py b/calc/x.py\n--- a/calc/x.py\n+++ b/calc/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+    row = {"patch": patch, "FAIL_TO_PASS": ["tests/test_x.py::test_a"], "PASS_TO_PASS": [], "image_name": ""}
+    path = _write(
+        tmp_path / "t.jsonl",
+        [
+            {"instance_id": "t1", "repo": "nobody__built.0.1", **row},
+            {"instance_id": "t2", "repo": "nobody__built.0.1", **row, "base_commit": "zz"},
+        ],
+    )
+    code, lines = _check(capsys, str(path), "--apply")
+    assert code == 1
+    assert lines[0].startswith(
+        f"{path}:1: instance t1: field repo: repository 'nobody__built.0.1' is not built"
+    )
+    assert lines[1].startswith(f"{path}:2: instance t2: field base_commit:")
+    assert lines[2] == "0 valid, 2 invalid"

@@ -165,3 +165,96 @@ def test_verbosity_flags_before_and_after_the_subcommand() -> None:
     assert build_parser().parse_args(["-v", "doctor"]).verbose == 1
     args = build_parser().parse_args(["doctor", "-qq"])
     assert args.quiet == 2 and args.verbose == 0
+
+
+def test_a_reader_that_closes_early_is_not_an_error():
+    """`hrm-spawn agents | head -1` used to print 'error: [Errno 32] Broken pipe'."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from hrm_spawn.trainers.cli import main; sys.exit(main(['agents']))",
+            ],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == 141
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "env.agents=[op-flop]",
+            "command line 'env.agents=[op-flop]': env.agents: unknown agent 'op-flop' (did you mean 'op-flip'?)",
+        ),
+        (
+            "env.store=no/such.sqlite",
+            "command line 'env.store=no/such.sqlite': env.store: no/such.sqlite does not exist",
+        ),
+    ],
+)
+def test_train_checks_agents_and_the_replay_store_before_writing(
+    hrm_home, tmp_path, capsys, override, expected
+) -> None:
+    """Both used to fail only after the run directory and its config.yaml were written."""
+    tasks = tmp_path / "t.jsonl"
+    tasks.write_text('{"instance_id": "a__b-1", "repo": "a/b", "replay_only": true}\n')
+    store = tmp_path / "s.sqlite"
+    store.write_bytes(b"")
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "trainers/act_q",
+        f"env.tasks={tasks}",
+        "env.mode=replay",
+        f"env.store={store}",
+        override,
+    ]
+    assert main([*argv, "--out", str(run)]) == 2
+    assert expected in capsys.readouterr().err
+    assert not run.exists() and not (hrm_home / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "meant"),
+    [
+        (["env", "check", "HRMSpawn/SWESmith-v0", "--stpes", "3"], "env check", "--steps"),
+        (
+            ["store", "import", "t.csv", "--format", "csv", "--store", "s", "--agentmap", "a=b"],
+            "store import",
+            "--agent-map",
+        ),
+        (["tasks", "check", "t.jsonl", "--fail_fast"], "tasks check", "--fail-fast"),
+    ],
+)
+def test_a_mistyped_option_names_the_command_and_the_option_meant(capsys, argv, command, meant) -> None:
+    """It used to be the top-level usage and 'unrecognized arguments', with no hint."""
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"hrm-spawn {command}: error: unrecognized arguments: " in err
+    assert f"(did you mean '{meant}'?)" in err
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error(monkeypatch, capsys) -> None:
+    """Only a closed stdout ends quietly: a sandbox connection that breaks is reported."""
+    import hrm_spawn.envs.agents.registry as registry
+
+    def broken(args):  # noqa: ARG001
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(registry, "cli_agents", broken)
+    assert main(["agents"]) == 2
+    assert "hrm-spawn agents: error: [Errno 32] Broken pipe" in capsys.readouterr().err

@@ -110,3 +110,32 @@ def test_the_plot_can_be_drawn_again_from_a_report_file(tmp_path) -> None:
     report.write_text(json.dumps(synthetic_report()))
     assert main([str(report), str(tmp_path / "again.png")]) == 0
     assert (tmp_path / "again.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "report.json: file not found"),
+        ("{not json", "report.json: not a JSON report"),
+        ('{"meta": {}}', "no 'policies' or 'lambda' key: not a report.json"),
+        ("[1, 2]", "no 'policies' or 'lambda' key"),
+    ],
+)
+def test_a_bad_report_file_is_one_line_not_a_traceback(tmp_path, capsys, content, message) -> None:
+    from hrm_spawn.trainers.pareto_plot import main
+
+    report = tmp_path / "report.json"
+    if content is not None:
+        report.write_text(content)
+    with pytest.raises(SystemExit) as caught:
+        main([str(report), str(tmp_path / "out.png")])
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_the_cost_axis_names_the_reports_unit() -> None:
+    report = synthetic_report()
+    assert "one full test run" in pareto_figure(report).axes[0].get_xlabel()
+    report["meta"] = {**report.get("meta", {}), "cost_unit": "USD"}
+    assert pareto_figure(report).axes[0].get_xlabel() == "mean cost per task (units of USD)"

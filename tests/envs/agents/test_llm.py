@@ -148,6 +148,22 @@ def test_commands_run_in_a_subshell_without_the_api_key(serve: Any, box: Sandbox
     assert box.run("echo alive").output.strip() == "alive"  # the session itself survived
 
 
+def test_other_agents_keys_are_hidden_too(
+    serve: Any, box: Sandbox, task: TaskInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool's cheap model used to be able to read the strong model's key (``OPENAI_API_KEY``) from the
+    local shell, which inherits the host's variables; only its own key's variable was unset."""
+    monkeypatch.setenv("OTHER_PROVIDER_API_KEY", "sk-other-456")
+    box.run("export OTHER_PROVIDER_API_KEY=sk-other-456")  # as a shell started with it has it
+    try:
+        steps = ["env | grep -c sk-other-456", "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"]
+        server = serve([reply(f"Step.\n\n```bash\n{cmd}\n```") for cmd in steps])
+        assert agent_for(server).run(box, task, "", Budget(), seed=0).status == "ok"
+        assert server.requests[1]["messages"][-1]["content"].splitlines()[1:] == ["0"]
+    finally:
+        box.run("unset OTHER_PROVIDER_API_KEY")
+
+
 @pytest.fixture
 def swerex_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """A real ``swerex-remote`` on 127.0.0.1 with a token; yields its port."""

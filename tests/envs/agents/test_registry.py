@@ -246,3 +246,73 @@ def test_agents_command_prints_identities(capsys: pytest.CaptureFixture[str]):
     assert main(["agents"]) == 0
     names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
     assert names[:5] == list(AGENT_SPECS) and {"llm-cheap", "llm-strong"} <= set(names)
+
+
+def test_moving_a_server_keeps_the_identity_changing_the_model_does_not(capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from hrm_spawn.trainers.cli import main
+
+    def version(*overrides: str) -> str:
+        assert main(["agents", "--file", "agents/llm-two-models", *overrides]) == 0
+        rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+        return rows["llm-cheap"]["version"]
+
+    base = version()
+    assert version("agents.llm-cheap.kwargs.base_url=http://10.0.0.5:9000/v1") == base
+    assert version("agents.llm-cheap.kwargs.model=Qwen/Qwen2.5-Coder-32B-Instruct") != base
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("agents.llm-chep.kwargs.model=x", "has no agent 'llm-chep' (did you mean 'llm-cheap'?)"),
+        ("agents.llm-cheap.kwarg.model=x", "unknown key 'kwarg' (did you mean 'kwargs'?)"),
+        ("agents.llm-cheap.budget.max_turn=5", "unknown budget key 'max_turn' (did you mean 'max_turns'"),
+        ("agents.llm-cheap=5", "agent overrides are agents.NAME.kwargs.KEY=value"),
+    ],
+)
+def test_a_bad_override_names_itself_and_the_key_meant(override: str, message: str):
+    with pytest.raises(ConfigError) as caught:
+        load_agent_specs("agents/llm-two-models", [override])
+    assert f"command line {override!r}" in str(caught.value) and message in str(caught.value)
+
+
+def test_a_bad_kwarg_names_the_file_the_agent_and_the_key(capsys: pytest.CaptureFixture[str]):
+    from hrm_spawn.trainers.cli import main
+
+    cases = [
+        (
+            "agents/llm-two-models",
+            "agents.llm-cheap.kwargs.modl=x",
+            "agent 'llm-cheap': unknown kwarg 'modl' (did you mean 'model'?)",
+        ),
+        (
+            "agents/llm-two-models",
+            "agents.llm-cheap.kwargs.temperature=hot",
+            "agent 'llm-cheap': kwarg 'temperature': ",
+        ),
+        (
+            "agents/default",
+            "agents.op-flip.kwargs.max_line=3",
+            "agent 'op-flip': unknown kwarg 'max_line' (did you mean 'max_lines'?)",
+        ),
+    ]
+    for file, override, message in cases:
+        assert main(["agents", "--file", file, override]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"hrm-spawn agents: error: {CONFIG_DIR / file}.yaml: {message}"), err
+        assert "\n" not in err and "pydantic" not in err
+    with pytest.raises(ValueError, match="agent 'op-flip': unknown kwarg 'max_line'"):
+        get_agent("op-flip", max_line=3)  # the same check wherever an agent is built
+
+
+def test_a_class_that_cannot_be_imported_names_the_file_and_agent(tmp_path: Path, capsys) -> None:
+    from hrm_spawn.trainers.cli import main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("agents:\n  mine: {cls: 'hrm_spawn.envs.agents.llm:LLMAgnt'}\n")
+    assert main(["agents", "--file", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hrm-spawn agents: error: {path}: agent 'mine': agent path "), err
+    assert "LLMAgnt" in err
