@@ -126,6 +126,7 @@ def collect(
             f"(got {workers}, {seeds}, {delegate_seeds}, {depth})"
         )
     store = store if isinstance(store, OutcomeStore) else OutcomeStore(store)
+    _check_collectable(tasks, store)
     slots = [a if isinstance(a, AgentSlot) else None for a in agents]
     if any(s is None for s in slots):
         slots = resolve_agents([str(a) for a in agents], budget)
@@ -153,6 +154,22 @@ def collect(
                 for seed in range(delegate_seeds)
             ]
     return loop.counts
+
+
+def _check_collectable(tasks: Sequence[TaskInstance], store: OutcomeStore) -> None:
+    """Refuse up front what every job would fail on: id-only tasks, a store that counts in another unit."""
+    id_only = [t.instance_id for t in tasks if getattr(t, "replay_only", False)]
+    if id_only:
+        shown = ", ".join(id_only[:3]) + (f" and {len(id_only) - 3} more" if len(id_only) > 3 else "")
+        raise ValueError(
+            f"collect: {len(id_only)} task(s) are known only by id (replay_only: imported from another "
+            f"harness) and cannot run live: {shown}"
+        )
+    if store.cost_unit != "test_runs":
+        raise ValueError(
+            f"collect: the store {store.path} counts cost in {store.cost_unit!r} (an imported table); "
+            "runs collected here count test runs: collect into another store"
+        )
 
 
 def runner_spec(store: OutcomeStore, slots: Sequence[AgentSlot], sandbox_config: SandboxConfig) -> RunnerSpec:

@@ -193,3 +193,16 @@ def test_sandbox_failure_truncates_with_the_reason(hrm_home, tmp_path):
     assert trunc and not term and info["truncated_reason"].startswith("sandbox_failure:")
     assert "toy__repo.1" in info["truncated_reason"] and reward == 0.0
     env.close()
+
+
+def test_collect_refuses_id_only_tasks_and_a_store_in_another_cost_unit(fixture_task, tmp_path):
+    """Both would fail every job (or mix units in one store): refused before anything runs or is stored."""
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    id_only = fixture_task.model_copy(update={"replay_only": True})
+    with pytest.raises(ValueError, match="known only by id"):
+        collect([id_only], ["op-flip"], store, progress=False)
+    imported = OutcomeStore(tmp_path / "usd.sqlite")
+    imported.set_meta("cost_unit", "usd")
+    with pytest.raises(ValueError, match="counts cost in 'usd'"):
+        collect([fixture_task], ["op-flip"], imported, progress=False)
+    assert len(store) == 0 and len(imported) == 0 and store.failed_jobs() == []
