@@ -45,6 +45,25 @@ def _docker_engine() -> str:
     return "client only, no engine reachable"
 
 
+def _images() -> str:
+    """How many of the docker sandbox's images (hrm-spawn/*) this engine holds; `make images` builds them."""
+    if not shutil.which("docker"):
+        return "no docker client"
+    try:
+        out = subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}", "hrm-spawn/*"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc.__class__.__name__})"
+    if out.returncode != 0:
+        return "unknown (no engine reachable)"
+    names = sorted(set(out.stdout.split()))
+    return f"{len(names)}: {', '.join(names)}" if names else "none (build them: make images)"
+
+
 def doctor_rows() -> list[tuple[str, str]]:
     rows = [("Python", f"{platform.python_version()} ({platform.machine()})")]
     rows += _torch_rows()
@@ -57,7 +76,10 @@ def doctor_rows() -> list[tuple[str, str]]:
         ("gymnasium", _version("gymnasium")),
         ("stable-baselines3", _version("stable-baselines3")),
         ("sb3-contrib", _version("sb3-contrib")),
-        ("Ray", _version("ray")),
+        ("Ray (collect --backend ray)", _version("ray")),
+        ("mini-swe-agent (llm agent)", _version("mini-swe-agent")),
+        ("litellm (llm agent)", _version("litellm")),
+        ("docker sandbox images", _images()),
     ]
     return rows
 

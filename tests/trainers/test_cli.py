@@ -38,7 +38,8 @@ def test_help_on_every_level(words: list[str], capsys: pytest.CaptureFixture[str
 def test_doctor_prints_the_machine_table(hrm_home, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for row in ("Python", "torch", "CUDA", "flash-attn", "Docker", "swe-rex", "swesmith", "Ray"):
+    rows = ("Python", "torch", "CUDA", "flash-attn", "Docker", "swe-rex", "swesmith", "Ray", "mini-swe-agent")
+    for row in rows + ("docker sandbox images",):
         assert row in out
 
 
