@@ -42,6 +42,12 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--workers", type=int, default=None, help="parallel validation processes (default: cores)"
     )
+    build.add_argument(
+        "--kinds",
+        nargs="+",
+        default=None,
+        help="only these modifier kinds (e.g. remove_assign class_rm_base)",
+    )
     build.set_defaults(func=_lazy("hrm_spawn.envs.build:cli_build"))
 
     split = tsub.add_parser("split", help="print the train/held-out split of a task file")

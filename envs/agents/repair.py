@@ -245,7 +245,7 @@ class RepairAgent:
             if not sites:
                 log.append("no repository line to blame")
                 break
-            cands = self._candidates(session, sites, best, rng)
+            cands = self._candidates(session, sites, best, rng, base)
             lines = list(dict.fromkeys(f"{c.file}:{c.line}" for c in cands))
             log.append(f"round {round_no + 1}: {len(cands)} candidates at " + ", ".join(lines[:5]))
             found, exhausted = self._validate(session, cands, best, f2p, p2p, budget, deadline, tried, log)
@@ -317,12 +317,18 @@ class RepairAgent:
         }
 
     def _candidates(
-        self, session: _Session, sites: list[Site], best: _Best, rng: random.Random
+        self,
+        session: _Session,
+        sites: list[Site],
+        best: _Best,
+        rng: random.Random,
+        observed: dict[str, Any],
     ) -> list[Candidate]:
         """Edits at the ``max_lines`` most suspicious lines where this agent's families have an edit.
 
         Counting only lines with an edit matters: a constant-changing agent whose top lines hold no
         constant would otherwise try nothing at all while the faulty constant sits a few lines lower.
+        ``observed`` is the visible run the sites came from (failure texts, coverage), for subclasses.
         """
         score = {(s.file, s.line): s.score for s in sites}
         cands = mutate_sites(session.read, [(s.file, s.line) for s in sites], self.families, self.max_lines)
