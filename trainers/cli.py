@@ -122,6 +122,18 @@ def _add_quickstart(sub: argparse._SubParsersAction) -> None:
     qs.set_defaults(func=_lazy("hrm_spawn.trainers.quickstart:cli_quickstart"))
 
 
+def _add_crossfit(sub: argparse._SubParsersAction) -> None:
+    cf = sub.add_parser("crossfit", help="cross-fit K folds, pool the held-out reports, bootstrap intervals")
+    cf.add_argument("config", help="train config (preset or YAML path), e.g. a quickstart run's config.yaml")
+    cf.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. act_q.iterations=60")
+    cf.add_argument("--folds", type=int, default=5, help="K: policies trained, each task held out once")
+    cf.add_argument("--out", required=True, help="directory for report.*, crossfit.json and the fold runs")
+    cf.add_argument("--lam", type=float, default=None, help="λ of the report (default: the range's middle)")
+    cf.add_argument("--seed", type=int, default=None, help="split seed of the folds (default: the config's)")
+    cf.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    cf.set_defaults(func=_lazy("hrm_spawn.trainers.crossfit:cli_crossfit"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hrm-spawn",
@@ -135,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_quickstart(sub)
+    _add_crossfit(sub)
     doctor = sub.add_parser("doctor", help="print what this machine offers (torch, CUDA, Docker, ...)")
     doctor.set_defaults(func=_lazy("hrm_spawn.trainers.doctor:cli_doctor"))
     return parser

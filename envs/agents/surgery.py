@@ -46,7 +46,8 @@ STATEMENT_FAMILIES = {
 }
 INGREDIENTS = (*STATEMENT_FAMILIES, "method", "base")
 MAX_STATEMENT_LINES = 20  # a longer removed block is rarely found whole elsewhere
-MAX_PER_FUNCTION = 400  # statement candidates kept per blamed function, best first
+MAX_PER_FUNCTION = 200  # statement candidates rendered per blamed function, best first
+MAX_CANDIDATES = 150  # per list (statements; classes): more than a run validates; each costs a compile
 _KNOWN_GLOBALS = set(dir(builtins)) | {"__name__", "__file__", "__doc__", "__class__", "__spec__"}
 _WANTED = [
     re.compile(r"has no attribute '(\w+)'"),
@@ -472,6 +473,42 @@ def _affinity(ing: Ingredient, target: _Target, wanted: set[str], words: set[str
     return score
 
 
+def _renamed(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
+    """Adaptations: the ingredient with a name it binds renamed to one the function reads but never binds
+    (``table = tables[self.name]`` where ``raw_table`` is missing), each with what was renamed."""
+    out = []
+    for old in sorted(ing.binds - set(target.dangling)):
+        pattern = re.compile(rf"(?<![.\w]){re.escape(old)}\b")
+        for new in sorted(set(target.dangling) - ing.binds):
+            text = pattern.sub(new, ing.text)
+            reads = frozenset(n if n != old else new for n in ing.reads)
+            binds = frozenset(n if n != old else new for n in ing.binds)
+            adapted = Ingredient(
+                ing.family,
+                text,
+                reads,
+                binds,
+                ing.attrs,
+                ing.idents | {new},
+                ing.file,
+                ing.owner,
+                ing.owner_name,
+            )
+            out.append((adapted, f"{old}->{new}"))
+    return out
+
+
+def _placeholders(func: ast.AST) -> set[int]:
+    """Lines of ``pass`` statements that are a block's only statement: a removal leaves exactly that."""
+    out = set()
+    for node in ast.walk(func):
+        for name in ("body", "orelse", "finalbody"):
+            body = getattr(node, name, None)
+            if isinstance(body, list) and len(body) == 1 and isinstance(body[0], ast.Pass):
+                out.add(body[0].lineno)
+    return out
+
+
 def statement_candidates(
     sources: dict[str, str],
     sites: Sequence[Site],
@@ -479,7 +516,8 @@ def statement_candidates(
     failures: Iterable[str] = (),
     max_functions: int = 4,
 ) -> list[Candidate]:
-    """Ingredients grafted at every gap of the blamed functions, best fit first (see ``_affinity``)."""
+    """Ingredients grafted at every gap of the blamed functions, best fit first (see ``_affinity``); only
+    the best ``MAX_PER_FUNCTION`` per function are rendered."""
     failures = list(failures)
     wanted, words = wanted_names(failures), error_words(failures)
     site_score = {(s.file, s.line): s.score for s in sites}
@@ -490,33 +528,52 @@ def statement_candidates(
             for n in ast.walk(target.node)
             if isinstance(n, ast.stmt)
         }
-        fitting = [
-            (ing, _affinity(ing, target, wanted, words))
-            for ing in pantry.statements
-            if ing.reads <= target.scope and "".join(x.strip() for x in ing.text.splitlines()) not in own
-        ]
+        options: list[tuple[Ingredient, float, str]] = []
+        for ing in pantry.statements:
+            variants = [(ing, "")] + (
+                _renamed(ing, target) if target.dangling and ing.family != "method" else []
+            )
+            for variant, how in variants:
+                if not variant.reads <= target.scope:
+                    continue
+                fit = _affinity(variant, target, wanted, words) - (0.5 if how else 0.0)
+                if "".join(x.strip() for x in variant.text.splitlines()) in own:
+                    fit -= 1.0  # the function has it already: a second copy is rarely what was removed
+                options.append((variant, fit, how))
         gaps = _gaps(target.node, lines)
-        local: list[_Scored] = []
-        for ing, fit in fitting:
+        holes = _placeholders(target.node)
+        plan: list[tuple[float, int, Ingredient, Gap, str]] = []
+        for ing, fit, how in options:
             first_use = min((target.dangling[n] for n in ing.binds & set(target.dangling)), default=None)
             for gap in gaps:
                 if first_use is not None and gap.line > first_use:
                     continue  # it would bind the name after its first use
                 where = max((site_score.get((target.file, n), 0.0) for n in gap.near), default=0.0)
-                score = fit + where - 0.5 * rank
-                local.append(_Scored(score, len(local), _graft(target, lines, gap, ing)))
-        local.sort(key=lambda s: (-s.score, s.order))
-        scored += local[:MAX_PER_FUNCTION]
+                hole = 2.0 if holes & set(gap.near) else 0.0
+                plan.append((fit + where + hole - 0.5 * rank, len(plan), ing, gap, how))
+        plan.sort(key=lambda p: (-p[0], p[1]))
+        for score, order, ing, gap, how in plan[:MAX_PER_FUNCTION]:
+            scored.append(_Scored(score, order, _graft(target, lines, gap, ing, how, holes)))
     return _ranked(scored)
 
 
-def _graft(target: _Target, lines: list[str], gap: Gap, ing: Ingredient) -> Candidate:
-    new = [*lines[: gap.line - 1], _indent(ing.text, gap.indent), *lines[gap.line - 1 :]]
+def _graft(
+    target: _Target, lines: list[str], gap: Gap, ing: Ingredient, how: str = "", holes: set[int] = frozenset()
+) -> Candidate:
+    graft = _indent(ing.text, gap.indent)
+    after = lines[gap.line - 1 :]
+    # a lone ``pass`` next to the graft is the removal's placeholder: the graft takes its place
+    if gap.line in holes and after and after[0].strip() == "pass":
+        after = after[1:]
+    before = lines[: gap.line - 1]
+    if before and gap.line - 1 in holes and before[-1].strip() == "pass":
+        before = before[:-1]
     first = ing.text.splitlines()[0].strip()
+    renamed = f" renamed {how}" if how else ""
     return Candidate(
         target.file,
-        "".join(new),
-        f"insert {ing.family} `{first[:60]}` (from {ing.owner}) into {target.qual} at line {gap.line}",
+        "".join([*before, graft, *after]),
+        f"insert {ing.family} `{first[:60]}` (from {ing.owner}{renamed}) into {target.qual} at line {gap.line}",
         gap.line,
         ing.family,
     )
@@ -554,7 +611,7 @@ def class_candidates(
             )
             named = 1.0 if cls.name in words else 0.0
             if "base" in families:
-                for base, bonus in _base_options(cls, path, sources[path], pantry, wanted):
+                for base, bonus in _base_options(cls, path, sources[path], pantry, wanted, tree):
                     score = ran + named + bonus
                     scored.append(_Scored(score, len(scored), _add_base(path, sources[path], cls, base)))
             if "method" in families:
@@ -567,7 +624,7 @@ def class_candidates(
                         if ing.owner_name == cls.name:
                             continue
                         sibling = 1.0 if ing.file == path else 0.0
-                        if not mentioned and not sibling:
+                        if not mentioned and not (sibling and ran):
                             continue
                         cand = _add_method(path, lines, cls, ing)
                         if cand is not None:
@@ -576,18 +633,25 @@ def class_candidates(
 
 
 def _base_options(
-    cls: ast.ClassDef, path: str, source: str, pantry: Pantry, wanted: set[str]
+    cls: ast.ClassDef, path: str, source: str, pantry: Pantry, wanted: set[str], tree: ast.Module
 ) -> list[tuple[str, float]]:
-    """Base expressions used by other classes of the module that ``cls`` lacks, with a bonus when the base
+    """Bases ``cls`` lacks: those other classes of the module use (first), then classes the module defines
+    above it and bases used elsewhere in the repository whose name the module has; a bonus when the base
     defines a name the failure says is missing."""
     have = {ast.get_source_segment(source, b) for b in cls.bases}
-    out = []
-    for base in pantry.bases.get(path, []):
-        if base in have or base == cls.name or base.split(".")[-1] == cls.name:
+    scope = module_names(tree)
+    above = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.lineno < cls.lineno]
+    elsewhere = [b for f, bases in sorted(pantry.bases.items()) if f != path for b in bases]
+    local = pantry.bases.get(path, [])
+    out: dict[str, float] = {}
+    for base in [*local, *above, *elsewhere]:
+        root = base.split(".")[0].split("[")[0]
+        if base in have or base in out or base.split(".")[-1] == cls.name or root not in scope:
             continue
         defines = pantry.defines.get(base.split(".")[-1].split("[")[0], set())
-        out.append((base, 3.5 if defines & wanted else 0.5))  # a base brings every missing name at once
-    return out
+        prior = 0.5 if base in local else 0.0
+        out[base] = prior + (3.5 if defines & wanted else 0.0)  # a base brings every missing name at once
+    return list(out.items())
 
 
 def _add_base(path: str, source: str, cls: ast.ClassDef, base: str) -> Candidate:
@@ -613,11 +677,13 @@ def _add_method(path: str, lines: list[str], cls: ast.ClassDef, ing: Ingredient)
     return Candidate(path, "".join(new), f"add method {ing.owner} to class {cls.name}", cls.lineno, "method")
 
 
-def _ranked(scored: list[_Scored]) -> list[Candidate]:
-    """Best first, identical texts once, texts that do not compile dropped."""
+def _ranked(scored: list[_Scored], limit: int = MAX_CANDIDATES) -> list[Candidate]:
+    """Best first, identical texts once, texts that do not compile dropped; at most ``limit``."""
     seen: set[tuple[str, str]] = set()
-    out = []
+    out: list[Candidate] = []
     for item in sorted(scored, key=lambda s: (-s.score, s.order)):
+        if len(out) >= limit:
+            break
         key = (item.cand.file, item.cand.text)
         if key in seen or not _parses(item.cand.text):
             continue
