@@ -59,8 +59,10 @@ def table(rows: list[dict], agents: list[str]) -> str:
     shares = ", ".join(
         f"{a} {sum(by_task[t][a] for t in tasks) / union:.0%}" if union else f"{a} -" for a in agents
     )
-    out.append(f"\n{len(tasks)} tasks; resolved by some agent: {union} ({union / max(1, len(tasks)):.0%}); "
-               f"share of the union: {shares}")
+    out.append(
+        f"\n{len(tasks)} tasks; resolved by some agent: {union} ({union / max(1, len(tasks)):.0%}); "
+        f"share of the union: {shares}"
+    )
     return "\n".join(out)
 
 
@@ -95,8 +97,11 @@ def main() -> None:
                 done.append(row)
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
-                print(f"{task.instance_id} {agent}: resolved={row['resolved']} {row['f2p']} "
-                      f"{row['validations']} validations {row['sandbox_s']}s", flush=True)
+                print(
+                    f"{task.instance_id} {agent}: resolved={row['resolved']} {row['f2p']} "
+                    f"{row['validations']} validations {row['sandbox_s']}s",
+                    flush=True,
+                )
     ids = {t.instance_id for t in tasks}
     print(table([r for r in done if r["instance_id"] in ids and r["agent"] in agents], agents))
 
