@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,8 @@ STATEMENT_FAMILIES = {
 INGREDIENTS = (*STATEMENT_FAMILIES, "method", "base")
 MAX_STATEMENT_LINES = 20  # a longer removed block is rarely found whole elsewhere
 MAX_PER_FUNCTION = 200  # statement candidates rendered per blamed function, best first
+CLASS_EVERY = 4  # statement candidates per class candidate when no failure names a missing attribute
+REPEAT_PENALTY = 0.75  # per earlier gap of the same ingredient: try other ingredients before other places
 MAX_CANDIDATES = 150  # per list (statements; classes): more than a run validates; each costs a compile
 _KNOWN_GLOBALS = set(dir(builtins)) | {"__name__", "__file__", "__doc__", "__class__", "__spec__"}
 _WANTED = [
@@ -350,6 +353,11 @@ def wanted_names(failures: Iterable[str]) -> set[str]:
     return {m.group(1) for text in failures for regex in _WANTED for m in regex.finditer(text)}
 
 
+def wanted_attributes(failures: Iterable[str]) -> set[str]:
+    """Attributes the failure messages say an object lacks: what a removed method or base would bring."""
+    return {m.group(1) for text in failures for m in _WANTED[0].finditer(text)}
+
+
 def error_words(failures: Iterable[str]) -> set[str]:
     """Identifiers on the error lines of pytest failure texts (``E   ...``)."""
     out: set[str] = set()
@@ -477,7 +485,7 @@ def _renamed(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
     """Adaptations: the ingredient with a name it binds renamed to one the function reads but never binds
     (``table = tables[self.name]`` where ``raw_table`` is missing), each with what was renamed."""
     out = []
-    for old in sorted(ing.binds - set(target.dangling)):
+    for old in sorted(_direct_binds(ing.text) - set(target.dangling)):
         pattern = re.compile(rf"(?<![.\w]){re.escape(old)}\b")
         for new in sorted(set(target.dangling) - ing.binds):
             text = pattern.sub(new, ing.text)
@@ -496,6 +504,31 @@ def _renamed(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
             )
             out.append((adapted, f"{old}->{new}"))
     return out
+
+
+def _direct_binds(text: str) -> set[str]:
+    """Names a statement binds in its own scope (not in its comprehensions, lambdas or nested defs)."""
+    out: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.comprehension, ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(child, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                continue
+            if isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load):
+                out.add(child.id)
+            visit(child)
+
+    with contextlib.suppress(SyntaxError):  # an ingredient's text always parses; a caller's may not
+        visit(ast.parse(text))
+    return out
+
+
+def _calls_itself(ing: Ingredient, target: _Target) -> bool:
+    """Whether the ingredient calls the function it would go into (``table = self._read_table()`` grafted
+    into ``_read_table`` recurses forever)."""
+    return re.search(rf"(?<!\w){re.escape(target.node.name)}\s*\(", ing.text) is not None
 
 
 def _placeholders(func: ast.AST) -> set[int]:
@@ -534,7 +567,7 @@ def statement_candidates(
                 _renamed(ing, target) if target.dangling and ing.family != "method" else []
             )
             for variant, how in variants:
-                if not variant.reads <= target.scope:
+                if not variant.reads <= target.scope or _calls_itself(variant, target):
                     continue
                 fit = _affinity(variant, target, wanted, words) - (0.5 if how else 0.0)
                 if "".join(x.strip() for x in variant.text.splitlines()) in own:
@@ -552,7 +585,13 @@ def statement_candidates(
                 hole = 2.0 if holes & set(gap.near) else 0.0
                 plan.append((fit + where + hole - 0.5 * rank, len(plan), ing, gap, how))
         plan.sort(key=lambda p: (-p[0], p[1]))
-        for score, order, ing, gap, how in plan[:MAX_PER_FUNCTION]:
+        repeats: dict[int, int] = {}
+        spread = []
+        for score, order, ing, gap, how in plan:
+            n = repeats[id(ing)] = repeats.get(id(ing), -1) + 1
+            spread.append((score - REPEAT_PENALTY * n, order, ing, gap, how))
+        spread.sort(key=lambda p: (-p[0], p[1]))
+        for score, order, ing, gap, how in spread[:MAX_PER_FUNCTION]:
             scored.append(_Scored(score, order, _graft(target, lines, gap, ing, how, holes)))
     return _ranked(scored)
 
@@ -589,7 +628,7 @@ def class_candidates(
     """Methods other classes define, and bases other classes of the module use, added to the blamed
     modules' classes; classes whose methods the failing tests ran, and names the failure names, first."""
     families, failures = set(families), list(failures)
-    wanted, words = wanted_names(failures), error_words(failures)
+    wanted, words = wanted_attributes(failures), error_words(failures)
     file_score: dict[str, float] = {}
     line_score: dict[tuple[str, int], float] = {}
     for site in sites:
@@ -692,11 +731,17 @@ def _ranked(scored: list[_Scored], limit: int = MAX_CANDIDATES) -> list[Candidat
     return out
 
 
-def interleave(*lists: Sequence[Candidate]) -> list[Candidate]:
-    """Round-robin over ranked lists: one bad list cannot starve the others of validations."""
-    out = []
-    for i in range(max((len(x) for x in lists), default=0)):
-        out += [x[i] for x in lists if i < len(x)]
+def interleave(first: Sequence[Candidate], second: Sequence[Candidate], every: int = 1) -> list[Candidate]:
+    """``every`` of ``first`` then one of ``second``, in turn: neither ranked list starves the other."""
+    out: list[Candidate] = []
+    i = j = 0
+    while i < len(first) or j < len(second):
+        take = min(every, len(first) - i) if j < len(second) else len(first) - i
+        out += first[i : i + take]
+        i += take
+        if j < len(second):
+            out.append(second[j])
+            j += 1
     return out
 
 
@@ -722,7 +767,8 @@ def surgery_candidates(
     pantry = harvest(sources, families)
     stmts = statement_candidates(sources, sites, pantry, failures, max_functions) if pantry.statements else []
     classes = class_candidates(sources, sites, pantry, failures, families & {"method", "base"})
-    return interleave(stmts, classes)
+    # a missing attribute points at the class (a method or base removed); otherwise mostly statements
+    return interleave(stmts, classes, 1 if wanted_attributes(failures) else CLASS_EVERY)
 
 
 class SurgeryAgent(RepairAgent):

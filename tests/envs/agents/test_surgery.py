@@ -98,7 +98,9 @@ def test_failure_messages_name_what_is_missing():
 
 
 def test_interleave_alternates_lists():
-    assert interleave([1, 2, 3], [4], []) == [1, 4, 2, 3]
+    assert interleave([1, 2, 3], [4, 5]) == [1, 4, 2, 5, 3]
+    assert interleave([1, 2, 3, 4, 5], [6, 7], every=2) == [1, 2, 6, 3, 4, 7, 5]
+    assert interleave([], [6, 7], every=3) == [6, 7]
 
 
 def test_unknown_ingredients_are_rejected_by_name():
