@@ -289,15 +289,16 @@ def crossfit(
         json.dumps({"folds": fold_rows, "outcomes": task_data, "intervals": iv}, indent=2) + "\n",
         encoding="utf-8",
     )
-    with (out / "report.md").open("a", encoding="utf-8") as fh:
-        fh.write(
-            "\n## Bootstrap intervals (cross-fitted)\n\n"
-            + interval_table(iv)
-            + "\n\n"
-            + summary_line(iv)
-            + "\n"
-        )
+    append_intervals(pooled, out / "report.md")
     return pooled
+
+
+def append_intervals(report: dict[str, Any], md: Path) -> None:
+    """Add the interval table and the summary line to a written report.md."""
+    iv = report["intervals"]
+    text = f"\n## Bootstrap intervals (cross-fitted)\n\n{interval_table(iv)}\n\n{summary_line(iv)}\n"
+    with Path(md).open("a", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def cli_crossfit(args: argparse.Namespace) -> int:
