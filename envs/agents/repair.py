@@ -352,7 +352,7 @@ class RepairAgent:
         sites: list[Site],
         best: _Best,
         rng: random.Random,
-        observed: dict[str, Any],
+        observed: dict[str, Any] | None = None,
     ) -> list[Candidate]:
         """Edits at the ``max_lines`` most suspicious lines where this agent's families have an edit.
 

@@ -798,7 +798,12 @@ class SurgeryAgent(RepairAgent):
         self.ingredients, self.max_functions = list(ingredients), max_functions
 
     def _candidates(
-        self, session: _Session, sites: list[Site], best: _Best, rng: Any, observed: dict[str, Any]
+        self,
+        session: _Session,
+        sites: list[Site],
+        best: _Best,
+        rng: Any,
+        observed: dict[str, Any] | None = None,
     ) -> list[Candidate]:
         listing = session.run(
             f"cd {shlex.quote(session.sandbox.repo_dir)} && git ls-files -- '*.py'", 60
@@ -808,7 +813,7 @@ class SurgeryAgent(RepairAgent):
             session.read,
             files,
             sites,
-            observed.get("failures", {}).values(),
+            (observed or {}).get("failures", {}).values(),
             self.ingredients,
             self.max_functions,
         )
