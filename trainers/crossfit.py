@@ -135,9 +135,11 @@ def _hulls(arrays: dict[str, dict[str, np.ndarray]], idx: np.ndarray) -> dict[st
 
 def intervals(outcomes: dict[str, Any], seed: int = 0, resamples: int = RESAMPLES) -> dict[str, Any]:
     """Bootstrap intervals over the tasks: each policy's score, resolve-rate, cost (at the first λ) and
-    hull (over the rest), and the HRM's paired differences with every other policy."""
+    hull (over the rest), and the HRM's paired differences with every other policy. Every figure is
+    computed on the same resamples of the tasks, so the differences are paired."""
     lam = outcomes["lams"][0]
     arrays = _arrays(outcomes)
+    names = list(arrays)
     n = len(outcomes["tasks"])
     sweep = len(outcomes["lams"]) > 1
     score = {name: a["pass_rate"][0] - lam * a["cost"][0] for name, a in arrays.items()}
@@ -147,6 +149,12 @@ def intervals(outcomes: dict[str, Any], seed: int = 0, resamples: int = RESAMPLE
         "resamples": resamples,
         "level": stats.DEFAULT_LEVEL,
     }
+    hulls: dict[str, tuple[float, np.ndarray]] = {}
+    if sweep:  # one pass over the resamples for every policy's hull (the costly figure)
+        idx = stats.resample_indices(n, resamples, seed)
+        full = _hulls(arrays, np.arange(n))
+        rows = [_hulls(arrays, row) for row in idx]
+        hulls = {name: (full[name], np.array([r[name] for r in rows])) for name in names}
     per_policy = {}
     for name, a in arrays.items():
         entry = {
@@ -155,21 +163,18 @@ def intervals(outcomes: dict[str, Any], seed: int = 0, resamples: int = RESAMPLE
             "mean_cost": stats.mean_interval(a["cost"][0], resamples, seed).to_dict(),
         }
         if sweep:
-            entry["hull"] = stats.bootstrap(
-                lambda i, nm=name: _hulls(arrays, i)[nm], n, resamples, seed
-            ).to_dict()
+            entry["hull"] = stats.percentile_interval(*hulls[name]).to_dict()
         per_policy[name] = entry
     out["policies"] = per_policy
     versus = {}
-    for name in arrays:
+    for name in names:
         if name == "hrm":
             continue
         diff = stats.paired_difference(score["hrm"], score[name], resamples, seed)
         entry = {"score": diff.to_dict(), "score_verdict": stats.verdict(diff)}
         if sweep:
-            hull_diff = stats.bootstrap(
-                lambda i, nm=name: (lambda h: h["hrm"] - h[nm])(_hulls(arrays, i)), n, resamples, seed
-            )
+            (h_est, h_samples), (o_est, o_samples) = hulls["hrm"], hulls[name]
+            hull_diff = stats.percentile_interval(h_est - o_est, h_samples - o_samples)
             entry.update(hull=hull_diff.to_dict(), hull_verdict=stats.verdict(hull_diff))
         versus[name] = entry
     out["hrm_vs"] = versus
