@@ -18,6 +18,7 @@ from _agent_tasks import RESULTS, tinydb_tasks
 from solve_matrix import kind_of
 
 from hrm_spawn.envs.agents.registry import AGENT_SPECS, get_agent
+from hrm_spawn.envs.agents.repair import SafetyLimitError
 from hrm_spawn.envs.results import Budget
 from hrm_spawn.envs.sandbox import Sandbox
 
@@ -28,7 +29,16 @@ def attempt(sb: Sandbox, task, name: str, seed: int, max_validations: int | None
     budget = AGENT_SPECS[name].budget
     if max_validations:
         budget = Budget(**{**budget.to_dict(), "max_validations": max_validations})
-    result = get_agent(name).run(sb, task, "", budget, seed)
+    try:
+        result = get_agent(name).run(sb, task, "", budget, seed)
+    except SafetyLimitError as exc:  # the machine was too slow: no outcome (counted apart)
+        return {
+            "agent": name,
+            "status": "safety_limit",
+            "resolved": False,
+            "f2p": "",
+            "reason": str(exc)[:200],
+        }
     evaluation = sb.evaluate(result.patch)
     return {
         "agent": name,
@@ -99,7 +109,7 @@ def main() -> None:
                 fh.flush()
                 print(
                     f"{task.instance_id} {agent}: resolved={row['resolved']} {row['f2p']} "
-                    f"{row['validations']} validations {row['sandbox_s']}s",
+                    f"{row.get('validations')} validations {row.get('sandbox_s')}s {row['status']}",
                     flush=True,
                 )
     ids = {t.instance_id for t in tasks}

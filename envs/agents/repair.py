@@ -45,6 +45,9 @@ def _nearby(f2p: list[str], p2p: list[str], cap: int = NEARBY_P2P) -> list[str]:
 
 DEFAULT_VALIDATIONS = 100  # the count budget when a Budget gives none
 DEFAULT_SAFETY_S = 600.0  # the wall-clock safety limit when a Budget gives none
+# The safety limit is at least this many seconds per validation of the count budget: a loaded 2-core
+# machine took up to 7 s per candidate on tinydb tasks with 150 failing tests (1 s idle).
+SAFETY_S_PER_VALIDATION = 10.0
 
 
 class AgentTimeout(RuntimeError):
@@ -168,6 +171,7 @@ class RepairAgent:
         candidate_timeout_s: float = 20.0,
         test_timeout_s: float = 300.0,
         name: str = "repair",
+        safety_s_per_validation: float = SAFETY_S_PER_VALIDATION,
     ):
         unknown = set(families) - set(FAMILIES)
         if unknown or not families:
@@ -184,6 +188,7 @@ class RepairAgent:
             name,
         )
         self.test_timeout_s = test_timeout_s
+        self.safety_s_per_validation = safety_s_per_validation
 
     # -- the run ---------------------------------------------------------------------------------
     def run(
@@ -244,13 +249,9 @@ class RepairAgent:
         f2p, p2p = list(task.FAIL_TO_PASS), list(task.PASS_TO_PASS)
         rng = random.Random(seed)
         # Counts decide when to stop (reproducible on any machine); wall time is only a safety limit.
-        budget = Budget(
-            **{
-                **budget.to_dict(),
-                "max_validations": budget.max_validations or DEFAULT_VALIDATIONS,
-                "max_sandbox_s": budget.max_sandbox_s or DEFAULT_SAFETY_S,
-            }
-        )
+        count = budget.max_validations or DEFAULT_VALIDATIONS
+        safety = max(budget.max_sandbox_s or DEFAULT_SAFETY_S, self.safety_s_per_validation * count)
+        budget = Budget(**{**budget.to_dict(), "max_validations": count, "max_sandbox_s": safety})
         deadline = time.perf_counter() + budget.max_sandbox_s
         base = self._observe(session, f2p, p2p, deadline, visible_p2p=_nearby(f2p, p2p) if clean else None)
         best = _Best({}, base["f2p"], base["p2p"])

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from hrm_spawn.envs.agents.localize import Site, is_test_path
 from hrm_spawn.envs.agents.mutate import Candidate
-from hrm_spawn.envs.agents.repair import RepairAgent
+from hrm_spawn.envs.agents.repair import SAFETY_S_PER_VALIDATION, RepairAgent
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.agents.repair import _Best, _Session
@@ -785,6 +785,7 @@ class SurgeryAgent(RepairAgent):
         candidate_timeout_s: float = 20.0,
         test_timeout_s: float = 300.0,
         name: str = "surgery",
+        safety_s_per_validation: float = SAFETY_S_PER_VALIDATION,
     ):
         unknown = set(ingredients) - set(INGREDIENTS)
         if unknown or not ingredients:
@@ -794,7 +795,17 @@ class SurgeryAgent(RepairAgent):
         if max_functions < 1:
             raise ValueError(f"SurgeryAgent max_functions must be >= 1, got {max_functions}")
         # RepairAgent's families are unused here (its _candidates is replaced); any valid one will do.
-        super().__init__(["operators"], 1, batch_size, depth, 0, candidate_timeout_s, test_timeout_s, name)
+        super().__init__(
+            ["operators"],
+            1,
+            batch_size,
+            depth,
+            0,
+            candidate_timeout_s,
+            test_timeout_s,
+            name,
+            safety_s_per_validation,
+        )
         self.ingredients, self.max_functions = list(ingredients), max_functions
 
     def _candidates(

@@ -62,9 +62,9 @@ def test_the_same_collection_under_load_collects_the_same_outcomes(agent_home, b
 def test_passing_the_safety_limit_is_not_an_outcome(sandbox, bug_task):
     task = bug_task("removal")  # nothing in op-flip's families fixes it: it would validate until its count
     sandbox.prepare(task)
-    agent = RepairAgent(
-        families=["operators", "operands", "constants", "control"], max_lines=30, batch_size=1
-    )
+    families = ["operators", "operands", "constants", "control"]
+    # no floor under the limit (by default it is at least 10 s per validation of the count budget)
+    agent = RepairAgent(families=families, max_lines=30, batch_size=1, safety_s_per_validation=0.0)
     with pytest.raises(SafetyLimitError) as caught:
         agent.run(sandbox, task, "", Budget(max_validations=500, max_sandbox_s=0.5), 0)
     assert is_infrastructure_failure(caught.value) and "safety limit" in str(caught.value)
