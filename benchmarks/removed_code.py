@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=Path, required=True)
     parser.add_argument("--agents", default="surgery")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N tasks (to split a run)")
+    parser.add_argument("--reverse", action="store_true", help="last task first (a second runner)")
     parser.add_argument("--max-validations", type=int, default=0, help="override every agent's count budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "removed_code.jsonl")
@@ -89,7 +91,8 @@ def main() -> None:
     found = tinydb_tasks(args.tasks)
     if not found:
         raise SystemExit(f"no built tasks in {args.tasks}")
-    tasks = found[0][: args.limit or None]
+    tasks = found[0][args.offset :][: args.limit or None]
+    tasks = tasks[::-1] if args.reverse else tasks
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.is_file() else []
