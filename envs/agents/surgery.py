@@ -60,6 +60,9 @@ _WANTED = [
     re.compile(r"unexpected keyword argument '(\w+)'"),
 ]
 _WORD = re.compile(r"[A-Za-z_]\w+")
+_LITERAL_INIT = re.compile(
+    r"^\w+\s*(?::[^=]+)?=\s*(?:-?\d+|None|True|False|''|\"\"|\[\]|\{\}|\(\)|set\(\))\s*$"
+)
 
 
 # ---- what a piece of code reads and binds --------------------------------------------------------------
@@ -393,6 +396,8 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
         if isinstance(sub, ast.Name):
             seen = first_read if isinstance(sub.ctx, ast.Load) else first_bind
             seen[sub.id] = min(seen.get(sub.id, sub.lineno), sub.lineno)
+        if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):  # ``n += 1`` reads n first
+            first_read[sub.target.id] = min(first_read.get(sub.target.id, sub.lineno), sub.lineno)
     # read before any binding of it (or never bound): a removed assignment leaves exactly that
     dangling = {
         name: line
@@ -468,6 +473,8 @@ def _affinity(ing: Ingredient, target: _Target, wanted: set[str], words: set[str
     binds = ing.binds | ing.attrs
     if binds & set(target.dangling):
         score += 4.0
+        if _LITERAL_INIT.match(ing.text):
+            score += 1.0  # a missing name read first is most often an accumulator's initial value
     if binds & wanted:
         score += 3.0
     if ing.owner_name == target.node.name and ing.owner != target.qual:

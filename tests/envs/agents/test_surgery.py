@@ -132,3 +132,14 @@ def test_mutation_agents_cannot_fix_what_surgery_fixes(sandbox, bug_task):
     sandbox.prepare(task)
     result = get_agent("op-flip").run(sandbox, task, "", Budget(max_validations=30, max_sandbox_s=300), 0)
     assert not sandbox.evaluate(result.patch).resolved
+
+
+def test_an_ingredient_is_renamed_to_the_name_the_function_misses():
+    # `count = 0` removed: `count += 1` now reads it first; `total = 0` (count_vowels) renamed restores it
+    sources = _broken(calc__compare=("    count = 0\n", ""))
+    line = _line_of(sources["calc/compare.py"], "count += 1")
+    sites = [Site("calc/compare.py", line, 1.0), Site("calc/compare.py", line - 1, 0.9)]
+    cands = surgery_candidates(sources.__getitem__, sorted(sources), sites, [], ["assign"])
+    fixed = [k for k, c in enumerate(cands) if c.text == PACKAGE["calc/compare.py"]]
+    assert fixed and fixed[0] < 40, [c.description for c in cands[:10]]  # within a default budget
+    assert "renamed" in cands[fixed[0]].description
