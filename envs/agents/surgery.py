@@ -781,7 +781,8 @@ def surgery_candidates(
 class SurgeryAgent(RepairAgent):
     """Restores removed code from the repository's own ingredients; validation as in RepairAgent."""
 
-    version = "1"
+    # 2: an augmented assignment counts as a read; literal initialisers of a missing name first
+    version = "2"
 
     def __init__(
         self,
