@@ -1,6 +1,6 @@
 """Which agents resolve SWE-smith's removed-code bugs: each agent once per task, judged by Sandbox.evaluate.
 
-Tasks: ``--tasks FILE`` (built with ``hrm-spawn tasks build --kinds remove_assign remove_cond remove_loop
+Tasks: ``--tasks FILE``, default data_dir()/tasks/tinydb-removed.jsonl (skipped when absent; built with ``hrm-spawn tasks build --kinds remove_assign remove_cond remove_loop
 remove_wrapper class_rm_base class_rm_funcs``); ``--limit N`` takes the first N. One JSON line per (task,
 agent) goes to ``--out`` as soon as it is known (a rerun skips those already there), then the table: per
 kind, how many tasks each agent resolves, the union, and each agent's share of the union.
@@ -78,7 +78,12 @@ def table(rows: list[dict], agents: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=Path, required=True)
+    parser.add_argument(
+        "--tasks",
+        type=Path,
+        default=None,
+        help="default: data_dir()/tasks/tinydb-removed.jsonl (skipped if absent)",
+    )
     parser.add_argument("--agents", default="surgery")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--offset", type=int, default=0, help="skip the first N tasks (to split a run)")
@@ -88,9 +93,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "removed_code.jsonl")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
-    found = tinydb_tasks(args.tasks)
+    from hrm_spawn.envs.paths import tasks_dir
+
+    found = tinydb_tasks(args.tasks or tasks_dir() / "tinydb-removed.jsonl")
     if not found:
-        raise SystemExit(f"no built tasks in {args.tasks}")
+        print(
+            f"removed_code: no built tasks in {args.tasks or tasks_dir() / 'tinydb-removed.jsonl'} (skipped)"
+        )
+        return
     tasks = found[0][args.offset :][: args.limit or None]
     tasks = tasks[::-1] if args.reverse else tasks
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
