@@ -398,6 +398,8 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
             seen[sub.id] = min(seen.get(sub.id, sub.lineno), sub.lineno)
         if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):  # ``n += 1`` reads n first
             first_read[sub.target.id] = min(first_read.get(sub.target.id, sub.lineno), sub.lineno)
+        for name, line in _other_binds(sub):  # nested defs, their parameters, imports, ``except ... as``
+            first_bind[name] = min(first_bind.get(name, line), line)
     # read before any binding of it (or never bound): a removed assignment leaves exactly that
     dangling = {
         name: line
@@ -406,6 +408,27 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
     }
     cls = qual.rsplit(".", 1)[0] if "." in qual else ""
     return _Target(path, qual, func, scope | set(dangling), dangling, _identifiers(func), cls, score)
+
+
+def _other_binds(node: ast.AST) -> list[tuple[str, int]]:
+    """(name, line) of what ``node`` binds other than through a Name: a def or class, a parameter, an
+    import, an exception name."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [(node.name, node.lineno)]
+    if isinstance(node, ast.arg):
+        return [(node.arg, node.lineno)]
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [((a.asname or a.name).split(".")[0], node.lineno) for a in node.names]
+    if isinstance(node, ast.ExceptHandler) and node.name:
+        return [(node.name, node.lineno)]
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):  # bound before the
+        return [
+            (n.id, node.lineno)
+            for g in node.generators
+            for n in ast.walk(g.target)
+            if isinstance(n, ast.Name)
+        ]
+    return []
 
 
 def _blamed_functions(
@@ -781,7 +804,8 @@ def surgery_candidates(
 class SurgeryAgent(RepairAgent):
     """Restores removed code from the repository's own ingredients; validation as in RepairAgent."""
 
-    # 2: an augmented assignment counts as a read; literal initialisers of a missing name first
+    # 2: an augmented assignment counts as a read; literal initialisers of a missing name first; names
+    #    bound by nested defs, parameters, imports and comprehensions are not missing
     version = "2"
 
     def __init__(
