@@ -60,6 +60,8 @@ _WANTED = [
     re.compile(r"unexpected keyword argument '(\w+)'"),
 ]
 _WORD = re.compile(r"[A-Za-z_]\w+")
+_OBJECT_INIT = re.compile(r"object\.__init__\(\) takes exactly one argument")
+_TYPING_BASES = {"Protocol", "Generic", "ABC", "object", "NamedTuple", "TypedDict", "typing", "abc"}
 _LITERAL_INIT = re.compile(
     r"^\w+\s*(?::[^=]+)?=\s*(?:-?\d+|None|True|False|''|\"\"|\[\]|\{\}|\(\)|set\(\))\s*$"
 )
@@ -357,8 +359,13 @@ def wanted_names(failures: Iterable[str]) -> set[str]:
 
 
 def wanted_attributes(failures: Iterable[str]) -> set[str]:
-    """Attributes the failure messages say an object lacks: what a removed method or base would bring."""
-    return {m.group(1) for text in failures for m in _WANTED[0].finditer(text)}
+    """Attributes the failure messages say an object lacks: what a removed method or base would bring
+    (``object.__init__() takes exactly one argument``: a constructor that a removed base had)."""
+    texts = list(failures)
+    out = {m.group(1) for text in texts for m in _WANTED[0].finditer(text)}
+    if any(_OBJECT_INIT.search(text) for text in texts):
+        out.add("__init__")
+    return out
 
 
 def error_words(failures: Iterable[str]) -> set[str]:
@@ -718,7 +725,11 @@ def _base_options(
         if base in have or base in out or base.split(".")[-1] == cls.name or root not in scope:
             continue
         defines = pantry.defines.get(base.split(".")[-1].split("[")[0], set())
-        prior = 0.5 if base in local else 0.0
+        prior = 1.0 if base in above else 0.5 if base in local else 0.0  # a sibling class of the module first
+        if root in _TYPING_BASES:
+            prior -= 0.5  # a protocol or generic marker rarely changes what a test sees
+        if "__init__" in wanted and "__init__" in defines:
+            prior += 2.0  # ``object.__init__() takes exactly one argument``: a base's constructor is missing
         out[base] = prior + (3.5 if defines & wanted else 0.0)  # a base brings every missing name at once
     return list(out.items())
 
@@ -805,7 +816,8 @@ class SurgeryAgent(RepairAgent):
     """Restores removed code from the repository's own ingredients; validation as in RepairAgent."""
 
     # 2: an augmented assignment counts as a read; literal initialisers of a missing name first; names
-    #    bound by nested defs, parameters, imports and comprehensions are not missing
+    #    bound by nested defs, parameters, imports and comprehensions are not missing; a missing
+    #    constructor (`object.__init__() takes ...`) points at bases, sibling classes of the module first
     version = "2"
 
     def __init__(
