@@ -245,13 +245,18 @@ def _kind_job(job: tuple[dict[str, Any], str, int, int]) -> list[Candidate]:
 
 
 def generate_candidates(
-    env: RepoEnv, seed: int, variants: int = DEFAULT_VARIANTS, workers: int = 1
+    env: RepoEnv,
+    seed: int,
+    variants: int = DEFAULT_VARIANTS,
+    workers: int = 1,
+    kinds: list[str] | None = None,
 ) -> tuple[list[Candidate], int]:
     """Every distinct single-edit candidate, in a seeded order that interleaves the kinds; and #entities.
 
-    Kinds are independent (each has its own seeded modifier), so they are generated in parallel.
+    Kinds are independent (each has its own seeded modifier), so they are generated in parallel; ``kinds``
+    keeps only those modifiers (each kind's candidates are the same as in a build of every kind).
     """
-    kinds = sorted(iter_kinds())
+    kinds = check_kinds(kinds) if kinds else sorted(iter_kinds())
     n_entities = len(_entities_cached(env))
     jobs = [(asdict(env), kind, seed, variants) for kind in kinds]
     if workers > 1:
@@ -269,6 +274,18 @@ def generate_candidates(
         queues.append(queue)
     ordered = [q[i] for i in range(max((len(q) for q in queues), default=0)) for q in queues if i < len(q)]
     return ordered, n_entities
+
+
+def check_kinds(kinds: list[str]) -> list[str]:
+    """The given modifier names, sorted; a short name (``remove_assign``) stands for ``func_pm_remove_assign``."""
+    known = sorted(iter_kinds())
+    out = []
+    for kind in kinds:
+        full = kind if kind in known else f"func_pm_{kind}"
+        if full not in known:
+            raise ValueError(f"unknown modifier kind {kind!r}; known: {', '.join(known)}")
+        out.append(full)
+    return sorted(set(out))
 
 
 def invertible(cand: Candidate) -> bool:
@@ -587,6 +604,7 @@ def build_tasks(
     seed: int = 0,
     workers: int | None = None,
     variants: int = DEFAULT_VARIANTS,
+    kinds: list[str] | None = None,
 ) -> BuildReport:
     """Build validated tasks from ``source`` into ``out`` (JSONL); see the module docstring."""
     from hrm_spawn.envs.tasks import save_tasks
@@ -595,6 +613,8 @@ def build_tasks(
         raise ValueError(f"max_bugs must be >= 1, got {max_bugs}")
     if combined is not None and combined < 0:
         raise ValueError(f"combined must be >= 0, got {combined}")
+    if kinds:
+        kinds = check_kinds(kinds)  # a typo fails before the repository is prepared
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -611,7 +631,7 @@ def build_tasks(
         file=sys.stderr,
     )
     mark = time.perf_counter()
-    singles, report.entities = generate_candidates(env, seed, variants, workers)
+    singles, report.entities = generate_candidates(env, seed, variants, workers, kinds)
     report.generate_s = round(time.perf_counter() - mark, 2)
     report.candidates = dict(Counter(c.label for c in singles))
 
@@ -659,7 +679,8 @@ def iter_kinds() -> Iterator[str]:
 
 
 def cli_build(args: argparse.Namespace) -> int:
-    """``hrm-spawn tasks build --repo SOURCE --out FILE [--max-bugs N] [--combined N] [--seed S] [--workers W]``."""
+    """``hrm-spawn tasks build --repo SOURCE --out FILE [--max-bugs N] [--combined N] [--seed S] [--workers W]
+    [--kinds K ...]``."""
     try:
         report = build_tasks(
             args.repo,
@@ -668,6 +689,7 @@ def cli_build(args: argparse.Namespace) -> int:
             combined=args.combined,
             seed=args.seed,
             workers=args.workers,
+            kinds=getattr(args, "kinds", None),
         )
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"hrm-spawn tasks build: {exc}", file=sys.stderr)

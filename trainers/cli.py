@@ -115,6 +115,12 @@ def _add_tasks(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--workers", type=int, default=None, help="parallel validation processes (default: cores)"
     )
+    build.add_argument(
+        "--kinds",
+        nargs="+",
+        default=None,
+        help="only these modifier kinds (e.g. remove_assign class_rm_base)",
+    )
     build.set_defaults(func=_lazy("hrm_spawn.envs.build:cli_build"))
 
     split = tsub.add_parser(
@@ -370,6 +376,26 @@ def _add_images(sub: argparse._SubParsersAction) -> None:
     build.set_defaults(func=_lazy("hrm_spawn.envs.images:cli_images_build"))
 
 
+def _add_crossfit(sub: argparse._SubParsersAction) -> None:
+    cf = sub.add_parser(
+        "crossfit",
+        help="cross-fit K folds, pool the held-out reports, bootstrap intervals",
+        parents=[_COMMON],
+        **_examples(
+            "hrm-spawn crossfit trainers/act_q env.tasks=tinydb.jsonl env.store=outcomes.sqlite --out cf/",
+            "hrm-spawn crossfit runs/a/config.yaml act_q.iterations=60 --folds 3 --out cf3/",
+        ),
+    )
+    cf.add_argument("config", help="train config (preset or YAML path), e.g. a quickstart run's config.yaml")
+    cf.add_argument("overrides", nargs="*", help="config overrides key.sub=value, e.g. act_q.iterations=60")
+    cf.add_argument("--folds", type=int, default=5, help="K: policies trained, each task held out once")
+    cf.add_argument("--out", required=True, help="directory for report.*, crossfit.json and the fold runs")
+    cf.add_argument("--lam", type=float, default=None, help="λ of the report (default: the range's middle)")
+    cf.add_argument("--seed", type=int, default=None, help="split seed of the folds (default: the config's)")
+    cf.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    cf.set_defaults(func=_lazy("hrm_spawn.trainers.crossfit:cli_crossfit"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="hrm-spawn",
@@ -392,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_quickstart(sub)
+    _add_crossfit(sub)
     _add_images(sub)
     doctor = sub.add_parser(
         "doctor",

@@ -3,9 +3,12 @@
 1. tasks:    build (or reuse) the default tinydb task set at data_dir()/tasks/tinydb.jsonl (hrm_spawn.envs.build)
 2. collect:  run the agents in the local SWE-ReX runtime on every task, filling the outcome store
              (worker processes, progress; resumes: finished runs are skipped)
-3. train:    ACT Q-learning of hrm-tiny in replay mode on the train split
-4. evaluate: the checkpoint vs every baseline and the oracle on the held-out split, with a λ sweep
-5. report:   DIR/report.json, DIR/report.md, DIR/pareto.png; the table is printed
+3. train:    ACT Q-learning of hrm-tiny in replay mode; with ``eval.folds`` = K >= 2 (the default) one
+             policy per fold, each trained on the other folds (trainers/crossfit.py)
+4. evaluate: each policy vs every baseline and the oracle on its held-out fold, with a λ sweep; the K
+             reports pooled into one over every task, with bootstrap 95 % intervals and the HRM's paired
+             differences with each baseline (``eval.folds: 0``: one train/held-out split, as before)
+5. report:   DIR/report.json, DIR/report.md, DIR/pareto.png (+ DIR/crossfit.json); the table is printed
 
 Every stage reuses what an earlier run left (tasks file, store, a finished checkpoint), so a second
 run, or one after an interruption, only does what is missing.
@@ -46,6 +49,9 @@ class CollectConfig(StrictModel):
 class EvalConfig(StrictModel):
     lam: float | None = None  # default: the middle of the training λ range
     sweep: bool = True
+    # K >= 2: cross-fit (every task held out once, bootstrap intervals); 0: one split by heldout_fraction
+    folds: int = Field(3, ge=0)
+    resamples: int = Field(2000, ge=100)  # bootstrap resamples for the intervals
 
 
 class QuickstartConfig(StrictModel):
@@ -192,6 +198,18 @@ def build_configs(config: QuickstartConfig, tasks_path: Path, store: Path) -> tu
     return {**env, "mode": "cached"}, train_cfg
 
 
+def _crossfit(config: QuickstartConfig, train_cfg: Any, out: Path) -> dict[str, Any]:
+    from hrm_spawn.trainers.crossfit import crossfit
+
+    folds = config.eval.folds
+    _say(
+        f"train + evaluate: cross-fitting {folds} folds ({train_cfg.act_q.iterations} iterations each), "
+        "every task held out once"
+    )
+    run_dir = run_dir_for(train_cfg, out)  # the config and feature layout name the folds' runs
+    return crossfit(train_cfg, folds, run_dir, config.eval.lam, resamples=config.eval.resamples)
+
+
 def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
     from hrm_spawn.trainers.evaluate import evaluate
     from hrm_spawn.trainers.report import comparison_table, write_report
@@ -203,15 +221,32 @@ def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:
     collect_env, train_cfg = build_configs(config, tasks_path, store)
     run_collect(tasks_path, store, collect_env, config.collect)
     timer.done("collect")
-    ckpt = _train(train_cfg, out)
-    timer.done("train")
-    _say("evaluate: held-out tasks, every baseline, the oracle" + (", λ sweep" if config.eval.sweep else ""))
-    report = evaluate(ckpt, {}, "heldout", config.eval.lam, config.eval.sweep)
-    timer.done("evaluate")
+    if config.eval.folds == 1:
+        raise ValueError("eval.folds must be 0 (one held-out split) or >= 2 (cross-fitting)")
+    if config.eval.folds >= 2:
+        report = _crossfit(config, train_cfg, out)
+        timer.done("train+evaluate")
+    else:
+        ckpt = _train(train_cfg, out)
+        timer.done("train")
+        _say(
+            "evaluate: held-out tasks, every baseline, the oracle"
+            + (", λ sweep" if config.eval.sweep else "")
+        )
+        report = evaluate(ckpt, {}, "heldout", config.eval.lam, config.eval.sweep)
+        timer.done("evaluate")
     report["meta"]["quickstart_seconds"] = timer.total
     report["meta"]["quickstart_stage_seconds"] = dict(timer.seconds)
     paths = write_report(report, out)
-    print(comparison_table(report))
+    if "intervals" in report:
+        from hrm_spawn.trainers.crossfit import append_intervals, interval_table, summary_line
+
+        append_intervals(report, paths["md"])
+        print(comparison_table(report))
+        print(interval_table(report["intervals"]))
+        print(summary_line(report["intervals"]))
+    else:
+        print(comparison_table(report))
     for key, value in report["targets"].items():
         print(f"{key}: {value}")
     print(f"report: {paths['json']}\nmarkdown: {paths['md']}\nplot: {paths['png']}")

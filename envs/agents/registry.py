@@ -89,6 +89,16 @@ AGENT_SPECS: dict[str, AgentSpec] = {
         "every expression-level family, deeper localisation, pairs of edits: strong and expensive "
         "(statement reordering is left to swap)",
     ),
+    # Restores removed code (statements, methods, bases) from ingredients elsewhere in the repository: the
+    # only built-in agent for SWE-smith's removal kinds; slower per candidate (class edits import fresh).
+    "surgery": AgentSpec(
+        "surgery",
+        "hrm_spawn.envs.agents.surgery:SurgeryAgent",
+        {"max_functions": 4, "batch_size": 32, "depth": 2},
+        Budget(max_validations=120, max_sandbox_s=240.0),
+        "grafts statements, guards, loops, wrappers, methods and bases found elsewhere in the repository "
+        "into the blamed code (removed-code bugs): slow and expensive",
+    ),
 }
 
 

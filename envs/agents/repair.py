@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hrm_spawn.envs.agents.localize import Site, localize
 from hrm_spawn.envs.agents.mutate import FAMILIES, Candidate, mutate_sites
+from hrm_spawn.envs.failures import InfrastructureError, is_infrastructure_failure
 from hrm_spawn.envs.results import AgentResult, Budget, Cost, TestReport
 
 if TYPE_CHECKING:
@@ -42,8 +43,26 @@ def _nearby(f2p: list[str], p2p: list[str], cap: int = NEARBY_P2P) -> list[str]:
     return (near or p2p)[:cap]
 
 
+DEFAULT_VALIDATIONS = 100  # the count budget when a Budget gives none
+DEFAULT_SAFETY_S = 600.0  # the wall-clock safety limit when a Budget gives none
+# The safety limit is at least this many seconds per validation of the count budget: a loaded 2-core
+# machine took up to 7 s per candidate on tinydb tasks with 150 failing tests (1 s idle).
+SAFETY_S_PER_VALIDATION = 10.0
+
+
 class AgentTimeout(RuntimeError):
     """A sandbox command ran past its limit."""
+
+
+class SafetyLimitError(InfrastructureError):
+    """The run passed its wall-clock safety limit before its count budget was spent.
+
+    The agent stops on counts (validations), which do not depend on how busy the machine is; wall time
+    is only a safety net set well above what the counts need. Hitting it means the machine was too slow
+    for the budget, which says nothing about the agent: the run is not stored, and a resume retries it.
+    """
+
+    kind = "safety_limit"
 
 
 @dataclass
@@ -152,6 +171,7 @@ class RepairAgent:
         candidate_timeout_s: float = 20.0,
         test_timeout_s: float = 300.0,
         name: str = "repair",
+        safety_s_per_validation: float = SAFETY_S_PER_VALIDATION,
     ):
         unknown = set(families) - set(FAMILIES)
         if unknown or not families:
@@ -168,6 +188,7 @@ class RepairAgent:
             name,
         )
         self.test_timeout_s = test_timeout_s
+        self.safety_s_per_validation = safety_s_per_validation
 
     # -- the run ---------------------------------------------------------------------------------
     def run(
@@ -204,6 +225,8 @@ class RepairAgent:
             log.append(f"{result.status}: {result.reason[:200]}")
             result.patch = start_patch if applied else ""
             self._recover(session)
+            if is_infrastructure_failure(exc):
+                raise  # not the agent's outcome (failures.py): never stored
         result.trajectory = log
         return result
 
@@ -225,7 +248,11 @@ class RepairAgent:
     ):
         f2p, p2p = list(task.FAIL_TO_PASS), list(task.PASS_TO_PASS)
         rng = random.Random(seed)
-        deadline = time.perf_counter() + (budget.max_sandbox_s or float("inf"))
+        # Counts decide when to stop (reproducible on any machine); wall time is only a safety limit.
+        count = budget.max_validations or DEFAULT_VALIDATIONS
+        safety = max(budget.max_sandbox_s or DEFAULT_SAFETY_S, self.safety_s_per_validation * count)
+        budget = Budget(**{**budget.to_dict(), "max_validations": count, "max_sandbox_s": safety})
+        deadline = time.perf_counter() + budget.max_sandbox_s
         base = self._observe(session, f2p, p2p, deadline, visible_p2p=_nearby(f2p, p2p) if clean else None)
         best = _Best({}, base["f2p"], base["p2p"])
         report = TestReport(status=base["status"], duration_s=base["seconds"])
@@ -245,7 +272,7 @@ class RepairAgent:
             if not sites:
                 log.append("no repository line to blame")
                 break
-            cands = self._candidates(session, sites, best, rng)
+            cands = self._candidates(session, sites, best, rng, base)
             lines = list(dict.fromkeys(f"{c.file}:{c.line}" for c in cands))
             log.append(f"round {round_no + 1}: {len(cands)} candidates at " + ", ".join(lines[:5]))
             found, exhausted = self._validate(session, cands, best, f2p, p2p, budget, deadline, tried, log)
@@ -303,6 +330,10 @@ class RepairAgent:
         out = session.worker(job, timeout + 5)
         session.cost.test_runs += 1
         if out.get("timed_out"):
+            if timeout < self.test_timeout_s:  # cut short by the safety limit, not by its own timeout
+                raise SafetyLimitError(
+                    f"the visible test run passed the wall-clock safety limit ({timeout:.0f}s left)"
+                )
             raise AgentTimeout(f"the visible test run timed out after {timeout:.0f}s")
         status = out.get("status", {})
         ok = {t for t, s in status.items() if s in ("PASSED", "XFAIL")}
@@ -317,12 +348,18 @@ class RepairAgent:
         }
 
     def _candidates(
-        self, session: _Session, sites: list[Site], best: _Best, rng: random.Random
+        self,
+        session: _Session,
+        sites: list[Site],
+        best: _Best,
+        rng: random.Random,
+        observed: dict[str, Any] | None = None,
     ) -> list[Candidate]:
         """Edits at the ``max_lines`` most suspicious lines where this agent's families have an edit.
 
         Counting only lines with an edit matters: a constant-changing agent whose top lines hold no
         constant would otherwise try nothing at all while the faulty constant sits a few lines lower.
+        ``observed`` is the visible run the sites came from (failure texts, coverage), for subclasses.
         """
         score = {(s.file, s.line): s.score for s in sites}
         cands = mutate_sites(session.read, [(s.file, s.line) for s in sites], self.families, self.max_lines)
@@ -354,7 +391,10 @@ class RepairAgent:
         tried: set[tuple[str, str]],
         log: list[str],
     ) -> tuple[bool, str]:
-        """Validate in batches; update ``best``. Returns (improved, why the budget stopped us or '')."""
+        """Validate in batches; update ``best``. Returns (improved, why the count budget stopped us or '').
+
+        Raises SafetyLimitError when the wall-clock safety limit passes first.
+        """
         todo = [c for c in cands if (c.file, c.text) not in tried]
         found = False
         while todo:
@@ -362,8 +402,10 @@ class RepairAgent:
                 (budget.max_validations - session.cost.validations) if budget.max_validations else len(todo)
             )
             left_s = deadline - time.perf_counter()
-            if left_val <= 0 or left_s <= 0:
+            if left_val <= 0:
                 return found, f"budget spent with {len(todo)} candidates left"
+            if left_s <= 0:
+                raise SafetyLimitError(self._safety_reason(session, budget))
             batch, todo = todo[: min(self.batch_size, left_val)], todo[min(self.batch_size, left_val) :]
             job = {
                 "mode": "validate",
@@ -400,5 +442,13 @@ class RepairAgent:
             if best.f2p_passed == len(f2p) and best.p2p_passed >= len(p2p):
                 return True, ""
             if out.get("stopped") == "deadline":
-                return found, "sandbox-seconds budget spent"
+                raise SafetyLimitError(self._safety_reason(session, budget))
         return found, ""
+
+    @staticmethod
+    def _safety_reason(session: _Session, budget: Budget) -> str:
+        return (
+            f"wall-clock safety limit of {budget.max_sandbox_s:.0f}s passed after "
+            f"{session.cost.validations}/{budget.max_validations} validations: the machine was too slow "
+            "for this budget (not an outcome; raise max_sandbox_s or lower max_validations)"
+        )

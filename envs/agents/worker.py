@@ -60,6 +60,38 @@ PYTEST_ARGS += [
     for arg in ("-p", f"no:{name}")
 ]
 READ_CHUNK = 1 << 16
+_INI_FILES = (
+    ("pytest.ini", ""),
+    (".pytest.ini", ""),
+    ("pyproject.toml", "[tool.pytest.ini_options]"),
+    ("tox.ini", "[pytest]"),
+    ("setup.cfg", "[tool:pytest]"),
+)
+
+
+def _has_own_config(root: str) -> bool:
+    """Whether the repository configures pytest itself (else pytest would climb to a parent's config)."""
+    for name, section in _INI_FILES:
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            if not section:
+                return True
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                if section in fh.read():
+                    return True
+    return False
+
+
+def pin_rootdir(root: str) -> None:
+    """Test ids relative to the repository, whatever folder it sits in: without its own pytest config,
+    pytest takes the nearest parent's (a checkout inside another project gets that project's rootdir,
+    its ids and its options), so the repository is named as rootdir with an empty config."""
+    PYTEST_ARGS.extend([f"--rootdir={root}"])
+    if not _has_own_config(root):
+        ini = os.path.join(tempfile.mkdtemp(prefix="hrm-spawn-ini-"), "pytest.ini")
+        with open(ini, "w", encoding="utf-8") as fh:
+            fh.write("[pytest]\n")
+        PYTEST_ARGS.extend(["-c", ini])
 
 
 def _is_test_file(path: str) -> bool:
@@ -970,6 +1002,7 @@ def main(argv: list[str]) -> int:
     sys.pycache_prefix = tempfile.mkdtemp(prefix="hrm-spawn-pyc-")  # never read a stale __pycache__
     for entry in reversed(job.get("pythonpath", ["."])):
         sys.path.insert(0, os.path.join(root, entry))
+    pin_rootdir(root)
     import pytest  # warm: every child inherits it
 
     with contextlib.suppress(Exception):  # and pytest's own plugins, which each session would import

@@ -249,3 +249,14 @@ def test_build_tinydb_from_pypi(hrm_home: Path) -> None:
     probe = subprocess.run([repo.python, "-c", "import tinydb"], capture_output=True, cwd="/")
     assert probe.returncode != 0
     assert all(t.entity.startswith("tinydb/") for t in tasks)
+
+
+def test_kinds_filter_takes_short_and_full_modifier_names():
+    from hrm_spawn.envs.build import check_kinds
+
+    assert check_kinds(["remove_assign", "func_pm_class_rm_base", "remove_assign"]) == [
+        "func_pm_class_rm_base",
+        "func_pm_remove_assign",
+    ]
+    with pytest.raises(ValueError, match="unknown modifier kind 'remove_everything'.*known: func_pm_"):
+        check_kinds(["remove_everything"])

@@ -50,3 +50,37 @@ def test_run_dir_follows_the_config_and_the_feature_layout(tmp_path: Path, monke
     assert run_dir_for(train_cfg.model_copy(update={"seed": 1}), tmp_path) != first
     monkeypatch.setattr("hrm_spawn.envs.features.layout", lambda: "an older layout")
     assert run_dir_for(train_cfg, tmp_path) != first
+
+
+def test_quickstart_cross_fits_and_prints_intervals(replay_data, tmp_path, monkeypatch, capsys) -> None:
+    """The quickstart's train+evaluate stage on a hand-filled store: K policies, one pooled report over
+    every task, intervals and the verdict line (building tasks and collecting are not what is tested)."""
+    from fixtures.tiny_policy import TINY_POLICY
+
+    from hrm_spawn.trainers import quickstart
+
+    monkeypatch.setattr(quickstart, "ensure_tasks", lambda cfg, workers: replay_data.tasks_path)
+    monkeypatch.setattr(quickstart, "run_collect", lambda *args: None)
+    env = {k: v for k, v in replay_data.env().items() if k not in ("tasks", "store", "mode")}
+    config = QuickstartConfig.model_validate(
+        {
+            "store": str(replay_data.store_path),
+            "train": {
+                "env": env,
+                "policy": TINY_POLICY,
+                "act_q": {"iterations": 3, "num_envs": 8, "updates": 1, "batch_episodes": 8},
+            },
+            "eval": {"folds": 2, "resamples": 100},
+        }
+    )
+    report = quickstart.run_quickstart(config, tmp_path / "qs")
+    assert report["meta"]["num_tasks"] == replay_data.num_tasks and report["meta"]["pooled_from"] == 2
+    out = capsys.readouterr().out
+    assert "Cross-fitted over 16 tasks" in out and "hrm − policy" in out
+    assert "Bootstrap intervals" in (tmp_path / "qs" / "report.md").read_text()
+    assert list((tmp_path / "qs").glob("run-*/crossfit.json"))
+
+
+def test_negative_folds_are_refused() -> None:
+    with pytest.raises(ValueError, match="folds"):
+        QuickstartConfig.model_validate({"eval": {"folds": -1}})

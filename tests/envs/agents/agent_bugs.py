@@ -41,6 +41,21 @@ BUGS: dict[str, tuple[list[str], list[tuple[str, str, str]]]] = {
         ["func_pm_remove_cond"],
         [("calc/compare.py", "    if value < low:\n        return low\n", "")],
     ),
+    # removed code with an ingredient elsewhere in the repository (the surgery agent's kinds)
+    "removed_assign": (
+        ["func_pm_remove_assign"],
+        [
+            (
+                "calc/arithmetic.py",
+                "    result = 1\n    for _ in range(exponent):",
+                "    for _ in range(exponent):",
+            )
+        ],
+    ),
+    "removed_base": (
+        ["func_pm_class_rm_base"],
+        [("calc/shapes.py", "class Circle(Shape):", "class Circle:")],
+    ),
     "hang": (
         ["func_pm_op_change"],
         [("calc/arithmetic.py", "        result *= i\n", "        result /= i\n")],

@@ -152,3 +152,19 @@ def test_run_mode_reports_tracebacks_and_coverage(buggy_repo):
     assert "assert" in out["failures"][task.FAIL_TO_PASS[0]]
     covered = out["coverage"][task.FAIL_TO_PASS[0]]
     assert 7 in covered[BUGGY] and not any("test" in f for f in covered)
+
+
+def test_ids_are_the_repositorys_inside_another_projects_tree(tmp_path: Path):
+    """A checkout under a folder whose pyproject.toml configures pytest (a data dir inside a project):
+    the ids must still be the repository's own, or no candidate's tests would ever be found."""
+    outer = tmp_path / "project"
+    repo = outer / "data" / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (outer / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--strict-markers -x"\n')
+    (repo / "tests" / "test_a.py").write_text(
+        "def test_x():\n    assert True\n\ndef test_y():\n    assert False\n"
+    )
+    ids = ["tests/test_a.py::test_x", "tests/test_a.py::test_y"]
+    out = run_worker(repo, {"mode": "run", "f2p": ids, "p2p": [], "coverage": False})
+    assert out["status"] == {"tests/test_a.py::test_x": "PASSED", "tests/test_a.py::test_y": "FAILED"}
+    assert worker._has_own_config(str(outer)) and not worker._has_own_config(str(repo))
