@@ -1,7 +1,9 @@
 """Replay from the outcome store: per-task outcome tables, ``load_replay`` and a batched numpy env.
 
 ``TaskTable`` is one task's outcomes, keyed by (agent index, seed, start-patch sha), reduced to what an
-episode needs (``episode.JobOutcome``: candidate sha, visible pass-rate, cost in units, hidden score).
+episode needs (``episode.JobOutcome``: candidate sha, visible pass-rate, cost, hidden score). Costs are in
+the store's unit (``OutcomeStore.cost_unit``): test runs for outcomes collected here, USD or tokens for
+tables imported from other harnesses; the table and the ``Replay`` carry it, so reports can name it.
 SpawnEnv's replay mode, the oracle and ``BatchedReplayEnv`` all read it, so they share one set of numbers.
 
 ``load_replay(env_config)`` gives the tasks, their tables and the episode rules of a config without
@@ -24,7 +26,7 @@ import numpy as np
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
 from hrm_spawn.envs.episode import EpisodeRules, JobOutcome
-from hrm_spawn.envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
+from hrm_spawn.envs.store import CLEAN, DEFAULT_COST_UNIT, Outcome, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.env_config import EnvConfig
@@ -34,18 +36,29 @@ if TYPE_CHECKING:
 ReplaySpec = EpisodeRules  # the rules a replay follows, derived from the env config (its older name)
 
 
+# An outcome store's cost unit (``OutcomeStore.cost_unit``) as reports and plots name it.
+COST_UNIT_LABELS = {"test_runs": "test runs", "usd": "USD", "tokens": "tokens"}
+
+
+def cost_unit_label(unit: str) -> str:
+    """``usd`` -> ``USD``: the unit as a report says it (a unit this project does not know, as it is)."""
+    return COST_UNIT_LABELS.get(unit, unit)
+
+
 def cost_unit_s(task: TaskInstance) -> float:
-    """Seconds per cost unit: one full test run of the task (1 s when the task does not say)."""
+    """Seconds per test-run cost unit: one full test run of the task (1 s when the task does not say)."""
     return float(task.test_run_s) if task.test_run_s else 1.0
 
 
-def job_outcome(outcome: Outcome, unit_s: float) -> JobOutcome:
+def job_outcome(outcome: Outcome, unit_s: float, cost_unit: str = DEFAULT_COST_UNIT) -> JobOutcome:
+    """One stored run as an episode sees it; its cost in the store's unit (``cost_unit``: test runs of
+    ``unit_s`` seconds, USD or tokens), so an imported run's dollars are what λ weighs."""
     result, evaluation = outcome.result, outcome.evaluation
     return JobOutcome(
         sha=patch_sha(result.patch) if result.patch else None,
         patch=result.patch,
         visible=float(result.visible_pass_rate),
-        cost=float(result.cost.sandbox_s) / unit_s,
+        cost=float(result.cost.in_unit(cost_unit, unit_s)),
         pass_rate=float(evaluation.pass_rate),
         resolved=bool(evaluation.resolved),
         status=result.status,
@@ -55,8 +68,9 @@ def job_outcome(outcome: Outcome, unit_s: float) -> JobOutcome:
 @dataclass
 class TaskTable:
     instance_id: str
-    unit_s: float
+    unit_s: float  # seconds of one full test run (the test_runs unit)
     outcomes: dict[tuple[int, int, str], JobOutcome] = field(default_factory=dict)  # (agent, seed, start sha)
+    cost_unit: str = DEFAULT_COST_UNIT  # what the outcomes' costs count (the store's unit)
 
     def candidates(self) -> list[str]:
         """Distinct candidate shas, in a fixed order."""
@@ -65,12 +79,24 @@ class TaskTable:
 
 def build_task_table(task: TaskInstance, store: OutcomeStore, slots: Sequence[AgentSlot]) -> TaskTable:
     index = {(s.name, s.version): k for k, s in enumerate(slots)}
-    table = TaskTable(task.instance_id, cost_unit_s(task))
+    table = TaskTable(task.instance_id, cost_unit_s(task), cost_unit=store.cost_unit)
     for key, outcome in store.iter_task(task.instance_id):
         k = index.get((key.agent, key.agent_version))
         if k is not None:
-            table.outcomes[(k, key.seed, key.start_patch_sha)] = job_outcome(outcome, table.unit_s)
+            table.outcomes[(k, key.seed, key.start_patch_sha)] = job_outcome(
+                outcome, table.unit_s, table.cost_unit
+            )
     return table
+
+
+def tables_cost_unit(tables: Sequence[TaskTable]) -> str:
+    """The one cost unit of a replay's tables (they come from one store; mixed units are refused)."""
+    units = sorted({t.cost_unit for t in tables})
+    if len(units) > 1:
+        raise ValueError(
+            f"replay: the outcome tables count cost in different units {units}; λ would weigh them alike"
+        )
+    return units[0] if units else DEFAULT_COST_UNIT
 
 
 def check_tables(tables: Sequence[TaskTable], store: OutcomeStore, slots: Sequence[AgentSlot]) -> None:
@@ -97,6 +123,11 @@ class Replay:
     @property
     def spec(self) -> EpisodeRules:
         return self.rules
+
+    @property
+    def cost_unit(self) -> str:
+        """What costs (and so ``max_cost`` and λ) count: ``test_runs``, ``usd`` or ``tokens``."""
+        return tables_cost_unit(self.tables)
 
 
 def load_replay(

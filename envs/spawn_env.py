@@ -5,8 +5,10 @@ global features) are envs/episode.py's; this module adds where outcomes come fro
 alone (``replay``), the store with a sandbox run on a miss (``cached``), or always a sandbox run
 (``live``). In replay mode (``mask_missing``) any job whose outcome is not in the store is masked too.
 
-Cost unit: sandbox seconds of the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when
-the task does not say). ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
+Cost unit: the outcome store's (``OutcomeStore.cost_unit``): for runs collected here, sandbox seconds of
+the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when the task does not say); for a
+table imported from another harness, its USD or tokens. ``max_cost`` and λ are in that unit
+(``env.cost_unit``). ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
 failure, with ``info["truncated_reason"]``.
 
 Built from an ``EnvConfig``, a dict or YAML path of one, or flat keyword arguments (what
@@ -195,6 +197,11 @@ class SpawnEnv(gym.Env):
     def tables(self) -> list[TaskTable]:
         return [self.task_table(t.instance_id) for t in self.tasks]
 
+    @property
+    def cost_unit(self) -> str:
+        """What this env's costs, ``max_cost`` and λ count: its store's unit (``test_runs``, ``usd``, ``tokens``)."""
+        return self.store.cost_unit
+
     def replay(self) -> Replay:
         """This env's tasks, their outcome tables from its store, and its rules (for batched replay,
         the baselines and the oracle); in cached/live mode, what the store holds so far."""
@@ -364,7 +371,7 @@ class SpawnEnv(gym.Env):
         else:
             outcome = run_job(self._sandbox_get(), task, slot, seed, patch)
             self.store.put(key, outcome)
-        return job_outcome(outcome, self.unit_s)
+        return job_outcome(outcome, self.unit_s, self.cost_unit)
 
     def _sandbox_get(self):
         if self._sandbox is None:  # one per process, made on first need (replay never gets here)

@@ -38,7 +38,7 @@ from hrm_spawn.envs.config import ConfigError, build_config
 from hrm_spawn.envs.env_config import EnvConfig
 from hrm_spawn.envs.episode import EpisodeRules
 from hrm_spawn.envs.registry import SPAWN_ENV_ID
-from hrm_spawn.envs.replay import BatchedReplayEnv, Replay, load_replay
+from hrm_spawn.envs.replay import BatchedReplayEnv, Replay, cost_unit_label, load_replay, tables_cost_unit
 from hrm_spawn.trainers.baselines import (
     RandomActor,
     SequenceActor,
@@ -74,6 +74,11 @@ class ReplaySet:
     spec: EpisodeRules
     observation_space: Any = None  # the env's, which sizes a PPO policy
     oracle: list[list[int]] | None = None  # cached oracle action sequences
+
+    @property
+    def cost_unit(self) -> str:
+        """What the tables' costs count (their store's unit): ``test_runs``, ``usd`` or ``tokens``."""
+        return tables_cost_unit(self.tables)
 
     def run(
         self,
@@ -310,10 +315,17 @@ def evaluate(
         "mode": mode,
         "agents": test.spec.agents,
         "train_lambda_range": [lam_range.low, lam_range.high],
-        "cost_unit": "one full test run of the task",
+        **cost_meta(test.cost_unit, test.spec.max_cost),
         "eval_seconds": round(time.perf_counter() - start, 3),
     }
     return build_report(policies, lam, meta, sweep_points)
+
+
+def cost_meta(unit: str, max_cost: float) -> dict[str, Any]:
+    """What a report's costs count: the store's unit, its label, and the episode's cost limit in it
+    (λ is per unit: a score is pass_rate - λ · cost)."""
+    label = cost_unit_label(unit)
+    return {"cost_unit": unit, "cost_unit_label": label, "max_cost": max_cost, "lambda_unit": f"per {label}"}
 
 
 def sweep_records(

@@ -1,0 +1,52 @@
+"""Replaying a table imported from another harness: costs in its store's unit (USD here), never free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fixtures.imported_table import RAW_AGENT, import_fixture_table
+
+from hrm_spawn.envs.env_config import load_env_config
+from hrm_spawn.envs.replay import BatchedReplayEnv, load_replay
+from hrm_spawn.envs.spawn_env import SpawnEnv
+
+
+@pytest.fixture
+def imported(tmp_path):
+    return import_fixture_table(tmp_path)
+
+
+def test_replay_costs_are_the_tables_dollars(imported) -> None:
+    replay = load_replay(load_env_config(imported.env()))
+    assert replay.cost_unit == "usd"
+    rows = imported.rows()
+    seen = 0
+    for task, table in zip(replay.tasks, replay.tables, strict=True):
+        assert table.cost_unit == "usd"
+        for (k, _seed, _start), job in table.outcomes.items():
+            raw = RAW_AGENT[replay.rules.agents[k]]
+            assert job.cost == pytest.approx(rows[(task.instance_id, raw)]["cost_usd"]) and job.cost > 0
+            seen += 1
+    assert seen == 18
+
+
+def test_spawn_env_and_batched_env_charge_the_same_dollars(imported) -> None:
+    config = load_env_config(imported.env())
+    env = SpawnEnv(config)
+    assert env.cost_unit == "usd"
+    bat = BatchedReplayEnv.from_replay(env.replay(), num_envs=1, seed=0, with_tokens=False)
+    rows = imported.rows()
+    for index, task in enumerate(env.tasks):
+        env.reset(options={"task_index": index, "lam": 0.1})
+        bat.reset_envs(np.arange(1), np.asarray([index]), np.asarray([0.1]))
+        spent = 0.0
+        for k, agent in enumerate(env.agent_names):  # spawn_all
+            _, reward, *_ = env.step(env.layout.spawn(k))
+            _, breward, *_, final = bat.step(np.asarray([env.layout.spawn(k)]))
+            usd = rows[(task.instance_id, RAW_AGENT[agent])]["cost_usd"]
+            spent += usd
+            assert reward == pytest.approx(-0.1 * usd) == breward[0]
+        _, _, terminated, _, info = env.step(0)
+        _, _, _, _, final = bat.step(np.asarray([0]))
+        assert terminated and spent > 0 and info["cost"] == pytest.approx(spent)
+        assert final["cost"][0] == pytest.approx(spent)
