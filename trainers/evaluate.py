@@ -38,7 +38,15 @@ from hrm_spawn.envs.config import ConfigError, build_config
 from hrm_spawn.envs.env_config import EnvConfig
 from hrm_spawn.envs.episode import EpisodeRules
 from hrm_spawn.envs.registry import SPAWN_ENV_ID
-from hrm_spawn.envs.replay import BatchedReplayEnv, Replay, cost_unit_label, load_replay, tables_cost_unit
+from hrm_spawn.envs.replay import (
+    OBSERVE,
+    BatchedReplayEnv,
+    Replay,
+    cost_unit_label,
+    load_replay,
+    tables_cost_unit,
+    tables_observe,
+)
 from hrm_spawn.trainers.baselines import (
     RandomActor,
     SequenceActor,
@@ -79,6 +87,11 @@ class ReplaySet:
     def cost_unit(self) -> str:
         """What the tables' costs count (their store's unit): ``test_runs``, ``usd`` or ``tokens``."""
         return tables_cost_unit(self.tables)
+
+    @property
+    def observe(self) -> str:
+        """What the policy sees of a run in these tables: ``agent``, ``none`` or ``verifier``."""
+        return tables_observe(self.tables)
 
     def run(
         self,
@@ -316,6 +329,8 @@ def evaluate(
         "agents": test.spec.agents,
         "train_lambda_range": [lam_range.low, lam_range.high],
         **cost_meta(test.cost_unit, test.spec.max_cost),
+        "observe": test.observe,
+        "observe_means": OBSERVE[test.observe],
         "eval_seconds": round(time.perf_counter() - start, 3),
     }
     return build_report(policies, lam, meta, sweep_points)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_spawn.envs.replay import cost_unit_label
+from hrm_spawn.envs.replay import OBSERVE, cost_unit_label
 from hrm_spawn.trainers.hull import hull_area, upper_hull  # noqa: F401  (upper_hull: re-exported)
 
 REPORT_VERSION = 1
@@ -220,6 +220,13 @@ def _cost_sentence(report: dict[str, Any]) -> str:
     return f"score = pass_rate − λ · mean_cost; cost in {label}, λ per {cost_label(report)}{limit_text}."
 
 
+def _observe_sentence(report: dict[str, Any]) -> str:
+    """What the policies saw of each run (the env's ``observe`` switch; ``agent`` unless the report says)."""
+    meta = report.get("meta", {})
+    observe = meta.get("observe", "agent")
+    return f"Observed after each run (env.observe = {observe}): {meta.get('observe_means') or OBSERVE.get(observe, '?')}."
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -258,6 +265,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"λ = {report['lambda']} per {cost_label(report)}.",
         "",
         _cost_sentence(report),
+        "",
+        _observe_sentence(report),
         "",
         comparison_table(report),
     ]

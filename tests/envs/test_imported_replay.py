@@ -50,3 +50,39 @@ def test_spawn_env_and_batched_env_charge_the_same_dollars(imported) -> None:
         _, _, _, _, final = bat.step(np.asarray([0]))
         assert terminated and spent > 0 and info["cost"] == pytest.approx(spent)
         assert final["cost"][0] == pytest.approx(spent)
+
+
+def _spawn_all(env: SpawnEnv, index: int) -> dict:
+    env.reset(options={"task_index": index, "lam": 0.0})
+    for k in range(env.K):
+        env.step(env.layout.spawn(k))
+    return env.step(0)[4]
+
+
+def test_observe_none_sees_nothing_and_submits_the_first_run(imported) -> None:
+    env = SpawnEnv(load_env_config(imported.env(observe="none")))
+    assert all(job.visible == 0.0 for table in env.tables() for job in table.outcomes.values())
+    assert env.replay().observe == "none"
+    sympy = next(i for i, t in enumerate(env.tasks) if t.instance_id == "sympy__sympy-20590")
+    info = _spawn_all(env, sympy)  # only strong resolves it, but nothing tells its run from cheap's
+    assert info["best_visible"] == 0.0 and not info["resolved"]
+
+
+def test_observe_verifier_sees_the_resolved_flag(imported) -> None:
+    env = SpawnEnv(load_env_config(imported.env(observe="verifier")))
+    for table in env.tables():
+        for job in table.outcomes.values():
+            assert job.visible == float(job.resolved)
+    sympy = next(i for i, t in enumerate(env.tasks) if t.instance_id == "sympy__sympy-20590")
+    info = _spawn_all(env, sympy)
+    assert info["best_visible"] == 1.0 and info["resolved"]
+    obs, _ = env.reset(options={"task_index": sympy, "lam": 0.0})
+    obs, *_ = env.step(env.layout.spawn(2))  # strong: the verifier's verdict is in the features
+    assert obs["features"][4] == 1.0  # GLOBAL_FEATURES "best_visible"
+
+
+def test_observe_is_checked(imported) -> None:
+    from hrm_spawn.envs.config import ConfigError
+
+    with pytest.raises(ConfigError, match="observe"):
+        load_env_config(imported.env(observe="oracle"))

@@ -52,8 +52,28 @@ def test_eval_report_is_in_usd(imported, tmp_path) -> None:
     paths = write_report(report, tmp_path / "eval")
     md = paths["md"].read_text()
     assert "mean_cost (USD)" in md and "cost in USD, λ per USD; an episode stops at max_cost = 5" in md
-    assert "λ = 0.2 per USD" in md and "test run" not in md
+    assert "λ = 0.2 per USD" in md and "test runs" not in md
     assert json.loads(paths["json"].read_text())["meta"]["cost_unit"] == "usd"
     figure = pareto_figure(report)
     assert figure.axes[0].get_xlabel() == "mean cost per task (USD)"
     assert "points at λ = 0.2 per USD" in figure.axes[0].get_title()
+
+
+def test_the_report_states_what_the_policy_observed(imported, tmp_path) -> None:
+    ckpt = _checkpoint(imported, tmp_path / "run", observe="none")
+    reports = {
+        observe: evaluate(ckpt, [f"observe={observe}"], split="all", lam=0.0, sweep=False)
+        for observe in ("none", "verifier")
+    }
+    for observe, report in reports.items():
+        assert report["meta"]["observe"] == observe
+        md = write_report(report, tmp_path / observe)["md"].read_text()
+        assert f"Observed after each run (env.observe = {observe}): " in md
+    blind, verified = (reports[o]["policies"] for o in ("none", "verifier"))
+    # Without a signal spawn_all submits its first run (cheap's); with the verifier, any resolving run.
+    assert blind["spawn_all"]["resolve_rate"] == blind["single:cheap"]["resolve_rate"]
+    assert verified["spawn_all"]["resolve_rate"] == verified["oracle"]["resolve_rate"] > 0
+    assert verified["spawn_all"]["resolve_rate"] > blind["spawn_all"]["resolve_rate"]
+    # The verifier's stop rule: best_cascade at λ = 0 resolves what the oracle resolves, at no more cost
+    assert verified["best_cascade"]["resolve_rate"] == verified["oracle"]["resolve_rate"]
+    assert verified["best_cascade"]["mean_cost"] <= verified["spawn_all"]["mean_cost"]
