@@ -48,6 +48,8 @@ from hrm_spawn.envs.replay import (
     tables_observe,
 )
 from hrm_spawn.trainers.baselines import (
+    CASCADE_MAX_AGENTS,
+    CASCADE_MAX_LEN,
     RandomActor,
     SequenceActor,
     cascade_candidates,
@@ -70,7 +72,6 @@ from hrm_spawn.trainers.rollout import (
 )
 
 RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
-CASCADE_MAX_LEN = 3
 
 
 @dataclass
@@ -202,9 +203,9 @@ def load_actor(
 class CascadeTable:
     """Every candidate cascade's mean pass-rate and cost on a replay set (λ-free; scores follow)."""
 
-    def __init__(self, rs: ReplaySet, max_len: int = CASCADE_MAX_LEN):
-        k = len(rs.spec.agents)
-        self.seqs = cascade_candidates(k, min(max_len, rs.spec.max_steps))
+    def __init__(self, rs: ReplaySet, max_len: int = CASCADE_MAX_LEN, max_agents: int = CASCADE_MAX_AGENTS):
+        k, steps = len(rs.spec.agents), rs.spec.max_steps
+        self.seqs = cascade_candidates(k, min(max_len, steps), min(max_agents, steps))
         n_tasks = len(rs.tasks)
         rows = np.tile(np.arange(n_tasks), len(self.seqs))
         per_row = [s for s in self.seqs for _ in range(n_tasks)]
