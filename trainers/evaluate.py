@@ -37,6 +37,7 @@ from hrm_spawn.envs import episode as E
 from hrm_spawn.envs.config import ConfigError, build_config
 from hrm_spawn.envs.env_config import EnvConfig
 from hrm_spawn.envs.episode import EpisodeRules
+from hrm_spawn.envs.progress import progress
 from hrm_spawn.envs.registry import SPAWN_ENV_ID
 from hrm_spawn.envs.replay import (
     OBSERVE,
@@ -286,14 +287,18 @@ def evaluate(
     sweep: bool,
     mode: str = "replay",
     device: str = "cpu",
+    show_progress: bool = True,
 ) -> dict[str, Any]:
-    """The report (dict) for a checkpoint; see trainers/report.py for the schema."""
+    """The report (dict) for a checkpoint; see trainers/report.py for the schema. ``show_progress``: the
+    live run's and the λ sweep's progress on stderr."""
     config = with_env_overrides(load_train_config(ckpt), env_overrides)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     dev = torch.device(device)
     if mode != "replay":
-        _run_live(ckpt, config, split, mode, dev)  # the store gets the outcomes the policy asks for
+        _run_live(
+            ckpt, config, split, mode, dev, show_progress
+        )  # the store gets the outcomes the policy asks for
     train, test = env_replay_sets(config, split)
     make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev, config)
     lam_range = config.lam
@@ -316,6 +321,7 @@ def evaluate(
             cascades,
             sweep_lambdas(lam_range.low, lam_range.high),
             config.seed,
+            show_progress,
         )
     meta = {
         "checkpoint": str(ckpt),
@@ -351,33 +357,56 @@ def sweep_records(
     cascades: CascadeTable,
     lams: list[float],
     seed: int = 0,
+    show: bool = False,
 ) -> dict[str, list[dict[str, float]]]:
-    """The λ-sweep points of the report: ``hrm(λ)``'s records and every baseline's, summarised per λ."""
+    """The λ-sweep points of the report: ``hrm(λ)``'s records and every baseline's, summarised per λ
+    (``show``: one progress step per λ on stderr)."""
     points: dict[str, list[dict[str, float]]] = {}
-    for lam in lams:
-        recs = {"hrm": hrm(lam), **baseline_records(train, test, lam, cascades, seed)}
-        for name, rs in recs.items():
-            m = summarize(rs, lam)
-            points.setdefault(name, []).append(
-                {
-                    "lam": lam,
-                    "pass_rate": m["pass_rate"],
-                    "mean_cost": m["mean_cost"],
-                    "resolve_rate": m["resolve_rate"],
-                    "score": m["score"],
-                }
-            )
+    with progress("eval (λ sweep)", len(lams), enabled=show, unit="λ") as bar:
+        for lam in lams:
+            _sweep_point(points, hrm(lam), baseline_records(train, test, lam, cascades, seed), lam)
+            bar.update(1)
     return points
 
 
-def _run_live(ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device) -> None:
-    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store."""
+def _sweep_point(
+    points: dict[str, list[dict[str, float]]],
+    hrm: list[EpisodeRecord],
+    baselines: dict[str, list[EpisodeRecord]],
+    lam: float,
+) -> None:
+    """Every policy's summary at ``lam``, appended to its sweep points."""
+    for name, rs in {"hrm": hrm, **baselines}.items():
+        m = summarize(rs, lam)
+        points.setdefault(name, []).append(
+            {
+                "lam": lam,
+                "pass_rate": m["pass_rate"],
+                "mean_cost": m["mean_cost"],
+                "resolve_rate": m["resolve_rate"],
+                "score": m["score"],
+            }
+        )
+
+
+def _run_live(
+    ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device, show: bool = True
+) -> None:
+    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store; a
+    progress display (a bar on a terminal, plain lines elsewhere) counts the tasks, as agents run."""
     env = make_env(config, split=split, mode=mode)
     make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device, config)
     lam = (config.lam.low + config.lam.high) / 2
-    for task in env.unwrapped.tasks:
-        run_gym_episodes([env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}])
-    env.close()
+    tasks = env.unwrapped.tasks
+    try:
+        with progress(f"eval ({mode})", len(tasks), enabled=show, unit="tasks") as bar:
+            for task in tasks:
+                episode = run_gym_episodes(
+                    [env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}]
+                )[0]
+                bar.update(1, resolved=int(episode.resolved), cost=episode.total_cost)
+    finally:
+        env.close()
 
 
 def cli_eval(args: argparse.Namespace) -> int:
