@@ -97,18 +97,18 @@ def train_config(out: Path) -> dict:
             "H_cycles": 1,
             "L_cycles": 1,
         },
-        "act_q": {
-            "iterations": 120,
-            "num_envs": 32,
+        "act_q": {  # a couple of CPU minutes per fold on 2 shared cores: a small run, not a converged one
+            "iterations": 40,
+            "num_envs": 16,
             "updates": 2,
-            "batch_episodes": 64,
+            "batch_episodes": 32,
             "lr": 0.003,
             "epsilon_start": 0.5,
             "epsilon_end": 0.05,
-            "epsilon_decay_iterations": 80,
+            "epsilon_decay_iterations": 30,
             "target_update_every": 10,
         },
-        "checkpoint_every": 60,
+        "checkpoint_every": 40,
     }
 
 
