@@ -42,10 +42,17 @@ class EnvConfig(StrictModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     store: str | None = None  # default: <data dir>/stores/outcomes.sqlite
     mode: Literal["live", "cached", "replay"] = "cached"
-    lam: float | tuple[float, float] = 0.01  # fixed, or [lo, hi] sampled uniformly per episode
+    # Per cost unit (the store's): fixed, or [lo, hi] sampled uniformly per episode.
+    lam: float | tuple[float, float] = 0.01
     max_steps: int = Field(8, ge=1)
-    max_cost: float = Field(50.0, gt=0)  # cost units (full test runs)
+    # In the store's cost unit (OutcomeStore.cost_unit): full test runs for runs collected here, USD or
+    # tokens for an imported table (set it to match: 50 tokens ends every episode after one run).
+    max_cost: float = Field(50.0, gt=0)
     reward: Literal["pass_rate", "resolved"] = "pass_rate"
+    # What the policy sees of a run (its visible pass-rate; envs.replay.OBSERVE): the run's own test run
+    # ("agent"; a run imported from a table reports nothing), nothing ("none"), or a verifier's verdict,
+    # the hidden resolved flag ("verifier"). Reports state it.
+    observe: Literal["agent", "none", "verifier"] = "agent"
     seq_len: int = Field(512, ge=64)
     mask_missing: bool = True  # replay: mask jobs the store lacks (False: stepping one is an error)
     submit_on_truncate: bool = True

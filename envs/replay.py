@@ -1,7 +1,9 @@
 """Replay from the outcome store: per-task outcome tables, ``load_replay`` and a batched numpy env.
 
 ``TaskTable`` is one task's outcomes, keyed by (agent index, seed, start-patch sha), reduced to what an
-episode needs (``episode.JobOutcome``: candidate sha, visible pass-rate, cost in units, hidden score).
+episode needs (``episode.JobOutcome``: candidate sha, visible pass-rate, cost, hidden score). Costs are in
+the store's unit (``OutcomeStore.cost_unit``): test runs for outcomes collected here, USD or tokens for
+tables imported from other harnesses; the table and the ``Replay`` carry it, so reports can name it.
 SpawnEnv's replay mode, the oracle and ``BatchedReplayEnv`` all read it, so they share one set of numbers.
 
 ``load_replay(env_config)`` gives the tasks, their tables and the episode rules of a config without
@@ -24,7 +26,7 @@ import numpy as np
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs import features as F
 from hrm_spawn.envs.episode import EpisodeRules, JobOutcome
-from hrm_spawn.envs.store import CLEAN, Outcome, OutcomeStore, patch_sha
+from hrm_spawn.envs.store import CLEAN, DEFAULT_COST_UNIT, Outcome, OutcomeStore, patch_sha
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.agent_slots import AgentSlot
@@ -34,18 +36,51 @@ if TYPE_CHECKING:
 ReplaySpec = EpisodeRules  # the rules a replay follows, derived from the env config (its older name)
 
 
+# What the policy may see of a run (``EnvConfig.observe``), as reports state it.
+OBSERVE = {
+    "agent": "the pass-rate of the run's own visible test run (a run imported from a table reports none: 0)",
+    "none": "nothing (visible pass-rate 0 for every run)",
+    "verifier": "a verifier's verdict: the hidden resolved flag (1 or 0)",
+}
+# An outcome store's cost unit (``OutcomeStore.cost_unit``) as reports and plots name it.
+COST_UNIT_LABELS = {"test_runs": "test runs", "usd": "USD", "tokens": "tokens"}
+
+
+def cost_unit_label(unit: str) -> str:
+    """``usd`` -> ``USD``: the unit as a report says it (a unit this project does not know, as it is)."""
+    return COST_UNIT_LABELS.get(unit, unit)
+
+
 def cost_unit_s(task: TaskInstance) -> float:
-    """Seconds per cost unit: one full test run of the task (1 s when the task does not say)."""
+    """Seconds per test-run cost unit: one full test run of the task (1 s when the task does not say)."""
     return float(task.test_run_s) if task.test_run_s else 1.0
 
 
-def job_outcome(outcome: Outcome, unit_s: float) -> JobOutcome:
+def observed(outcome: Outcome, observe: str = "agent") -> float:
+    """The visible pass-rate of a run under the env's ``observe`` switch: ``agent`` what the run reported
+    itself (its own test run; 0 for a run imported from a table), ``none`` nothing (0), ``verifier`` the
+    hidden resolved flag as a verifier's verdict (1 or 0)."""
+    if observe == "agent":
+        return float(outcome.result.visible_pass_rate)
+    if observe == "none":
+        return 0.0
+    if observe == "verifier":
+        return float(outcome.evaluation.resolved)
+    raise ValueError(f"observe must be one of {', '.join(OBSERVE)}, not {observe!r}")
+
+
+def job_outcome(
+    outcome: Outcome, unit_s: float, cost_unit: str = DEFAULT_COST_UNIT, observe: str = "agent"
+) -> JobOutcome:
+    """One stored run as an episode sees it; its cost in the store's unit (``cost_unit``: test runs of
+    ``unit_s`` seconds, USD or tokens), so an imported run's dollars are what λ weighs, and what the
+    policy sees of it as ``observe`` says."""
     result, evaluation = outcome.result, outcome.evaluation
     return JobOutcome(
         sha=patch_sha(result.patch) if result.patch else None,
         patch=result.patch,
-        visible=float(result.visible_pass_rate),
-        cost=float(result.cost.sandbox_s) / unit_s,
+        visible=observed(outcome, observe),
+        cost=float(result.cost.in_unit(cost_unit, unit_s)),
         pass_rate=float(evaluation.pass_rate),
         resolved=bool(evaluation.resolved),
         status=result.status,
@@ -55,22 +90,45 @@ def job_outcome(outcome: Outcome, unit_s: float) -> JobOutcome:
 @dataclass
 class TaskTable:
     instance_id: str
-    unit_s: float
+    unit_s: float  # seconds of one full test run (the test_runs unit)
     outcomes: dict[tuple[int, int, str], JobOutcome] = field(default_factory=dict)  # (agent, seed, start sha)
+    cost_unit: str = DEFAULT_COST_UNIT  # what the outcomes' costs count (the store's unit)
+    observe: str = "agent"  # what the outcomes' visible pass-rates are (OBSERVE)
 
     def candidates(self) -> list[str]:
         """Distinct candidate shas, in a fixed order."""
         return sorted({j.sha for j in self.outcomes.values() if j.sha})
 
 
-def build_task_table(task: TaskInstance, store: OutcomeStore, slots: Sequence[AgentSlot]) -> TaskTable:
+def build_task_table(
+    task: TaskInstance, store: OutcomeStore, slots: Sequence[AgentSlot], observe: str = "agent"
+) -> TaskTable:
     index = {(s.name, s.version): k for k, s in enumerate(slots)}
-    table = TaskTable(task.instance_id, cost_unit_s(task))
+    table = TaskTable(task.instance_id, cost_unit_s(task), cost_unit=store.cost_unit, observe=observe)
     for key, outcome in store.iter_task(task.instance_id):
         k = index.get((key.agent, key.agent_version))
         if k is not None:
-            table.outcomes[(k, key.seed, key.start_patch_sha)] = job_outcome(outcome, table.unit_s)
+            table.outcomes[(k, key.seed, key.start_patch_sha)] = job_outcome(
+                outcome, table.unit_s, table.cost_unit, observe
+            )
     return table
+
+
+def tables_cost_unit(tables: Sequence[TaskTable]) -> str:
+    """The one cost unit of a replay's tables (they come from one store; mixed units are refused)."""
+    return _the_one(tables, "cost_unit", DEFAULT_COST_UNIT)
+
+
+def tables_observe(tables: Sequence[TaskTable]) -> str:
+    """What the policy sees of a run in these tables (``OBSERVE``; one setting for a replay)."""
+    return _the_one(tables, "observe", "agent")
+
+
+def _the_one(tables: Sequence[TaskTable], name: str, default: str) -> str:
+    values = sorted({getattr(t, name) for t in tables})
+    if len(values) > 1:
+        raise ValueError(f"replay: the outcome tables differ in {name} {values}; one replay needs one")
+    return values[0] if values else default
 
 
 def check_tables(tables: Sequence[TaskTable], store: OutcomeStore, slots: Sequence[AgentSlot]) -> None:
@@ -98,6 +156,16 @@ class Replay:
     def spec(self) -> EpisodeRules:
         return self.rules
 
+    @property
+    def cost_unit(self) -> str:
+        """What costs (and so ``max_cost`` and λ) count: ``test_runs``, ``usd`` or ``tokens``."""
+        return tables_cost_unit(self.tables)
+
+    @property
+    def observe(self) -> str:
+        """What the policy sees of a run: ``agent``, ``none`` or ``verifier`` (``OBSERVE``)."""
+        return tables_observe(self.tables)
+
 
 def load_replay(
     config: EnvConfig,
@@ -123,7 +191,7 @@ def load_replay(
             raise FileNotFoundError(f"replay: outcome store {path} does not exist (run hrm-spawn collect)")
         store = OutcomeStore(path)
     slots = list(slots) if slots is not None else resolve_agents(config.agents, config.budget, build=False)
-    tables = [build_task_table(task, store, slots) for task in chosen]
+    tables = [build_task_table(task, store, slots, config.observe) for task in chosen]
     check_tables(tables, store, slots)
     return Replay(chosen, tables, EpisodeRules(config))
 

@@ -5,8 +5,12 @@ global features) are envs/episode.py's; this module adds where outcomes come fro
 alone (``replay``), the store with a sandbox run on a miss (``cached``), or always a sandbox run
 (``live``). In replay mode (``mask_missing``) any job whose outcome is not in the store is masked too.
 
-Cost unit: sandbox seconds of the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when
-the task does not say). ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
+Cost unit: the outcome store's (``OutcomeStore.cost_unit``): for runs collected here, sandbox seconds of
+the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when the task does not say); for a
+table imported from another harness, its USD or tokens. ``max_cost`` and λ are in that unit
+(``env.cost_unit``). What the policy sees of a run (its visible pass-rate) is ``observe``'s: the run's own
+test run (``agent``), nothing (``none``), or a verifier's verdict, the hidden resolved flag
+(``verifier``), the switch for imported tables, whose runs report nothing themselves. ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
 failure, with ``info["truncated_reason"]``.
 
 Built from an ``EnvConfig``, a dict or YAML path of one, or flat keyword arguments (what
@@ -181,7 +185,9 @@ class SpawnEnv(gym.Env):
     # -- tables ------------------------------------------------------------------------------------
     def _load_tables(self) -> None:
         for task in self.tasks:
-            self._tables[task.instance_id] = build_task_table(task, self.store, self.slots)
+            self._tables[task.instance_id] = build_task_table(
+                task, self.store, self.slots, self.config.observe
+            )
         check_tables(list(self._tables.values()), self.store, self.slots)
 
     def task_table(self, instance_id: str) -> TaskTable:
@@ -190,11 +196,16 @@ class SpawnEnv(gym.Env):
             task = next((t for t in self.tasks if t.instance_id == instance_id), None)
             if task is None:
                 raise KeyError(f"SpawnEnv: no task {instance_id!r}")
-            self._tables[instance_id] = build_task_table(task, self.store, self.slots)
+            self._tables[instance_id] = build_task_table(task, self.store, self.slots, self.config.observe)
         return self._tables[instance_id]
 
     def tables(self) -> list[TaskTable]:
         return [self.task_table(t.instance_id) for t in self.tasks]
+
+    @property
+    def cost_unit(self) -> str:
+        """What this env's costs, ``max_cost`` and λ count: its store's unit (``test_runs``, ``usd``, ``tokens``)."""
+        return self.store.cost_unit
 
     def replay(self) -> Replay:
         """This env's tasks, their outcome tables from its store, and its rules (for batched replay,
@@ -365,7 +376,7 @@ class SpawnEnv(gym.Env):
         else:
             outcome = run_job(self._sandbox_get(), task, slot, seed, patch)
             self.store.put(key, outcome)
-        return job_outcome(outcome, self.unit_s)
+        return job_outcome(outcome, self.unit_s, self.cost_unit, cfg.observe)
 
     def _sandbox_get(self):
         if self._sandbox is None:  # one per process, made on first need (replay never gets here)

@@ -30,7 +30,6 @@ the algorithm, top to bottom: batching, targets, loss, the trainer's state, and 
 from __future__ import annotations
 
 import copy
-import sys
 import time
 import zlib
 from collections import deque
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hrm_spawn.envs.progress import progress as show_progress
 from hrm_spawn.policies.spawn_policy import HALT, SpawnPolicy
 from hrm_spawn.trainers.checkpoint import (
     latest_checkpoint,
@@ -355,26 +355,23 @@ def train_act_q(
         set_rng_state(state["rng"])
     writer = SummaryWriter(str(run_dir / "tb"))
     total = config.act_q.iterations
-    bar = _progress(total, trainer.iteration, progress)
     last = ckpt
     try:
-        while trainer.iteration < total:
-            out = trainer.step()
-            episodes = out.pop("episodes")
-            it = trainer.iteration
-            if it % config.log_every == 0 or it == total:
-                _log(writer, out, episodes, trainer.env_steps)
-            bar.update(1)
-            bar.set_postfix(
-                ret=f"{episode_scalars(episodes)['episode/return']:.3f}",
-                loss=f"{out.get('loss/total', 0):.3f}",
-            )
-            if it % config.checkpoint_every == 0 or it == total:
-                last = _checkpoint(run_dir, config, trainer)
-            if stop_after is not None and it >= stop_after:
-                break
+        with show_progress("act_q", total, trainer.iteration, enabled=progress, unit="it") as bar:
+            while trainer.iteration < total:
+                out = trainer.step()
+                episodes = out.pop("episodes")
+                it = trainer.iteration
+                if it % config.log_every == 0 or it == total:
+                    _log(writer, out, episodes, trainer.env_steps)
+                bar.update(
+                    1, ret=episode_scalars(episodes)["episode/return"], loss=out.get("loss/total", 0.0)
+                )
+                if it % config.checkpoint_every == 0 or it == total:
+                    last = _checkpoint(run_dir, config, trainer)
+                if stop_after is not None and it >= stop_after:
+                    break
     finally:
-        bar.close()
         writer.close()
         source.close()
     assert last is not None
@@ -395,9 +392,3 @@ def _log(writer: Any, stats: dict[str, Any], episodes: list[Episode], env_steps:
     halts = np.asarray([e.steps - 1 for e in episodes if e.actions[-1] == HALT])
     if halts.size:
         writer.add_histogram("episode/halting_step", halts, env_steps)
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="act_q", unit="it", disable=not enabled, file=sys.stderr)

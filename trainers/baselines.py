@@ -4,7 +4,9 @@
 * ``single:<a>``    spawn agent a once, then halt.
 * ``spawn_all``     spawn every agent once (in order), then halt.
 * ``best_cascade``  the best fixed order of spawns/delegations with a stop rule (halt as soon as the best
-                    candidate passes every visible test), chosen by score on the training split.
+                    candidate passes every visible test), chosen by score on the training split among
+                    every sequence of up to 3 steps and every spawn order of up to 5 distinct agents
+                    (``cascade_candidates``).
 * ``random``        a uniformly random valid action each step (halt included).
 * ``oracle``        the cheapest action sequence to the best reachable score, per task (envs/oracle.py).
 
@@ -81,19 +83,31 @@ def spawn_all_sequence(num_agents: int) -> list[int]:
     return [layout.spawn(k) for k in range(num_agents)]
 
 
-def cascade_candidates(num_agents: int, max_len: int) -> list[tuple[int, ...]]:
-    """Every ordered sequence of spawn/delegate actions of length 1..max_len."""
+CASCADE_MAX_LEN = 3  # mixed spawn/delegate sequences: every one of up to this many steps
+# Spawn orders: every order of up to this many distinct agents (K!/(K-m)! of length m: 325 in all for
+# five agents). Past it the count grows as K!, so with more agents orders stop at five.
+CASCADE_MAX_AGENTS = 5
+
+
+def cascade_candidates(
+    num_agents: int, max_len: int, max_agents: int = CASCADE_MAX_AGENTS
+) -> list[tuple[int, ...]]:
+    """The cascades best_cascade chooses from, without repeats: every ordered sequence of spawn/delegate
+    actions of 1..``max_len`` steps, then every order of spawns of up to ``max_agents`` distinct agents
+    (so with four agents "try all four, in the best order" is a candidate)."""
     layout = ActionLayout(num_agents)
     moves = [a for a in range(layout.n) if a != HALT]
-    out: list[tuple[int, ...]] = []
+    out: dict[tuple[int, ...], None] = {}  # ordered: on a tie the earlier, shorter cascade wins
     for length in range(1, max_len + 1):
         for seq in itertools.product(moves, repeat=length):
-            if (
-                layout.decode(seq[0])[0] == "delegate"
-            ):  # a delegation first is always masked (no candidate yet)
+            if layout.decode(seq[0])[0] == "delegate":  # a delegation first is always masked
                 continue
-            out.append(seq)
-    return out
+            out[seq] = None
+    spawns = [layout.spawn(k) for k in range(num_agents)]
+    for length in range(max_len + 1, min(max_agents, num_agents) + 1):
+        for seq in itertools.permutations(spawns, length):
+            out[seq] = None
+    return list(out)
 
 
 def cascade_name(seq: Sequence[int], agents: Sequence[str]) -> str:

@@ -37,9 +37,20 @@ from hrm_spawn.envs import episode as E
 from hrm_spawn.envs.config import ConfigError, build_config
 from hrm_spawn.envs.env_config import EnvConfig
 from hrm_spawn.envs.episode import EpisodeRules
+from hrm_spawn.envs.progress import progress
 from hrm_spawn.envs.registry import SPAWN_ENV_ID
-from hrm_spawn.envs.replay import BatchedReplayEnv, Replay, load_replay
+from hrm_spawn.envs.replay import (
+    OBSERVE,
+    BatchedReplayEnv,
+    Replay,
+    cost_unit_label,
+    load_replay,
+    tables_cost_unit,
+    tables_observe,
+)
 from hrm_spawn.trainers.baselines import (
+    CASCADE_MAX_AGENTS,
+    CASCADE_MAX_LEN,
     RandomActor,
     SequenceActor,
     cascade_candidates,
@@ -62,7 +73,6 @@ from hrm_spawn.trainers.rollout import (
 )
 
 RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
-CASCADE_MAX_LEN = 3
 
 
 @dataclass
@@ -74,6 +84,16 @@ class ReplaySet:
     spec: EpisodeRules
     observation_space: Any = None  # the env's, which sizes a PPO policy
     oracle: list[list[int]] | None = None  # cached oracle action sequences
+
+    @property
+    def cost_unit(self) -> str:
+        """What the tables' costs count (their store's unit): ``test_runs``, ``usd`` or ``tokens``."""
+        return tables_cost_unit(self.tables)
+
+    @property
+    def observe(self) -> str:
+        """What the policy sees of a run in these tables: ``agent``, ``none`` or ``verifier``."""
+        return tables_observe(self.tables)
 
     def run(
         self,
@@ -184,9 +204,9 @@ def load_actor(
 class CascadeTable:
     """Every candidate cascade's mean pass-rate and cost on a replay set (λ-free; scores follow)."""
 
-    def __init__(self, rs: ReplaySet, max_len: int = CASCADE_MAX_LEN):
-        k = len(rs.spec.agents)
-        self.seqs = cascade_candidates(k, min(max_len, rs.spec.max_steps))
+    def __init__(self, rs: ReplaySet, max_len: int = CASCADE_MAX_LEN, max_agents: int = CASCADE_MAX_AGENTS):
+        k, steps = len(rs.spec.agents), rs.spec.max_steps
+        self.seqs = cascade_candidates(k, min(max_len, steps), min(max_agents, steps))
         n_tasks = len(rs.tasks)
         rows = np.tile(np.arange(n_tasks), len(self.seqs))
         per_row = [s for s in self.seqs for _ in range(n_tasks)]
@@ -267,14 +287,18 @@ def evaluate(
     sweep: bool,
     mode: str = "replay",
     device: str = "cpu",
+    show_progress: bool = True,
 ) -> dict[str, Any]:
-    """The report (dict) for a checkpoint; see trainers/report.py for the schema."""
+    """The report (dict) for a checkpoint; see trainers/report.py for the schema. ``show_progress``: the
+    live run's and the λ sweep's progress on stderr."""
     config = with_env_overrides(load_train_config(ckpt), env_overrides)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     dev = torch.device(device)
     if mode != "replay":
-        _run_live(ckpt, config, split, mode, dev)  # the store gets the outcomes the policy asks for
+        _run_live(
+            ckpt, config, split, mode, dev, show_progress
+        )  # the store gets the outcomes the policy asks for
     train, test = env_replay_sets(config, split)
     make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev, config)
     lam_range = config.lam
@@ -297,6 +321,7 @@ def evaluate(
             cascades,
             sweep_lambdas(lam_range.low, lam_range.high),
             config.seed,
+            show_progress,
         )
     meta = {
         "checkpoint": str(ckpt),
@@ -310,10 +335,19 @@ def evaluate(
         "mode": mode,
         "agents": test.spec.agents,
         "train_lambda_range": [lam_range.low, lam_range.high],
-        "cost_unit": "one full test run of the task",
+        **cost_meta(test.cost_unit, test.spec.max_cost),
+        "observe": test.observe,
+        "observe_means": OBSERVE[test.observe],
         "eval_seconds": round(time.perf_counter() - start, 3),
     }
     return build_report(policies, lam, meta, sweep_points)
+
+
+def cost_meta(unit: str, max_cost: float) -> dict[str, Any]:
+    """What a report's costs count: the store's unit, its label, and the episode's cost limit in it
+    (λ is per unit: a score is pass_rate - λ · cost)."""
+    label = cost_unit_label(unit)
+    return {"cost_unit": unit, "cost_unit_label": label, "max_cost": max_cost, "lambda_unit": f"per {label}"}
 
 
 def sweep_records(
@@ -323,33 +357,56 @@ def sweep_records(
     cascades: CascadeTable,
     lams: list[float],
     seed: int = 0,
+    show: bool = False,
 ) -> dict[str, list[dict[str, float]]]:
-    """The λ-sweep points of the report: ``hrm(λ)``'s records and every baseline's, summarised per λ."""
+    """The λ-sweep points of the report: ``hrm(λ)``'s records and every baseline's, summarised per λ
+    (``show``: one progress step per λ on stderr)."""
     points: dict[str, list[dict[str, float]]] = {}
-    for lam in lams:
-        recs = {"hrm": hrm(lam), **baseline_records(train, test, lam, cascades, seed)}
-        for name, rs in recs.items():
-            m = summarize(rs, lam)
-            points.setdefault(name, []).append(
-                {
-                    "lam": lam,
-                    "pass_rate": m["pass_rate"],
-                    "mean_cost": m["mean_cost"],
-                    "resolve_rate": m["resolve_rate"],
-                    "score": m["score"],
-                }
-            )
+    with progress("eval (λ sweep)", len(lams), enabled=show, unit="λ") as bar:
+        for lam in lams:
+            _sweep_point(points, hrm(lam), baseline_records(train, test, lam, cascades, seed), lam)
+            bar.update(1)
     return points
 
 
-def _run_live(ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device) -> None:
-    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store."""
+def _sweep_point(
+    points: dict[str, list[dict[str, float]]],
+    hrm: list[EpisodeRecord],
+    baselines: dict[str, list[EpisodeRecord]],
+    lam: float,
+) -> None:
+    """Every policy's summary at ``lam``, appended to its sweep points."""
+    for name, rs in {"hrm": hrm, **baselines}.items():
+        m = summarize(rs, lam)
+        points.setdefault(name, []).append(
+            {
+                "lam": lam,
+                "pass_rate": m["pass_rate"],
+                "mean_cost": m["mean_cost"],
+                "resolve_rate": m["resolve_rate"],
+                "score": m["score"],
+            }
+        )
+
+
+def _run_live(
+    ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device, show: bool = True
+) -> None:
+    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store; a
+    progress display (a bar on a terminal, plain lines elsewhere) counts the tasks, as agents run."""
     env = make_env(config, split=split, mode=mode)
     make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device, config)
     lam = (config.lam.low + config.lam.high) / 2
-    for task in env.unwrapped.tasks:
-        run_gym_episodes([env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}])
-    env.close()
+    tasks = env.unwrapped.tasks
+    try:
+        with progress(f"eval ({mode})", len(tasks), enabled=show, unit="tasks") as bar:
+            for task in tasks:
+                episode = run_gym_episodes(
+                    [env], make_actor(1), [0], [{"instance_id": task.instance_id, "lam": lam}]
+                )[0]
+                bar.update(1, resolved=int(episode.resolved), cost=episode.total_cost)
+    finally:
+        env.close()
 
 
 def cli_eval(args: argparse.Namespace) -> int:

@@ -57,11 +57,22 @@ def policy_styles(names: list[str]) -> dict[str, dict[str, str]]:
     return styles
 
 
+def _unit(report: dict[str, Any]) -> str:
+    """The report's cost unit as written: USD, tokens, or test runs (reports that do not say)."""
+    from hrm_spawn.envs.replay import cost_unit_label
+
+    meta = report.get("meta", {})
+    return meta.get("cost_unit_label") or cost_unit_label(meta.get("cost_unit") or "test_runs")
+
+
 def _title(report: dict[str, Any]) -> str:
     meta = report.get("meta", {})
     split = meta.get("split")
     where = f"{split} tasks" if split else "tasks"
-    head = f"Cost vs pass-rate on {meta.get('num_tasks', '?')} {where}: points at λ = {report['lambda']:g}"
+    head = (
+        f"Cost vs pass-rate on {meta.get('num_tasks', '?')} {where}: "
+        f"points at λ = {report['lambda']:g} per {_unit(report)}"
+    )
     sweep = report.get("lambda_sweep")
     if not sweep:
         return head
@@ -82,8 +93,8 @@ def pareto_figure(report: dict[str, Any]):  # -> matplotlib.figure.Figure (impor
     fig, ax = plt.subplots(figsize=(10, 6))
     for name in names:
         _draw_policy(ax, name, styles[name], report)
-    unit = report.get("meta", {}).get("cost_unit") or "one full test run"
-    ax.set_xlabel(f"mean cost per task (units of {unit})")
+    unit = _unit(report)
+    ax.set_xlabel(f"mean cost per task ({'units of one full test run' if unit == 'test runs' else unit})")
     ax.set_ylabel("mean hidden pass-rate")
     ax.set_title(_title(report), fontsize=10)
     ax.grid(True, alpha=0.3)

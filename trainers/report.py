@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hrm_spawn.envs.replay import OBSERVE, cost_unit_label
 from hrm_spawn.trainers.hull import hull_area, upper_hull  # noqa: F401  (upper_hull: re-exported)
 
 REPORT_VERSION = 1
@@ -26,7 +27,7 @@ class EpisodeRecord:
     instance_id: str
     pass_rate: float  # hidden pass-rate of the submitted candidate
     resolved: bool
-    cost: float  # normalised cost units spent in the episode
+    cost: float  # spent in the episode, in the store's cost unit (report meta "cost_unit")
     steps: int
     actions: list[int] = field(default_factory=list)
     modifier_kinds: list[str] = field(default_factory=list)
@@ -203,6 +204,29 @@ def sweep_quality(points: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     }
 
 
+def cost_label(report: dict[str, Any]) -> str:
+    """The unit the report's costs are in, as it is written (``USD``, ``tokens``, ``test runs``); reports
+    that do not say are in test runs (the only unit before imported tables)."""
+    meta = report.get("meta", {})
+    return meta.get("cost_unit_label") or cost_unit_label(meta.get("cost_unit") or "test_runs")
+
+
+def _cost_sentence(report: dict[str, Any]) -> str:
+    label = cost_label(report)
+    if label == "test runs":
+        label = "test runs (one full test run of the task is 1)"
+    limit = report.get("meta", {}).get("max_cost")
+    limit_text = f"; an episode stops at max_cost = {limit:g}" if isinstance(limit, (int, float)) else ""
+    return f"score = pass_rate − λ · mean_cost; cost in {label}, λ per {cost_label(report)}{limit_text}."
+
+
+def _observe_sentence(report: dict[str, Any]) -> str:
+    """What the policies saw of each run (the env's ``observe`` switch; ``agent`` unless the report says)."""
+    meta = report.get("meta", {})
+    observe = meta.get("observe", "agent")
+    return f"Observed after each run (env.observe = {observe}): {meta.get('observe_means') or OBSERVE.get(observe, '?')}."
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -216,7 +240,8 @@ def _fmt(value: Any) -> str:
 def comparison_table(report: dict[str, Any]) -> str:
     """A markdown table of every policy at the report's λ (printed by eval and quickstart)."""
     head = (
-        "| policy | resolve_rate | pass_rate | mean_cost | score | mean_steps |\n|---|---|---|---|---|---|\n"
+        f"| policy | resolve_rate | pass_rate | mean_cost ({cost_label(report)}) | score | mean_steps |\n"
+        "|---|---|---|---|---|---|\n"
     )
     rows = []
     for name, m in report["policies"].items():
@@ -237,9 +262,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"{source}, tasks `{meta.get('tasks', '-')}` "
         f"(split {meta.get('split', '-')}, {meta.get('num_tasks', '-')} tasks), mode {meta.get('mode', '-')}, "
-        f"λ = {report['lambda']}.",
+        f"λ = {report['lambda']} per {cost_label(report)}.",
         "",
-        "score = pass_rate − λ · mean_cost; cost in units of one full test run of the task.",
+        _cost_sentence(report),
+        "",
+        _observe_sentence(report),
         "",
         comparison_table(report),
     ]
@@ -248,7 +275,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             "## λ sweep: area under the cost–quality hull",
             "",
-            f"Normalised by the largest mean cost seen ({sweep['max_cost']:.3f}).",
+            f"Normalised by the largest mean cost seen ({sweep['max_cost']:.3f} {cost_label(report)}).",
             "",
             "| policy | hull area |",
             "|---|---|",
@@ -263,7 +290,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             "## hrm per modifier kind",
             "",
-            "| kind | n | resolve_rate | pass_rate | mean_cost |",
+            f"| kind | n | resolve_rate | pass_rate | mean_cost ({cost_label(report)}) |",
             "|---|---|---|---|---|",
         ]
         for kind, m in hrm["by_kind"].items():

@@ -6,14 +6,15 @@ import json
 import time
 
 import pytest
+import torch
 from fixtures.tiny_policy import TINY_POLICY
 from safetensors.torch import load_file
 
 from hrm_spawn.envs.config import build_config
 from hrm_spawn.trainers.act_q import train_act_q
-from hrm_spawn.trainers.checkpoint import latest_checkpoint, load_state
+from hrm_spawn.trainers.checkpoint import latest_checkpoint, load_state, load_train_config
 from hrm_spawn.trainers.config import TrainConfig
-from hrm_spawn.trainers.evaluate import cli_eval, evaluate
+from hrm_spawn.trainers.evaluate import _run_live, cli_eval, evaluate
 from hrm_spawn.trainers.report import comparison_table
 from hrm_spawn.trainers.train import run_training
 
@@ -97,3 +98,22 @@ def test_eval_cli_writes_report_with_every_baseline(replay_data, tmp_path) -> No
     assert report["policies"]["oracle"]["resolve_rate"] == 1.0
     assert set(report["lambda_sweep"]["hull_area"]) >= {"hrm", "best_cascade"}
     assert (out / "pareto.png").stat().st_size > 1000 and (out / "report.md").is_file()
+
+
+def test_training_and_live_eval_show_progress_as_plain_lines(replay_data, tmp_path, capsys) -> None:
+    ckpt = run_training(_config(replay_data, iterations=3), tmp_path / "run", progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("act_q: 0/3 it (") and err[-1].startswith("act_q: 3/3 it (")
+    assert "ret=" in err[-1] and "loss=" in err[-1] and "\r" not in "".join(err)  # not a terminal: lines
+    evaluate(ckpt, {}, split="all", lam=LAM, sweep=True)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("eval (λ sweep): 0/") and err[-1].startswith("eval (λ sweep): ")
+    # the live loop (cached/live eval) counts tasks as SpawnEnv runs them; replay mode needs no agent code
+    config = load_train_config(ckpt)
+    _run_live(ckpt, config, "all", "replay", torch.device("cpu"))
+    live = capsys.readouterr().err.splitlines()
+    n = replay_data.num_tasks
+    assert live[0].startswith(f"eval (replay): 0/{n} tasks") and live[-1].startswith(
+        f"eval (replay): {n}/{n} tasks"
+    )
+    assert "resolved=" in live[-1] and "cost=" in live[-1]

@@ -58,3 +58,49 @@ def test_sequence_actor_skips_masked_and_stops() -> None:
     feats[0, 4], feats[0, 5] = 1.0, 1.0  # best candidate passes every visible test
     assert actor(obs, np.array([False]))[0] == 0
     assert len(cascade_candidates(2, 2)) == 2 + 2 * 4
+
+
+def test_cascades_cover_every_order_of_up_to_five_agents() -> None:
+    four = cascade_candidates(4, 3)
+    assert len(four) == len(set(four))
+    orders = [s for s in four if len(s) == 4]
+    assert len(orders) == 24 and all(sorted(s) == [1, 2, 3, 4] for s in orders)
+    assert len([s for s in cascade_candidates(6, 3) if len(s) > 3]) == 6 * 5 * 4 * 3 + 6 * 5 * 4 * 3 * 2
+    assert max(len(s) for s in cascade_candidates(6, 3)) == 5  # the limit: orders of five agents at most
+
+
+def test_with_four_agents_the_four_step_cascade_can_win(tmp_path) -> None:
+    """Each of four agents resolves its own quarter of the tasks (and says so): only trying all four, in
+    any order, with the stop rule, resolves everything; a cascade of three leaves a quarter unresolved."""
+    from hrm_spawn.envs.env_config import load_env_config
+    from hrm_spawn.envs.jobs import resolve_agents
+    from hrm_spawn.envs.replay import load_replay
+    from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
+    from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
+    from hrm_spawn.envs.tasks import TaskInstance
+    from hrm_spawn.trainers.evaluate import ReplaySet
+
+    agents = ["a0@1", "a1@1", "a2@1", "a3@1"]
+    tasks = [TaskInstance(instance_id=f"t{i}", repo="o/r", replay_only=True) for i in range(8)]
+    with OutcomeStore(tmp_path / "s.sqlite") as store:
+        for i, task in enumerate(tasks):
+            for k in range(4):
+                fixed = i % 4 == k
+                result = AgentResult(
+                    patch=f"--- a{k} t{i}\n",
+                    status="ok",
+                    cost=Cost(sandbox_s=1.0),
+                    visible_pass_rate=float(fixed),
+                )
+                evaluation = Evaluation(int(fixed), 1, 1, 1)
+                store.put(OutcomeKey(task.instance_id, f"a{k}", "1", 0), Outcome(result, evaluation))
+        config = load_env_config({"agents": agents, "mode": "replay", "seeds_per_agent": 1, "max_steps": 4})
+        slots = resolve_agents(agents, build=False)
+        rs = ReplaySet.of(load_replay(config, tasks=tasks, store=store, slots=slots))
+    table = CascadeTable(rs)
+    best = table.best(0.01)
+    assert len(best) == 4 and sorted(best) == [1, 2, 3, 4]
+    assert table.pass_rate[table.seqs.index(best)] == 1.0
+    assert max(p for s, p in zip(table.seqs, table.pass_rate, strict=True) if len(s) <= 3) == 0.75
+    # the stop rule: on average 2.5 of the four agents run before the one that fixes the task
+    assert table.cost[table.seqs.index(best)] == pytest.approx(2.5)
