@@ -72,8 +72,8 @@ def test_cascades_cover_every_order_of_up_to_five_agents() -> None:
 def test_with_four_agents_the_four_step_cascade_can_win(tmp_path) -> None:
     """Each of four agents resolves its own quarter of the tasks (and says so): only trying all four, in
     any order, with the stop rule, resolves everything; a cascade of three leaves a quarter unresolved."""
+    from hrm_spawn.envs.agent_slots import resolve_agents
     from hrm_spawn.envs.env_config import load_env_config
-    from hrm_spawn.envs.jobs import resolve_agents
     from hrm_spawn.envs.replay import load_replay
     from hrm_spawn.envs.results import AgentResult, Cost, Evaluation
     from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore

@@ -44,7 +44,12 @@ def test_an_existing_run_directory_is_refused_before_anything_is_written(tmp_pat
     (run / "notes.txt").write_text("mine")
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("")
-    assert main(["train", "trainers/act_q", f"env.tasks={tasks}", "--out", str(run)]) == 2
+    from hrm_spawn.envs.store import OutcomeStore
+
+    store = tmp_path / "s.sqlite"
+    OutcomeStore(store).close()
+    argv = ["train", "trainers/act_q", f"env.tasks={tasks}", f"env.store={store}", "--out", str(run)]
+    assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == ["notes.txt"]
     assert main(["train", "trainers/act_q", "env.taks=x", "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()

@@ -138,4 +138,4 @@ def test_the_cost_axis_names_the_reports_unit() -> None:
     report = synthetic_report()
     assert "one full test run" in pareto_figure(report).axes[0].get_xlabel()
     report["meta"] = {**report.get("meta", {}), "cost_unit": "USD"}
-    assert pareto_figure(report).axes[0].get_xlabel() == "mean cost per task (units of USD)"
+    assert pareto_figure(report).axes[0].get_xlabel() == "mean cost per task (USD)"
