@@ -149,9 +149,11 @@ agents:
 def test_builtin_identities_are_unchanged():
     """Stores keyed on the repair agents' versions stay valid: identity changes only with their settings."""
     for name in AGENT_SPECS:
-        assert get_agent(name).version == RepairAgent.version, name
+        agent = get_agent(name)
+        assert agent.version == type(agent).version, name
     for name, spec in load_agent_specs("agents/default").items():  # the preset that mirrors them
-        assert build_agent(spec).version == RepairAgent.version, name
+        agent = build_agent(spec)
+        assert agent.version == type(agent).version, name
     changed = get_agent("op-flip", max_lines=3)
     assert changed.version.startswith(f"{RepairAgent.version}+cfg.") and changed.max_lines == 3
     assert get_agent("op-flip", max_lines=3).version == changed.version  # stable
@@ -245,7 +247,7 @@ def test_agents_command_prints_identities(capsys: pytest.CaptureFixture[str]):
     assert main(["agents", "agents.llm-strong.kwargs.model=x"]) == 2  # overrides need --file
     assert main(["agents"]) == 0
     names = [json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()]
-    assert names[:5] == list(AGENT_SPECS) and {"llm-cheap", "llm-strong"} <= set(names)
+    assert names[: len(AGENT_SPECS)] == list(AGENT_SPECS) and {"llm-cheap", "llm-strong"} <= set(names)
 
 
 def test_moving_a_server_keeps_the_identity_changing_the_model_does_not(capsys: pytest.CaptureFixture[str]):
