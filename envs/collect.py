@@ -335,33 +335,34 @@ def _note(candidates: dict[str, dict[str, float]], task_id: str, outcome: Outcom
 
 
 class _Progress:
-    """A rich progress bar (or nothing, when disabled or not a terminal)."""
+    """One display per round of jobs, through the shared helper (plain lines when not on a terminal)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self._progress = None
-        self._task = None
+        self._bar: Any = None
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import Progress
-
-            self._progress = Progress(transient=False)
-            self._progress.__enter__()
         return self
 
     def start_round(self, round_no: int, total: int) -> None:
-        if self._progress is not None and total:
+        from hrm_spawn.envs.progress import progress
+
+        self._close()
+        if self.enabled and total:
             label = "spawn" if round_no == 0 else f"delegate {round_no}"
-            self._task = self._progress.add_task(f"collect ({label})", total=total)
+            self._bar = progress(f"collect ({label})", total, unit="run").__enter__()
 
     def advance(self) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task)
+        if self._bar is not None:
+            self._bar.update()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        self._close()
 
 
 def cli_collect(args: argparse.Namespace) -> int:

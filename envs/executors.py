@@ -52,7 +52,10 @@ class Executor(ABC):
 
 def _worker_main(conn: Connection, spec: RunnerSpec) -> None:
     """A worker process: run jobs from ``conn`` until it sends None."""
+    from hrm_spawn.envs.logs import setup_worker_logging
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the collector, which stops us
+    setup_worker_logging()  # the run's handler and its once-per-run warnings, across processes
     runner = JobRunner(spec)
     try:
         conn.send(READY)
