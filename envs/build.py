@@ -35,6 +35,7 @@ from typing import Any
 
 from hrm_spawn.envs.build_repo import baseline, prepare_repo
 from hrm_spawn.envs.problem import failure_messages, problem_statement
+from hrm_spawn.envs.progress import progress
 from hrm_spawn.envs.repos import RepoEnv
 from hrm_spawn.envs.tasks import INVERTIBLE_KINDS
 from hrm_spawn.envs.testlog import parse_report, pytest_command
@@ -485,10 +486,10 @@ def run_validation(
     if chosen is not None or not todo:
         return chosen or []
     # The pool is made (its workers forked) before the progress bar starts its thread.
-    with _pool(workers, _init_worker, pool_args) as pool, _progress(title, total=len(todo)) as advance:
+    with _pool(workers, _init_worker, pool_args) as pool, progress(title, len(todo), unit="candidate") as bar:
         for record in pool.imap_unordered(validate_candidate, todo):
             sidecar.add(record)
-            advance()
+            bar.update()
             if limit is not None and _selected(cands, sidecar.records, limit) is not None:
                 pool.terminate()
                 break
@@ -500,42 +501,6 @@ def _pool(workers: int, initializer: Any = None, initargs: tuple = ()) -> Any:
     ``if __name__ == "__main__"`` guard; spawn elsewhere."""
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     return mp.get_context(method).Pool(workers, initializer, initargs)
-
-
-class _progress:
-    """A rich progress bar on a terminal, a few plain lines otherwise."""
-
-    def __init__(self, title: str, total: int):
-        self.title, self.total, self.done = title, total, 0
-
-    def __enter__(self):
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=False,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.title, total=self.total)
-        else:
-            self._bar = None
-            print(f"{self.title}: {self.total} candidates to validate", file=sys.stderr, flush=True)
-        return self._advance
-
-    def _advance(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.advance(self._task)
-        elif self.done % 25 == 0 or self.done == self.total:
-            print(f"{self.title}: {self.done}/{self.total}", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # ---------------------------------------------------------------- tasks
