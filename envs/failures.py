@@ -50,18 +50,36 @@ class EvaluationError(InfrastructureError):
     kind = "evaluation"
 
 
-# Exceptions from libraries below us that can only mean a broken transport or runtime. Named by
-# module and class so this module imports nothing heavy (aiohttp, pexpect, swerex).
-_TRANSPORT_NAMES = {
-    ("aiohttp.client_exceptions", "ServerDisconnectedError"),
-    ("aiohttp.client_exceptions", "ClientConnectorError"),
-    ("aiohttp.client_exceptions", "ClientOSError"),
-    ("aiohttp.client_exceptions", "ServerTimeoutError"),
-    ("pexpect.exceptions", "EOF"),
-    ("swerex.exceptions", "SessionDoesNotExistError"),
-    ("swerex.exceptions", "DeploymentNotStartedError"),
-    ("swerex.exceptions", "DockerPullError"),
+# Exceptions from libraries below us that can only mean a broken transport or runtime, and the fault each
+# one is. Named by module and class so this module imports nothing heavy (aiohttp, pexpect, swerex).
+_LIBRARY_FAULTS: dict[tuple[str, str], type[InfrastructureError]] = {
+    ("aiohttp.client_exceptions", "ServerDisconnectedError"): TransportError,
+    ("aiohttp.client_exceptions", "ClientConnectorError"): TransportError,
+    ("aiohttp.client_exceptions", "ClientOSError"): TransportError,
+    ("aiohttp.client_exceptions", "ServerTimeoutError"): TransportError,
+    ("pexpect.exceptions", "EOF"): SandboxDiedError,
+    ("swerex.exceptions", "SessionDoesNotExistError"): SandboxDiedError,
+    ("swerex.exceptions", "DeploymentNotStartedError"): SandboxDiedError,
+    ("swerex.exceptions", "DockerPullError"): TransportError,  # the image could not be fetched
 }
+# By class name alone: an agent that catches everything reports "<ExceptionClass>: message", and these
+# classes are never its own doing.
+_FAULT_BY_NAME: dict[str, type[InfrastructureError]] = {
+    **{name: fault for (_, name), fault in _LIBRARY_FAULTS.items()},
+    **{cls.__name__: cls for cls in (SandboxDiedError, TransportError, EndpointError, EvaluationError)},
+    **{
+        cls.__name__: TransportError
+        for cls in (ConnectionError, ConnectionRefusedError, ConnectionResetError)
+    },
+    BrokenPipeError.__name__: TransportError,
+    "APIConnectionError": EndpointError,  # openai's, as litellm raises them
+    "APITimeoutError": EndpointError,
+}
+
+
+def fault_named(name: str) -> type[InfrastructureError] | None:
+    """The fault an exception class called ``name`` stands for, or None when it may be the agent's own."""
+    return _FAULT_BY_NAME.get(name)
 
 
 def is_infrastructure_failure(exc: BaseException) -> bool:
@@ -73,7 +91,7 @@ def is_infrastructure_failure(exc: BaseException) -> bool:
         if isinstance(current, InfrastructureError | ConnectionError | BrokenPipeError):
             return True
         for cls in type(current).__mro__:
-            if (cls.__module__, cls.__name__) in _TRANSPORT_NAMES:
+            if (cls.__module__, cls.__name__) in _LIBRARY_FAULTS:
                 return True
         current = current.__cause__ or current.__context__
     return False

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 from hrm_spawn.envs.agent_slots import AgentSlot
 from hrm_spawn.envs.failures import (
     EndpointError,
-    EvaluationError,
     InfrastructureError,
     SandboxDiedError,
     TransportError,
     evaluation_fault,
+    fault_named,
     is_infrastructure_failure,
 )
 from hrm_spawn.envs.results import AgentResult, Budget, Cost
@@ -58,25 +58,6 @@ class SandboxFault(InfrastructureError):
 # Faults a fresh sandbox cures: the worker recovers its sandbox and runs the job once more.
 RECOVERABLE = frozenset({SandboxDiedError.kind, TransportError.kind})
 
-# An agent that catches everything reports "<ExceptionClass>: message"; these classes are never its own.
-_INFRA_NAMES = {
-    "EOF": SandboxDiedError,
-    "SandboxDiedError": SandboxDiedError,
-    "SessionDoesNotExistError": SandboxDiedError,
-    "DeploymentNotStartedError": SandboxDiedError,
-    "TransportError": TransportError,
-    "ServerDisconnectedError": TransportError,
-    "ClientConnectorError": TransportError,
-    "ClientOSError": TransportError,
-    "ConnectionError": TransportError,
-    "ConnectionRefusedError": TransportError,
-    "ConnectionResetError": TransportError,
-    "BrokenPipeError": TransportError,
-    "EndpointError": EndpointError,
-    "APIConnectionError": EndpointError,
-    "APITimeoutError": EndpointError,
-    "EvaluationError": EvaluationError,
-}
 # The reasons the LLM agent gives for an endpoint fault (envs/agents/llm.py: classify_error).
 _ENDPOINT_REASON = re.compile(
     r"endpoint unreachable|the endpoint .* did not answer within|the endpoint refused the key"
@@ -100,9 +81,9 @@ def infrastructure_fault(
     if result.status in ("error", "timeout"):
         if _ENDPOINT_REASON.search(result.reason or ""):
             return EndpointError(f"agent {result.agent or '?'} reported: {result.reason}")
-        name = (result.reason or "").split(":", 1)[0].strip()
-        if name in _INFRA_NAMES:
-            return _INFRA_NAMES[name](f"agent {result.agent or '?'} reported: {result.reason}")
+        fault = fault_named((result.reason or "").split(":", 1)[0].strip())
+        if fault is not None:
+            return fault(f"agent {result.agent or '?'} reported: {result.reason}")
     return evaluation_fault(outcome.evaluation)
 
 
@@ -116,7 +97,7 @@ def _exception_fault(exc: BaseException) -> InfrastructureError | None:
             return link if link is exc else _of_kind(link, text)
     if is_infrastructure_failure(exc):
         names = [type(link).__name__ for link in chain]
-        cls = next((_INFRA_NAMES[n] for n in names if n in _INFRA_NAMES), TransportError)
+        cls = next((fault_named(n) for n in names if fault_named(n)), TransportError)
         return cls(text)
     if isinstance(exc, SandboxError) and not isinstance(exc, PatchApplyError):
         return SandboxFault(text)
