@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from fixtures.fixture_repo import fix_patch
 
 from hrm_spawn.envs.failures import TransportError, is_infrastructure_failure
 from hrm_spawn.envs.sandbox import Sandbox, SandboxConfig, SandboxError, _make_deployment
@@ -85,11 +84,6 @@ def remote_config(server, fixture_repo) -> SandboxConfig:
         token_env=TOKEN_ENV,
         repos_dir=str(Path(fixture_repo.root).parent),
     )
-
-
-@pytest.fixture
-def fix(fixture_repo, fixture_task) -> str:
-    return fix_patch(fixture_repo, fixture_task.patch)
 
 
 @pytest.mark.slow

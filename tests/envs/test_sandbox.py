@@ -8,7 +8,6 @@ import time
 import uuid
 
 import pytest
-from fixtures.fixture_repo import fix_patch
 
 from hrm_spawn.envs import sandbox as sandbox_mod
 from hrm_spawn.envs.config import ConfigError
@@ -16,18 +15,6 @@ from hrm_spawn.envs.paths import data_dir
 from hrm_spawn.envs.sandbox import PatchApplyError, Sandbox, SandboxConfig, SandboxError
 
 HANGING_TEST = "import time\n\n\ndef test_hangs():\n    time.sleep(600)\n"
-
-
-@pytest.fixture
-def fix(fixture_repo, fixture_task) -> str:
-    return fix_patch(fixture_repo, fixture_task.patch)
-
-
-@pytest.fixture
-def sandbox(fixture_task):
-    with Sandbox() as sb:
-        sb.prepare(fixture_task)
-        yield sb
 
 
 def test_fixture_task_has_measured_test_lists(fixture_task):

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures.fixture_repo import fix_patch
 
 from hrm_spawn.envs.failures import EvaluationError, SandboxDiedError, is_infrastructure_failure
 from hrm_spawn.envs.paths import data_dir
@@ -22,18 +21,6 @@ from hrm_spawn.envs.sandbox import SWEREX_PS1, Sandbox, SandboxConfig, clean_sta
 from hrm_spawn.envs.sandbox_hygiene import ID_VAR, owner_record
 
 SECRETS = ("OPENAI_API_KEY", "SWEREX_TOKEN", "AWS_SECRET_ACCESS_KEY")
-
-
-@pytest.fixture
-def fix(fixture_repo, fixture_task) -> str:
-    return fix_patch(fixture_repo, fixture_task.patch)
-
-
-@pytest.fixture
-def sandbox(fixture_task):
-    with Sandbox() as sb:
-        sb.prepare(fixture_task)
-        yield sb
 
 
 def _tag() -> str:
