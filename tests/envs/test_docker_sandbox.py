@@ -118,3 +118,9 @@ def test_tinydb_task_end_to_end_in_docker(base_image, hrm_home: Path) -> None:
         and not in_docker[2].resolved
         and in_docker[2].p2p_passed == len(task.PASS_TO_PASS)
     )
+
+
+def test_a_plain_image_without_testbed_is_refused_by_name(base_image, fixture_task):
+    task = fixture_task.model_copy(update={"image_name": base_image})
+    with Sandbox(SandboxConfig(deployment="docker")) as sb, pytest.raises(SandboxError, match="testbed"):
+        sb.prepare(task)  # the base image has no /testbed: the error says so

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -181,30 +180,3 @@ def test_remote_without_token_is_a_clear_error(monkeypatch, fixture_task):
         pytest.raises(SandboxError, match="HRM_TEST_NO_TOKEN"),
     ):
         sb.prepare(fixture_task)
-
-
-def _docker_has(image: str) -> bool:
-    if shutil.which("docker") is None:
-        return False
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
-        return False
-    return (
-        subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=20).returncode == 0
-    )
-
-
-@pytest.mark.docker
-@pytest.mark.skipif(
-    not _docker_has("python:3.11"),
-    reason="no Docker engine with a python:3.11 image here (none can be pulled)",
-)
-def test_docker_sandbox_runs_commands(fixture_task):
-    from hrm_spawn.envs.images import base_spec, image_exists
-
-    image = base_spec().tag  # no registry to pull from: the base image that `make images` builds here
-    if not image_exists(image):
-        pytest.skip(f"{image} is not built: `make images`")
-    config = SandboxConfig(deployment="docker")
-    task = fixture_task.model_copy(update={"image_name": image})
-    with Sandbox(config) as sb, pytest.raises(SandboxError, match="testbed"):
-        sb.prepare(task)  # a plain image has no /testbed: the error says so
