@@ -220,3 +220,26 @@ def test_a_failed_job_in_a_live_eval_is_no_outcome_and_the_eval_exits_1(
     assert report["policies"]["hrm"]["mean_cost"] == pytest.approx(
         next(o for _, o in store.iter_task(task)).result.cost.in_unit("test_runs", fixture_task.test_run_s)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang fails the test instead of stalling CI
+def test_cached_eval_on_the_ray_backend_fills_the_store_once(fixture_task, marks, tmp_path, monkeypatch):
+    """The same fill on Ray actors (a local Ray, started and stopped by the executor)."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    (task,) = write_tasks(fixture_task, tmp_path / "tasks.jsonl", 1)
+    agents = [f"{HERE}:Comment", f"{HERE}:Other"]
+    layout = E.ActionLayout(2)
+    store_path = tmp_path / "store.sqlite"
+    ckpt = scripted_checkpoint(
+        tmp_path / "run", tmp_path / "tasks.jsonl", store_path, agents, [layout.spawn(0), layout.spawn(1)]
+    )
+    report = evaluate(ckpt, {}, "all", 0.0, False, "cached", show_progress=False, backend="ray", workers=2)
+    live = report["meta"]["live"]
+    assert (live["ran"], live["failed"], live["rounds"], live["episodes"]) == (2, 0, 2, 1)
+    assert runs(marks) == {f"Comment-{task}-0-0": 1, f"Other-{task}-0-0": 1}
+    assert len(OutcomeStore(store_path)) == 2
+    replay = evaluate(ckpt, {}, "all", 0.0, False, "replay", show_progress=False)
+    assert replay["policies"] == report["policies"]
