@@ -27,6 +27,7 @@ from hrm_spawn.policies.spawn_policy import SpawnPolicy
 from hrm_spawn.trainers.checkpoint import save_checkpoint
 from hrm_spawn.trainers.config import TrainConfig
 from hrm_spawn.trainers.evaluate import cli_eval, evaluate
+from hrm_spawn.trainers.train import run_training
 
 HERE = "test_live_eval"
 
@@ -243,3 +244,47 @@ def test_cached_eval_on_the_ray_backend_fills_the_store_once(fixture_task, marks
     assert len(OutcomeStore(store_path)) == 2
     replay = evaluate(ckpt, {}, "all", 0.0, False, "replay", show_progress=False)
     assert replay["policies"] == report["policies"]
+
+
+def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(fixture_task, marks, tmp_path):
+    """Training in cached mode: episodes step in lockstep, each step's runs go to two local workers."""
+    write_tasks(fixture_task, tmp_path / "tasks.jsonl", 2)
+    store_path = tmp_path / "store.sqlite"
+    config = build_config(
+        TrainConfig,
+        {
+            "algo": "act_q",
+            "seed": 0,
+            "device": "cpu",
+            "env": {
+                "tasks": str(tmp_path / "tasks.jsonl"),
+                "store": str(store_path),
+                "agents": [f"{HERE}:Comment", f"{HERE}:Other"],
+                "mode": "cached",
+                "split": "all",
+                "seeds_per_agent": 1,
+                "delegate_seeds": 1,
+                "max_steps": 2,
+                "max_cost": 1000.0,
+                "seq_len": 64,
+                "lam": [0.0, 0.1],
+            },
+            "policy": TINY_POLICY,
+            "act_q": {
+                "iterations": 2,
+                "num_envs": 2,
+                "updates": 1,
+                "batch_episodes": 2,
+                "epsilon_start": 1.0,
+            },
+            "checkpoint_every": 2,
+        },
+    )
+    ckpt = run_training(config, tmp_path / "run", progress=False)
+    assert (ckpt / "policy.safetensors").is_file()
+    store = OutcomeStore(store_path)
+    ran = runs(marks)
+    # cached: every run the episodes needed ran exactly once, on a worker, and is stored; nothing else ran
+    assert ran and set(ran.values()) == {1} and len(store) == len(ran)
+    assert store.failed_jobs() == [] and store.leases() == []
+    assert all(o.evaluation.applied for t in store.tasks() for _, o in store.iter_task(t))
