@@ -14,6 +14,10 @@ job failed. Jobs run on an :class:`~hrm_spawn.envs.executors.Executor`: worker p
 runs once more elsewhere. The collector takes a lease in the store on every job it runs and renews it
 while it lives, so two collectors on one store never run the same job. The parent process alone writes
 outcomes and decides the jobs of the next round.
+
+``collect_jobs`` runs one explicit frontier of jobs that way (the loop every round of ``collect`` goes
+through); ``eval --mode cached|live`` and live/cached training hand it the runs their policy steps
+(trainers/backend_env.py).
 """
 
 from __future__ import annotations
