@@ -220,7 +220,7 @@ def collect_jobs(
         store, list(slots), {t.instance_id: t for t in tasks}, leases or LeasePolicy(), retry_errors, rerun
     )
     with _Progress(progress) as bar:
-        loop.run_round(executor, list(frontier), bar, label)
+        loop.run_round(executor, list(dict.fromkeys(frontier)), bar, label)  # each job once
     return loop.counts
 
 
