@@ -481,7 +481,8 @@ def cli_eval(args: argparse.Namespace) -> int:
         if args.mode == "replay" and not Path(args.store).expanduser().is_file():
             raise ConfigError(f"--store: {args.store} does not exist")
         overrides.append(f"env.store={json.dumps(str(Path(args.store).expanduser()))}")
-    workers = getattr(args, "workers", None) or 1
+    workers = getattr(args, "workers", None)
+    workers = 1 if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1 (got {workers})")
     report = evaluate(
