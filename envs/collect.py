@@ -14,6 +14,10 @@ job failed. Jobs run on an :class:`~hrm_spawn.envs.executors.Executor`: worker p
 runs once more elsewhere. The collector takes a lease in the store on every job it runs and renews it
 while it lives, so two collectors on one store never run the same job. The parent process alone writes
 outcomes and decides the jobs of the next round.
+
+``collect_jobs`` runs one explicit frontier of jobs that way (the loop every round of ``collect`` goes
+through); ``eval --mode cached|live`` and live/cached training hand it the runs their policy steps
+(trainers/backend_env.py).
 """
 
 from __future__ import annotations
@@ -42,7 +46,22 @@ from hrm_spawn.envs.executors import Executor, LocalExecutor
 from hrm_spawn.envs.jobs import WORKER_DIED, Job, JobDone, RunnerSpec, infrastructure_fault, run_job
 from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore
 
-__all__ = ["AgentSlot", "BudgetOverrides", "CollectCounts", "collect", "job_key", "resolve_agents", "run_job"]
+__all__ = [
+    "AgentSlot",
+    "BudgetOverrides",
+    "CollectCounts",
+    "Frontier",
+    "collect",
+    "collect_jobs",
+    "job_key",
+    "make_executor",
+    "resolve_agents",
+    "run_job",
+    "runner_spec",
+]
+
+# jobs to run: (task id, agent name, seed, start patch; "" for the clean repository)
+Frontier = Sequence[tuple[str, str, int, str]]
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.sandbox import SandboxConfig
@@ -62,6 +81,22 @@ class CollectCounts:
     statuses: Counter = field(default_factory=Counter)  # agent status of each outcome this collect stored
     failed_by_kind: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    # what the jobs left behind: the keys with an outcome in the store now (run or found), the keys that
+    # failed, and the candidates they produced (task -> {patch: best visible pass-rate})
+    stored: set[OutcomeKey] = field(default_factory=set)
+    failed_keys: set[OutcomeKey] = field(default_factory=set)
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, other: CollectCounts) -> None:
+        """Add ``other``'s counts (a later round's) to these; its keys join, its candidates replace."""
+        for name in ("jobs", "skipped", "ran", "failed", "retried"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.statuses.update(other.statuses)
+        self.failed_by_kind.update(other.failed_by_kind)
+        self.errors.extend(other.errors)
+        self.stored |= other.stored
+        self.failed_keys |= other.failed_keys
+        self.candidates = other.candidates
 
     def to_dict(self) -> dict[str, Any]:
         return {"jobs": self.jobs, "skipped": self.skipped, "ran": self.ran, "failed": self.failed}
@@ -132,7 +167,7 @@ def collect(
         slots = resolve_agents([str(a) for a in agents], budget)
     sandbox_config = sandbox_config or SandboxConfig()
     _clean_stale_sandboxes()
-    loop = _Loop(store, slots, {t.instance_id: t for t in tasks}, leases or LeasePolicy(), retry_errors)
+    total = CollectCounts()
     # round 0: spawns on the clean repository
     frontier = [(t.instance_id, s.name, seed, "") for t in tasks for s in slots for seed in range(seeds)]
     if executor is None:
@@ -140,19 +175,52 @@ def collect(
         owned: contextlib.AbstractContextManager = executor
     else:
         owned = contextlib.nullcontext(executor)
-    with _Progress(progress) as bar, owned:
+    with owned:
         for round_no in range(depth + 1):
             if not frontier:
                 break
-            candidates = loop.run_round(executor, frontier, bar, round_no)
+            label = "collect (spawn)" if round_no == 0 else f"collect (delegate {round_no})"
+            done = collect_jobs(
+                tasks, slots, store, frontier, executor, progress, label, retry_errors, leases
+            )
+            total.add(done)
             frontier = [
                 (task_id, s.name, seed, patch)
-                for task_id, patches in candidates.items()
+                for task_id, patches in done.candidates.items()
                 for patch, visible in patches.items()
                 if visible < 1.0
                 for s in slots
                 for seed in range(delegate_seeds)
             ]
+    return total
+
+
+def collect_jobs(
+    tasks: Sequence[TaskInstance],
+    slots: Sequence[AgentSlot],
+    store: OutcomeStore,
+    frontier: Frontier,
+    executor: Executor,
+    progress: bool = True,
+    label: str = "collect",
+    retry_errors: bool = False,
+    leases: LeasePolicy | None = None,
+    rerun: bool = False,
+) -> CollectCounts:
+    """Run the jobs of ``frontier`` on a running ``executor`` into ``store``; returns what happened.
+
+    The one loop of every collection (``collect`` runs its rounds through here; ``eval --mode live``
+    its policy's jobs): each job is leased in the store while it runs, a job whose key is stored is
+    skipped (unless ``rerun``: a fresh run replaces the stored row, as live mode asks), a failed job
+    (infrastructure) is recorded in ``failed_jobs`` and never stored as an outcome. ``tasks`` must hold
+    every task the frontier names; ``slots`` every agent (the slots the executor's workers were built on).
+    """
+    _check_collectable(tasks, store)
+    loop = _Loop(
+        store, list(slots), {t.instance_id: t for t in tasks}, leases or LeasePolicy(), retry_errors, rerun
+    )
+    with _Progress(progress) as bar:
+        loop.run_round(executor, list(dict.fromkeys(frontier)), bar, label)  # each job once
     return loop.counts
 
 
@@ -214,18 +282,19 @@ class _Loop:
         tasks: dict[str, TaskInstance],
         leases: LeasePolicy,
         retry_errors: bool,
+        rerun: bool = False,
     ):
         self.store, self.slots, self.tasks, self.leases = store, slots, tasks, leases
-        self.retry_errors = retry_errors
+        self.retry_errors, self.rerun_all = retry_errors, rerun
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.counts = CollectCounts()
         self._beat = time.monotonic()
 
     def run_round(
-        self, executor: Executor, frontier: list[tuple[str, str, int, str]], bar: _Progress, round_no: int
-    ) -> dict[str, dict[str, float]]:
-        """Run one round's jobs; returns the round's candidates (task -> {patch: best visible pass-rate})."""
-        candidates: dict[str, dict[str, float]] = {}
+        self, executor: Executor, frontier: list[tuple[str, str, int, str]], bar: _Progress, label: str
+    ) -> None:
+        """Run one round's jobs; its candidates (task -> {patch: best visible pass-rate}) go to the counts."""
+        candidates = self.counts.candidates
         pending: deque[tuple[Job, float | None]] = deque()
         for task_id, agent, seed, start in frontier:
             self.counts.jobs += 1
@@ -233,11 +302,12 @@ class _Loop:
             stored = self.store.get(key)
             if stored is not None and not self._rerun(stored):
                 self.counts.skipped += 1
+                self.counts.stored.add(key)
                 _note(candidates, task_id, stored)
                 continue
             task = self.tasks[task_id].model_dump(mode="json")
             pending.append((Job(task, agent, seed, start, key), stored.created_at if stored else None))
-        bar.start_round(round_no, len(pending))
+        bar.start_round(label, len(pending))
         waiting: list[tuple[Job, float | None]] = []  # held by another collector
         in_flight: dict[OutcomeKey, tuple[Job, float | None]] = {}
         try:
@@ -266,12 +336,11 @@ class _Loop:
         finally:
             for key in in_flight:  # interrupted: give the jobs back at once rather than at expiry
                 self.store.release_lease(key, self.owner)
-        return candidates
 
     def _rerun(self, stored: Outcome) -> bool:
         """A stored row that is not a true outcome (written before the line existed), or an agent error
         when asked to retry those."""
-        if infrastructure_fault(stored) is not None:
+        if self.rerun_all or infrastructure_fault(stored) is not None:
             return True
         return self.retry_errors and stored.result.status == "error"
 
@@ -280,6 +349,7 @@ class _Loop:
         if done.outcome is not None:
             self.store.put(job.key, done.outcome)  # also drops the lease and any earlier failure record
             self.counts.ran += 1
+            self.counts.stored.add(job.key)
             self.counts.statuses[done.outcome.result.status] += 1
             _note(candidates, job.key.instance_id, done.outcome)
             return None
@@ -290,6 +360,7 @@ class _Loop:
         self.store.record_failure(job.key, done.kind, done.reason, attempts)
         self.store.release_lease(job.key, self.owner)
         self.counts.failed += 1
+        self.counts.failed_keys.add(job.key)
         self.counts.failed_by_kind[done.kind] += 1
         self.counts.errors.append(f"{job.key} [{done.kind}]: {done.reason}")
         return None
@@ -309,6 +380,7 @@ class _Loop:
                 stored = self.store.get(job.key)
                 assert stored is not None
                 self.counts.skipped += 1
+                self.counts.stored.add(job.key)
                 _note(candidates, job.key.instance_id, stored)
                 bar.advance()
             elif self.store.lease(job.key) is None:
@@ -344,13 +416,12 @@ class _Progress:
     def __enter__(self) -> _Progress:
         return self
 
-    def start_round(self, round_no: int, total: int) -> None:
+    def start_round(self, label: str, total: int) -> None:
         from hrm_spawn.envs.progress import progress
 
         self._close()
         if self.enabled and total:
-            label = "spawn" if round_no == 0 else f"delegate {round_no}"
-            self._bar = progress(f"collect ({label})", total, unit="run").__enter__()
+            self._bar = progress(label, total, unit="run").__enter__()
 
     def advance(self) -> None:
         if self._bar is not None:

@@ -7,14 +7,18 @@ Layout of a run directory::
 
 A checkpoint is written to a temporary sibling directory and renamed into place, and ``latest`` is
 replaced with ``os.replace``, so a run killed at any moment leaves the previous checkpoint intact.
-``policy.safetensors`` + ``policy.yaml`` are what evaluation needs; ``state.pt`` (torch pickle of our
-own data: optimizer, RNG states, replay buffer) is only read by ``--resume``.
+``policy.safetensors`` + ``policy.yaml`` are what evaluation needs; ``state.pt`` (torch's format of our
+own data: optimizer, RNG states, replay buffer) is only read by ``--resume``, with ``weights_only``
+unpickling (tensors, numbers, strings, containers and numpy arrays; nothing that runs code), so a
+tampered ``state.pt`` is refused rather than executed. docs/training.md, "What loading a checkpoint
+trusts", lists what each file can do.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -161,12 +165,28 @@ def load_train_config(ckpt: Path) -> TrainConfig:
     return TrainConfig.model_validate(yaml.safe_load(file.read_text(encoding="utf-8")))
 
 
+def _numpy_globals() -> list[Any]:
+    """What unpickling numpy arrays (the replay buffer, numpy's RNG state) needs beyond torch's own."""
+    from numpy._core.multiarray import _reconstruct
+
+    dtypes = {type(np.dtype(t)) for t in (np.bool_, np.int64, np.int32, np.uint32, np.float32, np.float64)}
+    return [np.ndarray, np.dtype, _reconstruct, *sorted(dtypes, key=lambda t: t.__name__)]
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
+    """The trainer's state (``--resume``), unpickled ``weights_only``: a file that asks to build any
+    other object (a tampered ``state.pt`` that would run code) is a CheckpointError."""
     file = Path(ckpt) / "state.pt"
     if not file.is_file():
         raise CheckpointError(f"{file}: missing")
-    # Our own file (optimizer, RNG states, numpy buffers): full unpickling is needed and safe here.
-    return torch.load(file, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{file}: refused: it holds objects other than tensors, numbers, strings and numpy arrays "
+            f"(not a state.pt this project wrote, or tampered with): {str(exc).splitlines()[-1][:300]}"
+        ) from None
 
 
 def prune_checkpoints(run_dir: Path, keep: int = 3) -> None:

@@ -324,7 +324,21 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     lam = ev.add_mutually_exclusive_group()
     lam.add_argument("--lambda", dest="lam", type=float, default=None, help="evaluate at this cost weight")
     lam.add_argument("--lambda-sweep", action="store_true", help="sweep λ and report the area under the hull")
-    ev.add_argument("--mode", default="replay", choices=["replay", "cached", "live"])
+    ev.add_argument(
+        "--mode",
+        default="replay",
+        choices=["replay", "cached", "live"],
+        help="replay: outcomes from the store only; cached: run the policy's missing runs first; "
+        "live: run every run the policy steps afresh first",
+    )
+    ev.add_argument(
+        "--backend",
+        default=None,
+        choices=["local", "ray"],
+        help="cached/live: where the agents run, as collect's (default local)",
+    )
+    ev.add_argument("--workers", type=int, default=None, help="cached/live: parallel jobs (default 1)")
+    ev.add_argument("--address", default=None, help="cached/live with --backend ray: a running cluster")
     ev.add_argument("--out", required=True, help="directory for report.json, report.md, pareto.png")
     ev.add_argument(
         "overrides", nargs="*", help="env overrides key=value, e.g. folds=5 fold=2 (env. optional)"

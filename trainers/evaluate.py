@@ -14,9 +14,14 @@ rules) -> trainers/baselines.py, envs/oracle.py -> trainers/report.py.
 Both kinds read λ as feature 0 of the observation, so the sweep feeds each λ the same way. ``best_cascade`` is chosen on the *train* split at each λ.
 Writes DIR/report.json, DIR/report.md and DIR/pareto.png (trainers/report.py).
 
-Modes: ``replay`` (default) looks outcomes up only. ``cached``/``live`` first run the policy through
-SpawnEnv in that mode (running agents for outcomes the store lacks, recording them), then evaluate
-everything from the store as in replay.
+Modes: ``replay`` (default) looks outcomes up only. ``cached``/``live`` first fill the store with the
+runs the policy steps at the report's λ, on the collect backend (``--backend local|ray``, ``--workers``,
+``--address``; trainers/live.py: rounds of replay up to the first missing run, the missing runs of all
+episodes run as one frontier of jobs), then evaluate everything from the store as in replay. ``cached``
+runs only what the store lacks; ``live`` runs every run the policy steps afresh (replacing the stored
+row). A failed job (infrastructure) is never stored as an outcome: the report's ``meta.live`` counts it
+by kind, and ``cli_eval`` exits 1 as collect does. A custom env (not SpawnEnv) runs its own
+``cached``/``live`` mode in this process instead, one task at a time, without a backend.
 """
 
 from __future__ import annotations
@@ -288,22 +293,35 @@ def evaluate(
     mode: str = "replay",
     device: str = "cpu",
     show_progress: bool = True,
+    backend: str | None = None,
+    workers: int = 1,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """The report (dict) for a checkpoint; see trainers/report.py for the schema. ``show_progress``: the
-    live run's and the λ sweep's progress on stderr."""
+    live run's and the λ sweep's progress on stderr. ``backend``/``workers``/``address``: where a
+    ``cached``/``live`` eval runs its agents (collect's executors; default ``local``, one worker)."""
     config = with_env_overrides(load_train_config(ckpt), env_overrides)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     dev = torch.device(device)
-    if mode != "replay":
-        _run_live(
-            ckpt, config, split, mode, dev, show_progress
-        )  # the store gets the outcomes the policy asks for
-    train, test = env_replay_sets(config, split)
-    make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev, config)
     lam_range = config.lam
     if lam is None:
         lam = (lam_range.low + lam_range.high) / 2
+    live = None
+    if mode != "replay":  # the store gets the outcomes the policy asks for
+        live = _run_live(ckpt, config, split, mode, dev, lam, show_progress, backend, workers, address)
+    elif backend is not None or address is not None:
+        raise ConfigError("eval: --backend and --address are for --mode live or cached")
+    try:
+        train, test = env_replay_sets(config, split)
+    except ValueError as exc:
+        if live and live["failed"]:  # nothing but failures: say so rather than "run collect"
+            raise ConfigError(
+                f"eval --mode {mode}: no outcome to evaluate; {live['failed']} job(s) failed "
+                f"({live['failed_by_kind']}), kept in the store's failed_jobs: {exc}"
+            ) from exc
+        raise
+    make_actor = load_actor(ckpt, test.observation_space, test.spec.layout.n, dev, config)
     start = time.perf_counter()
     cascades = CascadeTable(train)
     records = {
@@ -340,6 +358,8 @@ def evaluate(
         "observe_means": OBSERVE[test.observe],
         "eval_seconds": round(time.perf_counter() - start, 3),
     }
+    if live is not None:
+        meta["live"] = live
     return build_report(policies, lam, meta, sweep_points)
 
 
@@ -390,13 +410,53 @@ def _sweep_point(
 
 
 def _run_live(
-    ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device, show: bool = True
+    ckpt: Path,
+    config: TrainConfig,
+    split: str,
+    mode: str,
+    device: torch.device,
+    lam: float,
+    show: bool = True,
+    backend: str | None = None,
+    workers: int = 1,
+    address: str | None = None,
+) -> dict[str, Any] | None:
+    """Get the runs the policy steps at ``lam`` into the store (``mode`` cached or live). SpawnEnv: on the
+    backend (trainers/live.py), returning the fill's summary; a custom env: through its own ``mode`` in
+    this process, one task at a time (returns None)."""
+    if config.env_id == SPAWN_ENV_ID and not config.env_args:
+        from hrm_spawn.trainers.live import run_filled
+
+        env_cfg = config.env.model_copy(update={"split": split, "mode": mode})
+        try:
+            fill = run_filled(
+                env_cfg,
+                lambda env: load_actor(ckpt, env.observation_space, int(env.action_space.n), device, config),
+                lam,
+                backend or "local",
+                workers,
+                address,
+                show,
+            )
+        except ValueError as exc:  # a backend or store the jobs cannot run on
+            raise ConfigError(f"eval --mode {mode}: {exc}") from exc
+        return fill.summary()
+    if backend is not None or address is not None:
+        raise ConfigError(
+            f"eval: --backend runs SpawnEnv's jobs; env {config.env_id!r} runs its own {mode} mode in "
+            "this process (leave --backend out)"
+        )
+    _run_in_process(ckpt, config, split, mode, device, lam, show)
+    return None
+
+
+def _run_in_process(
+    ckpt: Path, config: TrainConfig, split: str, mode: str, device: torch.device, lam: float, show: bool
 ) -> None:
-    """Run the policy once per task through the env in ``mode`` so its outcomes land in the store; a
-    progress display (a bar on a terminal, plain lines elsewhere) counts the tasks, as agents run."""
+    """A custom env's own cached/live mode: the policy once per task, in this process; a progress
+    display (a bar on a terminal, plain lines elsewhere) counts the tasks, as agents run."""
     env = make_env(config, split=split, mode=mode)
     make_actor = load_actor(ckpt, env.observation_space, int(env.action_space.n), device, config)
-    lam = (config.lam.low + config.lam.high) / 2
     tasks = env.unwrapped.tasks
     try:
         with progress(f"eval ({mode})", len(tasks), enabled=show, unit="tasks") as bar:
@@ -417,13 +477,44 @@ def cli_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--tasks: {args.tasks} does not exist")
         overrides.append(f"env.tasks={json.dumps(str(Path(args.tasks).expanduser()))}")
     if args.store:
-        if not Path(args.store).expanduser().is_file():
+        # a live or cached eval may start a store of its own; replay needs one to read
+        if args.mode == "replay" and not Path(args.store).expanduser().is_file():
             raise ConfigError(f"--store: {args.store} does not exist")
         overrides.append(f"env.store={json.dumps(str(Path(args.store).expanduser()))}")
-    report = evaluate(ckpt, overrides, args.split, args.lam, args.lambda_sweep, args.mode)
+    workers = getattr(args, "workers", None)
+    workers = 1 if workers is None else workers
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (got {workers})")
+    report = evaluate(
+        ckpt,
+        overrides,
+        args.split,
+        args.lam,
+        args.lambda_sweep,
+        args.mode,
+        backend=getattr(args, "backend", None),
+        workers=workers,
+        address=getattr(args, "address", None),
+    )
     paths = write_report(report, Path(args.out))
     print(comparison_table(report))
     for key, value in report["targets"].items():
         print(f"{key}: {value}")
     print(f"report: {paths['json']}\nplot:   {paths['png']}", file=sys.stderr)
-    return 0
+    return _live_exit(report["meta"].get("live"))
+
+
+def _live_exit(live: dict[str, Any] | None) -> int:
+    """A live/cached eval's summary on stderr; 1 when a job failed (as collect), else 0."""
+    if live is None:
+        return 0
+    print(f"eval ({live['mode']}): " + json.dumps(live), file=sys.stderr)
+    if not live["failed"]:
+        return 0
+    print(
+        f"eval: {live['failed']} job(s) failed outside the agents (kept in the store's failed_jobs, not as "
+        f"outcomes; the episodes of {live['unfinished']} stopped there and replay masks those runs); "
+        "run the eval again to retry them",
+        file=sys.stderr,
+    )
+    return 1

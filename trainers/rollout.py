@@ -209,11 +209,17 @@ def gym_halt_value(env: Any, info: dict[str, Any]) -> float:
 
 
 def run_gym_episodes(
-    envs: Sequence[Any], act: Actor, seeds: Sequence[int], options: Sequence[dict | None] | None = None
+    envs: Sequence[Any],
+    act: Actor,
+    seeds: Sequence[int],
+    options: Sequence[dict | None] | None = None,
+    before_step: Callable[[list[tuple[Any, int]]], None] | None = None,
 ) -> list[Episode]:
     """One episode in each gymnasium env (SpawnEnv in any mode, or a custom env with the same contract).
 
     Step costs come from ``info["cost"]`` (cumulative cost units), λ from ``info["lam"]`` (else feature 0).
+    ``before_step`` sees each step's (env, action) pairs of the unfinished episodes before any steps (a
+    backend runs the agent runs they need there, all at once: ``BackendJobs.before_step``).
     """
     n = len(envs)
     obs_rows, infos = [], []
@@ -233,6 +239,8 @@ def run_gym_episodes(
         obs = {k: np.stack([o[k] for o in obs_rows]) for k in obs_rows[0]}
         actions = act(obs, reset_rows)
         reset_rows = np.zeros(n, bool)
+        if before_step is not None:
+            before_step([(envs[row], int(actions[row])) for row in np.flatnonzero(~done)])
         for row in np.flatnonzero(~done):
             a = int(actions[row])
             log.record(row, obs, a)
@@ -280,18 +288,28 @@ class BatchedSource:
 
 
 class GymSource:
-    """Training episodes from gymnasium envs (any mode); the env samples the task and λ from the seed."""
+    """Training episodes from gymnasium envs (any mode); the env samples the task and λ from the seed.
 
-    def __init__(self, envs: Sequence[Any]):
-        self.envs = list(envs)
+    With ``jobs`` (a ``BackendJobs``; the envs are its ``FillEnv``s) the episodes step in lockstep and
+    each step's agent runs go to the collect backend as one frontier; in live mode each batch of
+    episodes runs its runs afresh (a run two episodes of one batch need runs once).
+    """
+
+    def __init__(self, envs: Sequence[Any], jobs: Any = None):
+        self.envs, self.jobs = list(envs), jobs
 
     def __call__(self, act: Actor, rng: np.random.Generator) -> list[Episode]:
         seeds = rng.integers(0, 2**31 - 1, size=len(self.envs))
-        return run_gym_episodes(self.envs, act, seeds)
+        if self.jobs is None:
+            return run_gym_episodes(self.envs, act, seeds)
+        self.jobs.forget()
+        return run_gym_episodes(self.envs, act, seeds, before_step=self.jobs.before_step)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+        if self.jobs is not None:
+            self.jobs.close()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,10 +357,15 @@ def make_source(config: TrainConfig, num_envs: int) -> tuple[Any, gym.Env]:
     """(episode source, an env whose spaces size the policy).
 
     An env that can replay in replay mode trains on a ``BatchedReplayEnv`` (numpy, many episodes per
-    step); any other runs ``num_envs`` gymnasium envs side by side.
+    step); SpawnEnv in live or cached mode on ``num_envs`` ``FillEnv``s whose runs go to collect's local
+    backend, one worker per env (``backend_source``); any other runs ``num_envs`` gymnasium envs side by
+    side, each running its own agents.
     """
+    from hrm_spawn.envs.registry import SPAWN_ENV_ID
     from hrm_spawn.envs.replay import BatchedReplayEnv
 
+    if config.env_id == SPAWN_ENV_ID and not config.env_args and config.env.mode != "replay":
+        return backend_source(config, num_envs)
     first = make_env(config)
     replay = (
         replay_of(first)
@@ -366,3 +389,33 @@ def episode_scalars(episodes: Sequence[Episode]) -> dict[str, float]:
         "episode/cost": sum(e.total_cost for e in episodes) / n,
         "episode/steps": sum(e.steps for e in episodes) / n,
     }
+
+
+def backend_source(
+    config: TrainConfig,
+    num_envs: int,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+) -> tuple[GymSource, gym.Env]:
+    """Live/cached SpawnEnv training on a collect backend: ``num_envs`` ``FillEnv``s in lockstep, each
+    step's runs as one frontier on ``workers`` (default ``num_envs``) workers of ``backend``."""
+    from hrm_spawn.envs.agent_slots import resolve_agents
+    from hrm_spawn.envs.store import OutcomeStore
+    from hrm_spawn.trainers.backend_env import BackendJobs, FillEnv
+
+    env_cfg = config.env
+    store = OutcomeStore(env_cfg.store_path())
+    slots = resolve_agents(env_cfg.agents, env_cfg.budget)
+    jobs = BackendJobs(
+        env_cfg.mode,
+        store,
+        slots,
+        env_cfg.sandbox,
+        backend,
+        workers or num_envs,
+        address,
+        progress=False,
+    )
+    envs = [FillEnv(env_cfg, jobs) for _ in range(num_envs)]
+    return GymSource(envs, jobs), envs[0]

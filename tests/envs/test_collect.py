@@ -206,3 +206,29 @@ def test_collect_refuses_id_only_tasks_and_a_store_in_another_cost_unit(fixture_
     with pytest.raises(ValueError, match="counts cost in 'usd'"):
         collect([fixture_task], ["op-flip"], imported, progress=False)
     assert len(store) == 0 and len(imported) == 0 and store.failed_jobs() == []
+
+
+def test_collect_jobs_runs_an_explicit_frontier_once_and_reruns_it_when_asked(fixture_task, tmp_path):
+    from hrm_spawn.envs.collect import collect_jobs, job_key, make_executor, resolve_agents, runner_spec
+    from hrm_spawn.envs.sandbox import SandboxConfig
+
+    store = OutcomeStore(tmp_path / "s.sqlite")
+    slots = resolve_agents([AGENT])
+    task = fixture_task.instance_id
+    frontier = [(task, AGENT, 3, ""), (task, AGENT, 0, ""), (task, AGENT, 3, "")]  # any seeds; a repeat
+    keys = {job_key(task, slots[0], seed, "") for seed in (0, 3)}
+    with make_executor("local", 2, runner_spec(store, slots, SandboxConfig())) as executor:
+        first = collect_jobs([fixture_task], slots, store, frontier, executor, progress=False)
+        assert first.to_dict() == {"jobs": 2, "skipped": 0, "ran": 2, "failed": 0}
+        assert first.stored == keys == store.keys(task) and first.failed_keys == set()
+        assert set(first.candidates[task]) == {o.result.patch for _, o in store.iter_task(task)}
+        again = collect_jobs([fixture_task], slots, store, frontier, executor, progress=False)
+        assert again.to_dict() == {"jobs": 2, "skipped": 2, "ran": 0, "failed": 0} and again.stored == keys
+        before = {k: store.created_at(k) for k in keys}
+        rerun = collect_jobs(
+            [fixture_task], slots, store, frontier[1:2], executor, progress=False, rerun=True
+        )
+    assert rerun.to_dict() == {"jobs": 1, "skipped": 0, "ran": 1, "failed": 0}
+    (key,) = rerun.stored
+    assert key.seed == 0 and store.created_at(key) > before[key] and store.keys(task) == keys
+    assert store.leases() == [] and store.failed_jobs() == []

@@ -14,7 +14,7 @@ from hrm_spawn.envs.config import build_config
 from hrm_spawn.trainers.act_q import train_act_q
 from hrm_spawn.trainers.checkpoint import latest_checkpoint, load_state, load_train_config
 from hrm_spawn.trainers.config import TrainConfig
-from hrm_spawn.trainers.evaluate import _run_live, cli_eval, evaluate
+from hrm_spawn.trainers.evaluate import _run_in_process, cli_eval, evaluate
 from hrm_spawn.trainers.report import comparison_table
 from hrm_spawn.trainers.train import run_training
 
@@ -108,9 +108,10 @@ def test_training_and_live_eval_show_progress_as_plain_lines(replay_data, tmp_pa
     evaluate(ckpt, {}, split="all", lam=LAM, sweep=True)
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("eval (λ sweep): 0/") and err[-1].startswith("eval (λ sweep): ")
-    # the live loop (cached/live eval) counts tasks as SpawnEnv runs them; replay mode needs no agent code
+    # the in-process loop (a custom env's cached/live eval) counts tasks as the env runs them; replay
+    # mode needs no agent code
     config = load_train_config(ckpt)
-    _run_live(ckpt, config, "all", "replay", torch.device("cpu"))
+    _run_in_process(ckpt, config, "all", "replay", torch.device("cpu"), LAM, True)
     live = capsys.readouterr().err.splitlines()
     n = replay_data.num_tasks
     assert live[0].startswith(f"eval (replay): 0/{n} tasks") and live[-1].startswith(
