@@ -22,7 +22,7 @@ from _agent_tasks import fixture_tasks, tinydb_tasks, write_result
 
 from hrm_spawn.envs.agents.localize import localize
 from hrm_spawn.envs.agents.mutate import FAMILIES, mutate_sites
-from hrm_spawn.envs.agents.repair import SCRATCH, WORKER_SOURCE, _Session
+from hrm_spawn.envs.agents.repair import SCRATCH, _Session
 from hrm_spawn.envs.results import Cost
 from hrm_spawn.envs.sandbox import Sandbox
 
@@ -56,7 +56,7 @@ def main() -> None:
     with Sandbox() as sb:
         sb.prepare(task)
         session = _Session(sb, Cost())
-        session.write(f"{SCRATCH}/worker.py", WORKER_SOURCE)
+        session.ship_validator()
         base = session.worker({"mode": "run", "f2p": f2p, "p2p": p2p, "coverage": True}, 600)
         failed = {t for t, s in base["status"].items() if s not in ("PASSED", "XFAIL")}
         sites = [

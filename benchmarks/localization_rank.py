@@ -33,7 +33,7 @@ from _agent_tasks import tinydb_tasks, write_result
 from _results import skip
 
 from hrm_spawn.envs.agents.localize import localize
-from hrm_spawn.envs.agents.repair import SCRATCH, WORKER_SOURCE, RepairAgent, _nearby, _Session
+from hrm_spawn.envs.agents.repair import RepairAgent, _nearby, _Session
 from hrm_spawn.envs.results import Cost
 from hrm_spawn.envs.tasks import INVERTIBLE_KINDS as INVERTIBLE
 
@@ -82,7 +82,7 @@ def observe(sandbox: Any, task: Any) -> dict[str, Any]:
     """The agent's first visible run on the buggy repository, plus the texts localize() may read."""
     sandbox.prepare(task)
     session = _Session(sandbox, Cost())
-    session.write(f"{SCRATCH}/worker.py", WORKER_SOURCE)
+    session.ship_validator()
     f2p, p2p = list(task.FAIL_TO_PASS), list(task.PASS_TO_PASS)
     base = RepairAgent()._observe(session, f2p, p2p, time.perf_counter() + 600, visible_p2p=_nearby(f2p, p2p))
     paths = {p for files in base["coverage"].values() for p in files} | {f for f, _ in bug_lines(task.patch)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import random
 import shlex
@@ -29,7 +30,16 @@ if TYPE_CHECKING:
     from hrm_spawn.envs.tasks import TaskInstance
 
 SCRATCH = ".hrm-agent"  # inside the repository (the sandbox's file API is repository-relative); removed after
-WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text(encoding="utf-8")
+# The validator package (envs/agents/validator/) under a name no repository uses: its modules stay in
+# sys.modules while the repository's code runs, so a plain name ("validator") could shadow the repository's.
+VALIDATOR = f"{SCRATCH}/hrm_spawn_validator"
+
+
+@functools.cache
+def validator_files() -> dict[str, str]:
+    """Every file of the validator, by path relative to the repository: what goes into the sandbox."""
+    folder = Path(__file__).parent / "validator"
+    return {f"{VALIDATOR}/{f.name}": f.read_text(encoding="utf-8") for f in sorted(folder.glob("*.py"))}
 
 
 MAX_RANKED = 400  # suspicious lines handed to the mutators (each file is parsed once, whatever the count)
@@ -104,6 +114,11 @@ class _Session:
             raise AgentTimeout(f"sandbox command timed out after {timeout_s:.0f}s: {command[:120]}")
         return result
 
+    def ship_validator(self) -> None:
+        """Copy the validator into the sandbox (``validator_files``), for ``worker`` to run."""
+        for path, text in validator_files().items():
+            self.write(path, text)
+
     def worker(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """One worker command: job in, result out, through files in the scratch folder."""
         self.write(f"{SCRATCH}/job.json", json.dumps(job))
@@ -111,7 +126,7 @@ class _Session:
         command = (
             f"cd {shlex.quote(self.sandbox.repo_dir)} && rm -f {SCRATCH}/result.json && "
             f"timeout -s KILL {max(1, round(timeout_s))} env {env} {shlex.quote(self.sandbox.python)} "
-            f"{SCRATCH}/worker.py {SCRATCH}/job.json {SCRATCH}/result.json"
+            f"{VALIDATOR}/launch.py {SCRATCH}/job.json {SCRATCH}/result.json"
         )
         result = self.run(command, timeout_s + 10)
         try:
@@ -205,7 +220,7 @@ class RepairAgent:
                 session._timed(sandbox.apply_patch, start_patch)
                 log.append("applied start_patch")
             applied = True
-            session.write(f"{SCRATCH}/worker.py", WORKER_SOURCE)
+            session.ship_validator()
             status, reason, report, rate = self._search(
                 session, task, budget, seed, log, clean=not start_patch.strip()
             )

@@ -48,6 +48,13 @@ def test_a_wheel_installed_outside_the_checkout_runs_with_its_presets(tmp_path: 
 
     where = run(str(py), "-c", "import hrm_spawn.envs.config as c; print(c.__file__); print(c.CONFIG_DIR)")
     assert str(ROOT) not in where and "site-packages" in where  # the installed copy, presets inside it
+    # the validator package the repair agents copy into each sandbox ships in the wheel too
+    shipped = run(
+        str(py), "-c", "from hrm_spawn.envs.agents.repair import validator_files; print(*validator_files())"
+    )
+    assert {"launch.py", "job.py", "warm.py", "forking.py", "livecode.py"} <= {
+        p.rsplit("/", 1)[-1] for p in shipped.split()
+    }
     cli = str(venv / "bin" / "hrm-spawn")
     assert "total_params" in run(cli, "policy", "summary", "policy/hrm-tiny")
     assert "--tiny" in run(cli, "quickstart", "--help")

@@ -12,19 +12,24 @@ from pathlib import Path
 import pytest
 from conftest import checkout_copy
 
-from hrm_spawn.envs.agents import worker
 from hrm_spawn.envs.agents.mutate import mutate_source
+from hrm_spawn.envs.agents.repair import SCRATCH, VALIDATOR, validator_files
+from hrm_spawn.envs.agents.validator import forking
 from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
 
 BUGGY = "calc/compare.py"
 
 
 def run_worker(repo_dir: Path, job: dict) -> dict:
+    """The validator as the agents ship it: its files inside the repository, started by its launcher."""
+    for path, text in validator_files().items():
+        (repo_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo_dir / path).write_text(text)
     job_path, out_path = repo_dir.parent / "job.json", repo_dir.parent / "out.json"
     job_path.write_text(json.dumps({"repo_dir": str(repo_dir), **job}))
     env = {**test_env(["."], str(repo_dir)), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, worker.__file__, str(job_path), str(out_path)],
+        [sys.executable, f"{VALIDATOR}/launch.py", str(job_path), str(out_path)],
         cwd=repo_dir,
         env=env,
         capture_output=True,
@@ -152,6 +157,7 @@ def test_run_mode_reports_tracebacks_and_coverage(buggy_repo):
     assert "assert" in out["failures"][task.FAIL_TO_PASS[0]]
     covered = out["coverage"][task.FAIL_TO_PASS[0]]
     assert 7 in covered[BUGGY] and not any("test" in f for f in covered)
+    assert not any(f.startswith(SCRATCH) for f in covered)  # the validator's own files, shipped in the repo
 
 
 def test_ids_are_the_repositorys_inside_another_projects_tree(tmp_path: Path):
@@ -167,4 +173,32 @@ def test_ids_are_the_repositorys_inside_another_projects_tree(tmp_path: Path):
     ids = ["tests/test_a.py::test_x", "tests/test_a.py::test_y"]
     out = run_worker(repo, {"mode": "run", "f2p": ids, "p2p": [], "coverage": False})
     assert out["status"] == {"tests/test_a.py::test_x": "PASSED", "tests/test_a.py::test_y": "FAILED"}
-    assert worker._has_own_config(str(outer)) and not worker._has_own_config(str(repo))
+    assert forking._has_own_config(str(outer)) and not forking._has_own_config(str(repo))
+
+
+def test_no_folder_of_the_validator_is_on_the_repositorys_path(tmp_path: Path):
+    """Shipped inside the repository, the validator takes its folders off sys.path before the repository's
+    code runs: a repository module named like one of its modules (``job``) is the repository's, and none
+    of its own modules can be found, in fresh-import children and in the warm session alike."""
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "pytest.ini").write_text("[pytest]\n")
+    owner = "def owner():\n    return {}\n"
+    (repo / "job.py").write_text(owner.format("'repo'"))
+    (repo / "tests" / "test_job.py").write_text(
+        "import importlib.util\nimport sys\n\nimport job\n\n\n"
+        "def test_owner():\n    assert job.owner() == 'repo'\n\n\n"
+        "def test_path():\n"
+        f"    assert not [p for p in sys.path if {SCRATCH!r} in p]\n"
+        "    assert importlib.util.find_spec('livecode') is None\n"
+    )
+    ids = ["tests/test_job.py::test_owner", "tests/test_job.py::test_path"]
+    out = run_worker(repo, {"mode": "run", "f2p": ids, "p2p": []})
+    assert out["status"] == dict.fromkeys(ids, "PASSED")
+    edits = [owner.format("'re' + 'po'"), owner.format("'other'")]
+    job = {"mode": "validate", "f2p": ids, "p2p": [], "stop_on_fix": False, "p2p_mode": "never"}
+    job["candidates"] = [{"id": str(i), "files": {"job.py": text}} for i, text in enumerate(edits)]
+    same, other = run_worker(repo, job)["results"]
+    assert same["path"] == other["path"] == "fast"
+    assert same["status"] == dict.fromkeys(ids, "PASSED")
+    assert other["status"] == {ids[0]: "FAILED", ids[1]: "PASSED"}
