@@ -11,8 +11,9 @@ Every validation result goes to a sidecar JSONL next to the output, so a rerun s
 The output depends only on the source and the seed: candidates come in a seeded order and the first
 ``max_bugs`` valid ones in that order are kept, whatever the workers finish first.
 
-The workers are spawned processes, so a script that calls :func:`build_tasks` at its top level needs the
-usual ``if __name__ == "__main__":`` guard (as for ``collect``).
+The workers are forked where the platform can (they inherit the parent's imports and entities), else
+spawned: there a script that calls :func:`build_tasks` at its top level needs the usual
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from hrm_spawn.envs.candidates import (
     KindResult,
     check_kinds,
     combined_candidates,
+    entities_cached,
     generate_candidates,
     invertible,
 )
-from hrm_spawn.envs.executors import LocalExecutor
+from hrm_spawn.envs.executors import LocalExecutor, fork_if_possible
 from hrm_spawn.envs.problem import problem_statement
 from hrm_spawn.envs.repos import RepoEnv
 from hrm_spawn.envs.validation import (
@@ -224,11 +226,14 @@ def build_tasks(
         GenerationSpec(asdict(env)),
         ValidationSpec(asdict(env), base_passed, work_root, validation_timeout(env)),
     )
+    mark = time.perf_counter()
+    report.entities = len(entities_cached(env))  # here, before the fork: every worker inherits them
+    import hrm_spawn.envs.sandbox  # noqa: F401  (likewise: imported once, here, not in each worker)
+
     try:
-        # one pool for the whole build: its start-up (imports, a clean clone each) is paid once
-        mark = time.perf_counter()
-        with LocalExecutor(workers, spec) as pool:
-            singles, report.entities = generate_candidates(env, seed, variants, kinds=kinds, executor=pool)
+        # one pool for the whole build: its start-up (a clean clone per worker) is paid once
+        with LocalExecutor(workers, spec, fork_if_possible()) as pool:
+            singles, _ = generate_candidates(env, seed, variants, kinds=kinds, executor=pool)
             report.generate_s = round(time.perf_counter() - mark, 2)
             report.candidates = dict(Counter(c.label for c in singles))
             mark = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hrm_spawn.envs.executors import Executor, LocalExecutor, run_all
+from hrm_spawn.envs.executors import Executor, LocalExecutor, fork_if_possible, run_all
 from hrm_spawn.envs.repos import RepoEnv
 from hrm_spawn.envs.tasks import INVERTIBLE_KINDS
 
@@ -135,20 +135,28 @@ def extract_entities(env: RepoEnv) -> list[tuple[str, Any]]:
     return [(row[3], row[4]) for row in found]
 
 
+_ENTITIES: dict[str, list[tuple[str, Any]]] = {}
+
+
+def entities_cached(env: RepoEnv) -> list[tuple[str, Any]]:
+    """:func:`extract_entities`, once per process and repository (a forked worker inherits the parent's)."""
+    key = f"{env.root}@{env.base_commit}"
+    if key not in _ENTITIES:
+        _ENTITIES[key] = extract_entities(env)
+    return _ENTITIES[key]
+
+
 # ---------------------------------------------------------------- single edits
 
 
-def kind_candidates(
-    env: RepoEnv, kind: str, seed: int, variants: int, entities: list[tuple[str, Any]] | None = None
-) -> list[Candidate]:
+def kind_candidates(env: RepoEnv, kind: str, seed: int, variants: int) -> list[Candidate]:
     """The distinct candidates of one modifier kind, from a fresh modifier seeded by (seed, kind)."""
     from hrm_spawn.envs.swesmith_py import patch_for, python_modifiers
 
     shared = next(m for m in python_modifiers() if m.name == kind)
     # A fresh instance per build: the shared one carries random state from earlier use.
     modifier = type(shared)(likelihood=shared.likelihood, seed=_seed_for(seed, kind))
-    entities = extract_entities(env) if entities is None else entities
-    eligible = [(name, ent) for name, ent in entities if modifier.can_change(ent)]
+    eligible = [(name, ent) for name, ent in entities_cached(env) if modifier.can_change(ent)]
     found: dict[str, Candidate] = {}
     for _ in range(variants):
         before = len(found)
@@ -183,18 +191,15 @@ class KindResult:
 
 
 class GenerationRunner:
-    """A worker's part for generation: the repository's entities, extracted once per worker."""
+    """A worker's part for generation (the repository's entities are extracted once per process)."""
 
     def __init__(self, env_data: dict[str, Any]):
         self.env = RepoEnv(**env_data)
-        self._entities: list[tuple[str, Any]] | None = None
 
     def run(self, job: KindJob) -> KindResult:
         try:
-            if self._entities is None:
-                self._entities = extract_entities(self.env)
-            found = kind_candidates(self.env, job.kind, job.seed, job.variants, self._entities)
-            return KindResult(job.kind, found, len(self._entities))
+            found = kind_candidates(self.env, job.kind, job.seed, job.variants)
+            return KindResult(job.kind, found, len(entities_cached(self.env)))
         except Exception as exc:  # reported to the parent, which stops the build naming the kind
             return KindResult(job.kind, [], 0, f"{type(exc).__name__}: {exc}"[:2000])
 
@@ -254,7 +259,8 @@ def generate_candidates(
     if executor is not None:
         results = run_all(executor, jobs)
     elif workers > 1:
-        with LocalExecutor(min(workers, len(jobs)), GenerationSpec(asdict(env))) as pool:
+        entities_cached(env)  # before the fork: the workers inherit them
+        with LocalExecutor(min(workers, len(jobs)), GenerationSpec(asdict(env)), fork_if_possible()) as pool:
             results = run_all(pool, jobs)
     else:
         runner = GenerationRunner(asdict(env))
