@@ -15,6 +15,8 @@ its own crash (an exception out of ``Agent.run`` that is not a fault of the mach
   :class:`EndpointError`);
 - ``evaluation``: the hidden test run timed out or was killed, so its verdict says nothing;
 - ``worker_died``: the worker process or Ray actor running the job died (decided by the executor);
+- ``worker_hung``: the local worker was still running the job past :meth:`RunnerSpec.job_limit` (the
+  agent's wall-clock safety budget, the evaluation and a margin) and was stopped (decided by the executor);
 - any other exception while preparing the task or evaluating (named by its class): a failed job too.
 
 A failed job is never stored as an outcome, never skipped by a resume, and its verdict is never reused.
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hrm_spawn.envs.agent_slots import AgentSlot
+from hrm_spawn.envs.executors import WORKER_DIED as WORKER_DIED  # the executor decides these two kinds
+from hrm_spawn.envs.executors import WORKER_HUNG as WORKER_HUNG
 from hrm_spawn.envs.failures import (
     EndpointError,
     InfrastructureError,
@@ -46,7 +50,11 @@ from hrm_spawn.envs.store import Outcome, OutcomeKey, OutcomeStore, StoreError
 if TYPE_CHECKING:
     from hrm_spawn.envs.sandbox import Sandbox
 
-WORKER_DIED = "worker_died"
+# The hung-job limit (RunnerSpec.job_limit): the agent's own time at least this (the repair agents'
+# default wall-clock safety limit and their seconds per validation), plus what a job does around it.
+MIN_AGENT_S = 600.0
+AGENT_S_PER_VALIDATION = 10.0
+HUNG_MARGIN_S = 300.0  # sandbox start and task preparation on a loaded machine
 
 
 class SandboxFault(InfrastructureError):
@@ -216,6 +224,29 @@ class RunnerSpec:
     sandbox_config: dict[str, Any]
     # (name, version, budget, the agent's spec as a dict or None): configured agents rebuild from the spec
     slots: list[tuple[str, str, dict[str, Any], dict[str, Any] | None]]
+    job_limit_s: float | None = None  # a fixed hung-job limit; None: derived per agent (job_limit)
+
+    def build(self) -> JobRunner:
+        return JobRunner(self)
+
+    def failed(self, job: Job, kind: str, reason: str, worker: str) -> JobDone:
+        return JobDone(job.key, None, kind, reason, worker=worker)
+
+    def job_limit(self, job: Job) -> float:
+        """Seconds after which a job's worker counts as hung: the agent's wall-clock safety budget (the
+        larger of its wall and sandbox seconds and 10 s per validation, at least 600 s), plus two test runs
+        (the task's preparation and the hidden evaluation), plus a 300 s margin."""
+        if self.job_limit_s is not None:
+            return self.job_limit_s
+        budget = next(b for name, _, b, _ in self.slots if name == job.agent)
+        agent_s = max(
+            MIN_AGENT_S,
+            budget.get("max_wall_s") or 0.0,
+            budget.get("max_sandbox_s") or 0.0,
+            AGENT_S_PER_VALIDATION * (budget.get("max_validations") or 0),
+        )
+        test_s = float(self.sandbox_config.get("test_timeout_s") or 300.0)
+        return agent_s + 2 * test_s + HUNG_MARGIN_S
 
 
 class JobRunner:

@@ -5,8 +5,10 @@ stopped after it; with ``address`` the collector joins a running cluster (``ray 
 machine, ``ray start --address HEAD:PORT`` on the others) and leaves it running. Actors are spread over
 the nodes. An actor that dies (its process killed, its node lost) returns its job as a ``worker_died``
 failure; the collector runs that job once more on another actor, and a fresh actor takes the dead one's
-place. The store stays with the collector: actors send outcomes back, and read the store (for the reuse of
-identical verdicts) only where its path is reachable from their node.
+place. The hung-job limit of the local pool (``RunnerSpec.job_limit``) is not enforced here: a stuck
+actor holds its job until the collect is stopped. The store stays with the collector: actors send
+outcomes back, and read the store (for the reuse of identical verdicts) only where its path is
+reachable from their node.
 
 Needs the ``ray`` extra: ``pip install 'hrm-spawn[ray]'``.
 """
@@ -19,8 +21,8 @@ import os
 import sys
 from typing import Any
 
-from hrm_spawn.envs.executors import Executor
-from hrm_spawn.envs.jobs import WORKER_DIED, Job, JobDone, JobRunner, RunnerSpec
+from hrm_spawn.envs.executors import WORKER_DIED, Executor
+from hrm_spawn.envs.jobs import Job, JobDone, RunnerSpec
 
 # A local Ray for one collect: enough object store for job records, far below a small machine's memory.
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2
@@ -29,13 +31,14 @@ _FORWARDED_ENV = ("HRM_SPAWN_HOME", "HRM_SPAWN_DEBUG")
 
 
 class SandboxActor:
-    """One Ray actor: a :class:`JobRunner` (so one Sandbox) in its own worker process."""
+    """One Ray actor: the spec's runner (a :class:`~hrm_spawn.envs.jobs.JobRunner`: one Sandbox) in its own
+    worker process."""
 
     def __init__(self, spec: RunnerSpec, env: dict[str, str], sys_path: list[str]):
         os.environ.update(env)
         # the collector's import path first, so agents named module:Class import here as they do there
         sys.path[:0] = [p for p in sys_path if p not in sys.path]
-        self.runner = JobRunner(spec)
+        self.runner = spec.build()
 
     def ready(self) -> str:
         return self.runner.name
@@ -129,7 +132,9 @@ class RayExecutor(Executor):
                 self._idle.append(actor)
             except ray.exceptions.RayActorError as exc:
                 done.append(
-                    JobDone(job.key, None, WORKER_DIED, f"the Ray actor running the job died: {exc}"[:2000])
+                    self._spec.failed(
+                        job, WORKER_DIED, f"the Ray actor running the job died: {exc}"[:2000], ""
+                    )
                 )
                 with contextlib.suppress(Exception):
                     ray.kill(actor)

@@ -9,13 +9,10 @@ from pathlib import Path
 import pytest
 from fixtures.fixture_repo import copy_repo
 
-from hrm_spawn.envs.build import (
-    INVERTIBLE_KINDS,
-    BuildReport,
+from hrm_spawn.envs.build import BuildReport, _combine, build_tasks
+from hrm_spawn.envs.candidates import (
     Candidate,
-    Sidecar,
-    _combine,
-    build_tasks,
+    check_kinds,
     combined_candidates,
     generate_candidates,
     invertible,
@@ -24,8 +21,9 @@ from hrm_spawn.envs.build import (
 from hrm_spawn.envs.problem import failure_messages, problem_statement
 from hrm_spawn.envs.repos import RepoEnv
 from hrm_spawn.envs.swesmith_py import entities_from_file, python_modifiers
-from hrm_spawn.envs.tasks import load_tasks
+from hrm_spawn.envs.tasks import INVERTIBLE_KINDS, load_tasks
 from hrm_spawn.envs.testlog import parse_report, pytest_command, test_env
+from hrm_spawn.envs.validation import Sidecar, Validator
 
 MAX_BUGS = 4
 COMBINED = 1
@@ -190,14 +188,14 @@ def test_half_of_the_combined_bugs_are_invertible(tmp_path: Path) -> None:
     singles = _singles(SINGLES)
     sidecar = _all_valid(tmp_path, _combos(singles, 5, seed=3))
     report = BuildReport("src", "repo", "out", 3, 1)
-    _, kept = _combine(singles, 5, 3, sidecar, (), 1, report)
+    _, kept = _combine(singles, 5, 3, Validator(None, sidecar), report)
     assert len(kept) == 5 and len({c.key for c in kept}) == 5
     inv = [c for c in kept if invertible(c)]
     assert len(inv) >= 3 == report.combined_invertible  # ceil(5 / 2), listed first
     assert kept[:3] == inv[:3]
     assert all(set(c.kinds) <= INVERTIBLE_KINDS for c in inv)
     assert "func_pm_op_break_chains" not in INVERTIBLE_KINDS  # it drops an operand: no mutation restores it
-    _, again = _combine(singles, 5, 3, sidecar, (), 1, BuildReport("src", "repo", "out", 3, 1))
+    _, again = _combine(singles, 5, 3, Validator(None, sidecar), BuildReport("src", "repo", "out", 3, 1))
     assert [c.key for c in again] == [c.key for c in kept]  # the seed decides, nothing else
 
 
@@ -205,7 +203,7 @@ def test_without_invertible_pairs_the_combined_bugs_are_as_before(tmp_path: Path
     singles = _singles({"f": ["func_pm_op_change", "func_pm_remove_assign"], "g": ["func_pm_remove_cond"]})
     before = combined_candidates(singles, 2, seed=0)
     sidecar = _all_valid(tmp_path, before)
-    _, kept = _combine(singles, 2, 0, sidecar, (), 1, BuildReport("src", "repo", "out", 0, 1))
+    _, kept = _combine(singles, 2, 0, Validator(None, sidecar), BuildReport("src", "repo", "out", 0, 1))
     assert [c.key for c in kept] == [c.key for c in before[:2]]  # one invertible bug alone cannot combine
 
 
@@ -252,8 +250,6 @@ def test_build_tinydb_from_pypi(hrm_home: Path) -> None:
 
 
 def test_kinds_filter_takes_short_and_full_modifier_names():
-    from hrm_spawn.envs.build import check_kinds
-
     assert check_kinds(["remove_assign", "func_pm_class_rm_base", "remove_assign"]) == [
         "func_pm_class_rm_base",
         "func_pm_remove_assign",
