@@ -99,6 +99,14 @@ class ActQConfig(StrictModel):
         return self
 
 
+class BackendConfig(StrictModel):
+    """Where live/cached training runs its agents: collect's executor (``hrm-spawn collect --backend``)."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int | None = Field(None, ge=1)  # None: one per training env (act_q.num_envs)
+    address: str | None = None  # a running Ray cluster (HEAD:6379); None starts a local Ray
+
+
 class PPOConfig(StrictModel):
     """MaskablePPO from sb3-contrib (trainers/ppo.py)."""
 
@@ -134,6 +142,7 @@ class TrainConfig(StrictModel):
     policy: HRMConfig = HRMConfig()
     act_q: ActQConfig = ActQConfig()
     ppo: PPOConfig = PPOConfig()
+    backend: BackendConfig = BackendConfig()  # live/cached SpawnEnv training only; replay needs none
     checkpoint_every: int = 20  # iterations (act_q) between checkpoints; the last one is always written
     log_every: int = 1
 

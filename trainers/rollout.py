@@ -357,15 +357,16 @@ def make_source(config: TrainConfig, num_envs: int) -> tuple[Any, gym.Env]:
     """(episode source, an env whose spaces size the policy).
 
     An env that can replay in replay mode trains on a ``BatchedReplayEnv`` (numpy, many episodes per
-    step); SpawnEnv in live or cached mode on ``num_envs`` ``FillEnv``s whose runs go to collect's local
-    backend, one worker per env (``backend_source``); any other runs ``num_envs`` gymnasium envs side by
+    step); SpawnEnv in live or cached mode on ``num_envs`` ``FillEnv``s whose runs go to collect's backend
+    (``config.backend``: local workers, one per env by default, or Ray; ``backend_source``); any other runs ``num_envs`` gymnasium envs side by
     side, each running its own agents.
     """
     from hrm_spawn.envs.registry import SPAWN_ENV_ID
     from hrm_spawn.envs.replay import BatchedReplayEnv
 
     if config.env_id == SPAWN_ENV_ID and not config.env_args and config.env.mode != "replay":
-        return backend_source(config, num_envs)
+        b = config.backend
+        return backend_source(config, num_envs, b.kind, b.workers, b.address)
     first = make_env(config)
     replay = (
         replay_of(first)

@@ -246,8 +246,24 @@ def test_cached_eval_on_the_ray_backend_fills_the_store_once(fixture_task, marks
     assert replay["policies"] == report["policies"]
 
 
-def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(fixture_task, marks, tmp_path):
-    """Training in cached mode: episodes step in lockstep, each step's runs go to two local workers."""
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param({}, id="local"),
+        pytest.param(
+            {"kind": "ray", "workers": 2}, id="ray", marks=[pytest.mark.slow, pytest.mark.timeout(900)]
+        ),
+    ],
+)
+def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(
+    fixture_task, marks, tmp_path, monkeypatch, backend
+):
+    """Training in cached mode: episodes step in lockstep, each step's runs go to two workers (local
+    processes, or Ray actors of a local Ray that the executor starts and stops)."""
+    if backend:
+        pytest.importorskip("ray", reason="the ray extra is not installed")
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     write_tasks(fixture_task, tmp_path / "tasks.jsonl", 2)
     store_path = tmp_path / "store.sqlite"
     config = build_config(
@@ -278,6 +294,7 @@ def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(fixture
                 "epsilon_start": 1.0,
             },
             "checkpoint_every": 2,
+            "backend": backend,
         },
     )
     ckpt = run_training(config, tmp_path / "run", progress=False)
