@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hrm_spawn.envs.agents.registry import get_agent, get_spec
+from hrm_spawn.envs.failures import SandboxDiedError, is_infrastructure_failure
 from hrm_spawn.envs.images import base_spec, ensure, image_exists, repo_spec
 from hrm_spawn.envs.repos import RepoEnv
 from hrm_spawn.envs.results import Budget, Evaluation
@@ -124,3 +125,28 @@ def test_a_plain_image_without_testbed_is_refused_by_name(base_image, fixture_ta
     task = fixture_task.model_copy(update={"image_name": base_image})
     with Sandbox(SandboxConfig(deployment="docker")) as sb, pytest.raises(SandboxError, match="testbed"):
         sb.prepare(task)  # the base image has no /testbed: the error says so
+
+
+def test_a_container_killed_from_outside_is_restarted_and_the_task_prepared_again(
+    base_image, fixture_repo: RepoEnv, fixture_task
+):
+    """A dead deployment (the container gone under the sandbox) fails one call as a SandboxDiedError; the
+    sandbox then runs a fresh container with the same task, clean, and judges as before."""
+    spec = repo_spec(fixture_repo)
+    ensure(spec)
+    fix = fix_patch(fixture_repo, fixture_task.patch)
+    with Sandbox(docker_config(spec.tag)) as sb:
+        sb.prepare(fixture_task)
+        first = sb._deployment.container_name
+        sb.write_file("calc/compare.py", "broken = True\n")  # the dying job's leftovers
+        subprocess.run(["docker", "kill", first], capture_output=True, timeout=60, check=True)
+        with pytest.raises(SandboxDiedError) as info:
+            sb.run("echo hello")
+        assert is_infrastructure_failure(info.value)
+        assert sb.run("echo back").output == "back"
+        assert sb._deployment.container_name != first
+        assert sb.task is not None and sb.task.instance_id == fixture_task.instance_id
+        assert sb.diff() == ""
+        assert sb.evaluate(fix).resolved
+    gone = subprocess.run(["docker", "ps", "-q", "--filter", f"name={first}"], capture_output=True, text=True)
+    assert gone.stdout.strip() == ""
