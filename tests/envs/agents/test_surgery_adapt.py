@@ -1,0 +1,159 @@
+"""Surgery v3: ingredients adapted to where they go, assignments synthesised, closures under branches."""
+
+from __future__ import annotations
+
+import ast
+
+from hrm_spawn.envs.agents.localize import Site
+from hrm_spawn.envs.agents.surgery import surgery_candidates
+from hrm_spawn.envs.agents.surgery_adapt import (
+    attrs_to_locals,
+    handler_binds,
+    rename_self_attr,
+    synthesised_assigns,
+    unwrap_guards,
+)
+from hrm_spawn.envs.agents.surgery_pantry import own_binds
+
+FILTERING = (
+    "for key in list(rows):\n    if keep(rows[key]):\n        hits.append(key)\n        touch(rows, key)\n"
+)
+
+
+def _same(a: str, b: str) -> bool:
+    return ast.dump(ast.parse(a)) == ast.dump(ast.parse(b))
+
+
+def test_a_guard_on_a_name_not_in_scope_is_unwrapped():
+    out = unwrap_guards(FILTERING, {"keep"})
+    assert out is not None and _same(
+        out, "for key in list(rows):\n    hits.append(key)\n    touch(rows, key)\n"
+    )
+    assert unwrap_guards(FILTERING, {"other"}) is None  # the guard's names are all here: nothing to do
+    assert unwrap_guards("if keep(x):\n    y = 1\n", {"keep"}) is None  # nothing would be left
+    with_else = "for k in rows:\n    if keep(k):\n        a(k)\n    else:\n        b(k)\n"
+    assert unwrap_guards(with_else, {"keep"}) is None  # an else branch is a choice, not a filter
+
+
+def test_a_handler_that_returns_a_default_binds_it_instead():
+    donor = "try:\n    table = tables[name]\nexcept KeyError:\n    return {}\n"
+    out = handler_binds(donor)
+    assert out is not None and _same(
+        out, "try:\n    table = tables[name]\nexcept KeyError:\n    table = {}\n"
+    )
+    assert handler_binds("try:\n    a = f()\n    b = g()\nexcept E:\n    return 1\n") is None  # which one?
+    assert handler_binds("table = tables[name]\n") is None
+
+
+def test_a_field_is_renamed_and_an_attribute_read_as_a_local():
+    assert rename_self_attr("self.memory = data\n", "memory", "cache") == "self.cache = data\n"
+    assert rename_self_attr("self.memory_size = 1\n", "memory", "cache") == "self.memory_size = 1\n"
+    guard = "if document.doc_id in table:\n    raise ValueError(document.doc_id)\n"
+    out = attrs_to_locals(guard, {"doc_id", "table"})
+    assert out is not None and _same(out, "if doc_id in table:\n    raise ValueError(doc_id)\n")
+    assert attrs_to_locals("x = self.doc_id\n", {"doc_id"}) is None  # a field stays a field
+
+
+def test_assignments_are_synthesised_from_the_function_itself():
+    func = ast.parse(
+        "def search(self, cond):\n"
+        "    if cached_results is not None:\n"
+        "        return cached_results\n"
+        "    docs = [d for d in self.rows if cond(d)]\n"
+        "    self._query_cache[cond] = docs\n"
+        "    self._next = next_id + 1\n"
+        "    return docs\n"
+    ).body[0]
+    made = dict(synthesised_assigns(func, ["cached_results", "next_id"]))
+    assert made == {
+        "cached_results = self._query_cache.get(cond)\n": "lookup",  # shares a word with the mapping
+    }
+    func = ast.parse("def nxt(self):\n    self._next_id = next_id + 1\n    return next_id\n").body[0]
+    assert synthesised_assigns(func, ["next_id"]) == [("next_id = self._next_id\n", "field")]
+
+
+def test_own_binds_leave_out_the_locals_of_closures():
+    func = ast.parse(
+        "def update(self, fields):\n"
+        "    ids = []\n"
+        "    def updater(table):\n"
+        "        _cond = make()\n"
+        "    squares = [n * n for n in ids]\n"
+    ).body[0]
+    assert own_binds(func) == {"self", "fields", "ids", "updater", "squares"}
+
+
+# a module where one branch's closure lost its loop; the other branch's closure filters with a guard
+CLOSURES = """def update(table_rows, fields, cond=None):
+    updated = []
+    if cond is not None:
+        def updater(table):
+            _cond = make_cond(cond)
+            for doc_id in list(table.keys()):
+                if _cond(table[doc_id]):
+                    updated.append(doc_id)
+                    table[doc_id].update(fields)
+        apply(table_rows, updater)
+    else:
+        def updater(table):
+            pass
+        apply(table_rows, updater)
+    return updated
+
+
+def make_cond(cond):
+    return cond
+
+
+def apply(rows, fn):
+    fn(rows)
+"""
+FIXED = CLOSURES.replace(
+    "            pass\n",
+    "            for doc_id in list(table.keys()):\n"
+    "                updated.append(doc_id)\n"
+    "                table[doc_id].update(fields)\n",
+)
+
+
+def test_a_closure_under_a_branch_gets_the_sibling_loop_without_its_guard():
+    sources = {"pkg/ops.py": CLOSURES}
+    line = next(n for n, text in enumerate(CLOSURES.splitlines(), 1) if text.strip() == "pass")
+    sites = [Site("pkg/ops.py", line, 1.0), Site("pkg/ops.py", line - 1, 0.9)]
+    cands = surgery_candidates(sources.__getitem__, ["pkg/ops.py"], sites, [], ["loop"])
+    fixed = [k for k, c in enumerate(cands) if _same(c.text, FIXED)]
+    assert fixed and fixed[0] < 10, [c.description for c in cands[:10]]
+    assert (
+        "unwrapped guard" in cands[fixed[0]].description and "update.updater" in cands[fixed[0]].description
+    )
+    # `_cond` is the sibling closure's local: never grafted where it is not bound
+    assert not any("_cond(table" in c.text.split("else:")[1] for c in cands)
+
+
+CACHED = """class Store:
+    def __init__(self):
+        self._rows = {}
+        self._memo = {}
+
+    def find(self, key):
+        if memo_hit is not None:
+            return memo_hit
+        found = [r for r in self._rows.values() if r == key]
+        self._memo[key] = found
+        return found
+"""
+
+
+def test_a_cache_lookup_is_synthesised_before_the_first_use():
+    sources = {"pkg/store.py": CACHED}
+    line = next(n for n, text in enumerate(CACHED.splitlines(), 1) if "if memo_hit" in text)
+    failure = "E   UnboundLocalError: cannot access local variable 'memo_hit' where it is not associated with a value"
+    cands = surgery_candidates(
+        sources.__getitem__, ["pkg/store.py"], [Site("pkg/store.py", line, 1.0)], [failure], ["assign"]
+    )
+    want = CACHED.replace(
+        "        if memo_hit", "        memo_hit = self._memo.get(key)\n        if memo_hit"
+    )
+    fixed = [k for k, c in enumerate(cands) if c.text == want]
+    assert fixed and fixed[0] < 3, [c.description for c in cands[:5]]
+    assert "synthesised lookup" in cands[fixed[0]].description
