@@ -176,6 +176,10 @@ class _Target:
     cls: str
     score: float
     local: set[str] = field(default_factory=set)  # bound by the function or the functions around it
+    loaded: set[str] = field(default_factory=set)  # read anywhere in it (its closures included)
+    unused: set[str] = field(default_factory=set)  # parameters it never reads: what read them was removed
+    accumulators: set[str] = field(default_factory=set)  # names it adds to (``n += 1``, ``ids.append(x)``)
+    bound_at: dict[str, int] = field(default_factory=dict)  # its own locals (not parameters) -> first binding
     fields: set[str] = field(default_factory=set)  # attributes its class assigns on ``self``
 
 
@@ -200,6 +204,7 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
         for name, line in first_read.items()
         if name not in params and name not in known and line <= first_bind.get(name, line)
     }
+    loaded = {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     cls = qual.rsplit(".", 1)[0] if "." in qual else ""
     around = [c for c in classes_in(tree) if c.lineno <= func.lineno <= (c.end_lineno or c.lineno)]
     fields = self_attrs(max(around, key=lambda c: c.lineno)) if around else set()
@@ -212,9 +217,35 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
         identifiers(func),
         cls,
         score,
-        binds | outer,
-        fields,
+        local=binds | outer,
+        loaded=loaded,
+        unused=params - loaded - {"self", "cls"},
+        accumulators=_accumulators(func),
+        bound_at={n: first_bind[n] for n in binds - params if n in first_bind},
+        fields=fields,
     )
+
+
+def _accumulators(func: ast.AST) -> set[str]:
+    """Names the function adds to: ``n += 1``, ``ids.append(x)`` (and extend/add/update), ``d[k] = v``."""
+    out = set()
+    for sub in ast.walk(func):
+        if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+            out.add(sub.target.id)
+        elif (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in ("append", "extend", "add", "update", "insert")
+            and isinstance(sub.func.value, ast.Name)
+        ):
+            out.add(sub.func.value.id)
+        elif (
+            isinstance(sub, ast.Subscript)
+            and isinstance(sub.ctx, ast.Store)
+            and isinstance(sub.value, ast.Name)
+        ):
+            out.add(sub.value.id)
+    return out
 
 
 def _other_binds(node: ast.AST) -> list[tuple[str, int]]:
@@ -301,16 +332,19 @@ def _affinity(ing: Ingredient, target: _Target, wanted: set[str], words: set[str
     """How well an ingredient fits a function (higher is better); see the module docstring."""
     score = 0.0
     binds = ing.binds | ing.attrs
+    same = ing.owner == target.qual and ing.owner_line in (0, target.node.lineno)
     if binds & set(target.dangling):
         score += 4.0
-        if _LITERAL_INIT.match(ing.text):
-            score += 1.0  # a missing name read first is most often an accumulator's initial value
+        if _LITERAL_INIT.match(ing.text) and binds & target.accumulators:
+            score += 1.0  # a missing accumulator (``n += 1``, ``ids.append``) most often starts empty
     if binds & wanted:
         score += 3.0
-    if ing.owner_name == target.node.name and ing.owner != target.qual:
-        score += 2.0  # the same function name elsewhere (a sibling class's method)
-    if target.cls and ing.owner.rsplit(".", 1)[0] == target.cls and ing.owner != target.qual:
+    if ing.owner_name == target.node.name and not same:
+        score += 2.0  # the same function name elsewhere (a sibling class's method, a sibling closure)
+    if target.cls and ing.owner.rsplit(".", 1)[0] == target.cls and not same:
         score += 1.0
+    if ing.reads & target.unused:
+        score += 1.5  # a parameter nothing reads any more: the removed code read it
     if ing.file == target.file:
         score += 0.5
     score += len(ing.idents & words) / (len(ing.idents) or 1)
@@ -338,6 +372,7 @@ def _renamed(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
                 ing.file,
                 ing.owner,
                 ing.owner_name,
+                ing.owner_line,
             )
             out.append((adapted, f"renamed {old}->{new}"))
     return out
@@ -362,7 +397,7 @@ def _adapted(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
     out = []
     for text, how in texts:
         if text and text != ing.text:
-            made = make_ingredient(ing.family, text, ing.file, ing.owner, ing.owner_name)
+            made = make_ingredient(ing.family, text, ing.file, ing.owner, ing.owner_name, ing.owner_line)
             if made is not None:
                 out.append((made, how))
     return out
@@ -385,6 +420,17 @@ def _direct_binds(text: str) -> set[str]:
     with contextlib.suppress(SyntaxError):  # an ingredient's text always parses; a caller's may not
         visit(ast.parse(text))
     return out
+
+
+def _dead(ing: Ingredient, target: _Target) -> bool:
+    """Whether an assignment only binds locals that the function never reads: dead code, it changes
+    nothing a test sees (``tables = {}`` grafted where no ``tables`` is read)."""
+    return (
+        bool(ing.binds)
+        and not ing.attrs
+        and not ing.binds & target.loaded
+        and "[" not in ing.text.split("=")[0]
+    )
 
 
 def _calls_itself(ing: Ingredient, target: _Target) -> bool:
@@ -435,6 +481,8 @@ def statement_candidates(
             for variant, how in variants:
                 if not variant.reads <= target.scope or _calls_itself(variant, target):
                     continue
+                if variant.family == "assign" and _dead(variant, target):
+                    continue
                 # each adaptation a step further from what the repository wrote
                 fit = _affinity(variant, target, wanted, words) - 0.5 * (how.count(",") + 1 if how else 0)
                 if "".join(x.strip() for x in variant.text.splitlines()) in own:
@@ -451,9 +499,12 @@ def statement_candidates(
         plan: list[tuple[float, int, Ingredient, Gap, str]] = []
         for ing, fit, how in options:
             first_use = min((target.dangling[n] for n in ing.binds & set(target.dangling)), default=None)
+            ready = max((target.bound_at.get(n, 0) for n in ing.reads), default=0)
             for gap in gaps:
                 if first_use is not None and gap.line > first_use:
                     continue  # it would bind the name after its first use
+                if gap.line <= ready:
+                    continue  # it would read a local before the function first binds it
                 where = max((site_score.get((target.file, n), 0.0) for n in gap.near), default=0.0)
                 hole = 2.0 if holes & set(gap.near) else 0.0
                 plan.append((fit + where + hole - 0.5 * rank, len(plan), ing, gap, how))

@@ -159,6 +159,7 @@ class Ingredient:
     file: str
     owner: str  # the function (``Class.method``) or class it comes from
     owner_name: str  # the bare function or class name
+    owner_line: int = 0  # where the owner starts (two closures ``updater`` of one method are two owners)
 
 
 @dataclass
@@ -231,13 +232,14 @@ def harvest(sources: dict[str, str], families: Iterable[str] = INGREDIENTS) -> P
                     Ingredient(
                         family,
                         text,
-                        frozenset(reads - binds),
+                        frozenset(free_reads(node, reads, binds)),
                         frozenset(binds),
                         frozenset(self_attrs(node)),
                         frozenset(identifiers(node)),
                         path,
                         qual,
                         func.name,
+                        func.lineno,
                     )
                 )
         for cls in classes_in(tree):
@@ -290,7 +292,46 @@ def class_defines(cls: ast.ClassDef) -> set[str]:
     return out
 
 
-def make_ingredient(family: str, text: str, file: str, owner: str, owner_name: str) -> Ingredient | None:
+def free_reads(node: ast.AST, reads: set[str], binds: set[str]) -> set[str]:
+    """The names a statement needs from its surroundings: what it reads and does not bind, and what its
+    header reads before anything of it runs (``x = x + 1``, ``if t is None: t = {}`` need ``x``, ``t``)."""
+    header: list[ast.AST] = []
+    if isinstance(node, (ast.If, ast.While)):
+        header = [node.test]
+    elif isinstance(node, (ast.For, ast.AsyncFor)):
+        header = [node.iter]
+    elif isinstance(node, (ast.With, ast.AsyncWith)):
+        header = [item.context_expr for item in node.items]
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        header = [node.value]
+    elif isinstance(node, ast.AugAssign):
+        header = [node.value, node.target]
+    loaded = {
+        n.id
+        for h in header
+        for n in ast.walk(h)
+        if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store)
+    }
+    if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        loaded.add(node.target.id)
+    return (reads - binds) | (loaded - _scoped_binds(header))
+
+
+def _scoped_binds(nodes: list[ast.AST]) -> set[str]:
+    """Names bound inside comprehensions and lambdas of ``nodes`` (their own scope: not needed outside)."""
+    out: set[str] = set()
+    for h in nodes:
+        for n in ast.walk(h):
+            if isinstance(n, ast.comprehension):
+                out |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+            elif isinstance(n, ast.Lambda):
+                out |= {a.arg for a in ast.walk(n.args) if isinstance(a, ast.arg)}
+    return out
+
+
+def make_ingredient(
+    family: str, text: str, file: str, owner: str, owner_name: str, owner_line: int = 0
+) -> Ingredient | None:
     """An ingredient made or adapted here (not harvested as is); None when the text does not parse."""
     try:
         tree = ast.parse(text)
@@ -300,11 +341,12 @@ def make_ingredient(family: str, text: str, file: str, owner: str, owner_name: s
     return Ingredient(
         family,
         text,
-        frozenset(reads - binds),
+        frozenset(free_reads(tree.body[0], reads, binds) if tree.body else reads - binds),
         frozenset(binds),
         frozenset(self_attrs(tree)),
         frozenset(identifiers(tree)),
         file,
         owner,
         owner_name,
+        owner_line,
     )
