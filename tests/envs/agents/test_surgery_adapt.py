@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from hrm_spawn.envs.agents.localize import Site
 from hrm_spawn.envs.agents.surgery import surgery_candidates
@@ -157,3 +158,58 @@ def test_a_cache_lookup_is_synthesised_before_the_first_use():
     fixed = [k for k, c in enumerate(cands) if c.text == want]
     assert fixed and fixed[0] < 3, [c.description for c in cands[:5]]
     assert "synthesised lookup" in cands[fixed[0]].description
+
+
+TABLES = """class Table:
+    def __init__(self, storage, name):
+        self.storage, self.name = storage, name
+
+    def read(self):
+        tables = self.storage.load()
+        try:
+            table = tables[self.name]
+        except KeyError:
+            return {}
+        return table
+
+    def update(self, fn):
+        tables = self.storage.load()
+        if tables is None:
+            tables = {}
+        table = dict(raw_table)
+        fn(table)
+        tables[self.name] = table
+        self.storage.save(tables)
+"""
+
+
+def test_a_default_returned_elsewhere_is_bound_here_after_what_it_reads():
+    # `update` lost `try: raw_table = tables[self.name] except KeyError: raw_table = {}`
+    sources = {"pkg/table.py": TABLES}
+    line = next(n for n, text in enumerate(TABLES.splitlines(), 1) if "dict(raw_table)" in text)
+    failure = "E   NameError: name 'raw_table' is not defined"
+    sites = [Site("pkg/table.py", line, 1.0)]
+    cands = surgery_candidates(sources.__getitem__, ["pkg/table.py"], sites, [failure], ["assign", "wrapper"])
+    want = TABLES.replace(
+        "        table = dict(raw_table)",
+        "        try:\n            raw_table = tables[self.name]\n        except KeyError:\n"
+        "            raw_table = {}\n        table = dict(raw_table)",
+    )
+    fixed = [k for k, c in enumerate(cands) if c.file == "pkg/table.py" and _same(c.text, want)]
+    assert fixed and fixed[0] < 15, [c.description for c in cands[:15]]
+    assert "return->bind, renamed table->raw_table" in cands[fixed[0]].description
+    for cand in cands:  # nothing in `update` reads `tables` above `tables = self.storage.load()`
+        body = cand.text[cand.text.index("    def update") :].splitlines()
+        load = body.index("        tables = self.storage.load()")
+        assert not any(re.search(r"\btables\b(?!\s*=)", row) for row in body[:load]), cand.description
+
+
+def test_an_assignment_nothing_reads_is_never_grafted():
+    sources = {
+        "pkg/m.py": "def double(a):\n    return a * 2\n\n\ndef other(a):\n    spare = a + 1\n    return spare\n"
+    }
+    cands = surgery_candidates(sources.__getitem__, ["pkg/m.py"], [Site("pkg/m.py", 2, 1.0)], [], ["assign"])
+    assert not any("into double" in c.description for c in cands)  # `spare` is read nowhere in `double`
+    sources["pkg/m.py"] = sources["pkg/m.py"].replace("return a * 2", "return spare * 2")
+    cands = surgery_candidates(sources.__getitem__, ["pkg/m.py"], [Site("pkg/m.py", 2, 1.0)], [], ["assign"])
+    assert cands[0].description.startswith("insert assign `spare = a + 1` (from other) into double")
