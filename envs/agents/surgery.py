@@ -18,7 +18,8 @@ failing tests blame:
 Candidates are ranked by how well the ingredient fits: it binds a name the function reads but never binds
 (a removed assignment leaves one), the failure message names what it defines (``has no attribute 'x'``),
 it comes from a function of the same name or the same class, and it shares identifiers with the function.
-The agent validates them with the same warm validator and budgets as the mutation agents (RepairAgent).
+Near misses are adapted to the target, and the simplest missing assignments synthesised from the function
+itself (surgery_adapt.py); the ingredients are harvested by surgery_pantry.py. The agent validates them with the same warm validator and budgets as the mutation agents (RepairAgent).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Gap:
     line: int
     indent: str
     near: tuple[int, ...]  # the statement lines on either side (for the suspiciousness score)
+    guarded: frozenset[str] = frozenset()  # names the tests of the ``if``/``while`` around it read
 
 
 def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> list[Gap]:
@@ -108,8 +110,11 @@ def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> lis
         for case in getattr(node, "cases", []) or []:
             yield case.body
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, guards: frozenset[str]) -> None:
         for body in blocks(node):
+            inside = guards
+            if isinstance(node, (ast.If, ast.While)) and body is node.body:
+                inside = guards | {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
             first = body[0]
             start = 1 if node is func and _is_docstring(first) else 0
             for i in range(start, len(body) + 1):
@@ -121,12 +126,12 @@ def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> lis
                     line = (body[-1].end_lineno or body[-1].lineno) + 1
                     near = (body[-1].lineno,)
                 text = lines[body[min(i, len(body) - 1)].lineno - 1]
-                out.append(Gap(line, text[: len(text) - len(text.lstrip())], near))
+                out.append(Gap(line, text[: len(text) - len(text.lstrip())], near, inside))
             for stmt in body:
                 if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    visit(stmt)
+                    visit(stmt, inside)
 
-    visit(func)
+    visit(func, frozenset())
     return out
 
 
@@ -507,6 +512,7 @@ def statement_candidates(
                     continue  # it would read a local before the function first binds it
                 where = max((site_score.get((target.file, n), 0.0) for n in gap.near), default=0.0)
                 hole = 2.0 if holes & set(gap.near) else 0.0
+                hole += 1.0 if ing.reads & gap.guarded else 0.0  # ``cond(doc)`` where ``cond is not None``
                 plan.append((fit + where + hole - 0.5 * rank, len(plan), ing, gap, how))
         plan.sort(key=lambda p: (-p[0], p[1]))
         repeats: dict[int, int] = {}

@@ -12,6 +12,8 @@ graft, the way program-repair tools adapt their donor code to the recipient's co
 - ``rename_self_attr``: ``self.memory = data`` from a sibling class's method of the same name, written to
   a field of the target's class;
 - ``attrs_to_locals``: ``document.doc_id`` read as the local ``doc_id`` that the target already has;
+- ``first_match_loops``: ``[f(x) for x in xs if p(x)]`` read as the loop that returns the first match,
+  ``for x in xs: if p(x): return f(x)`` (a lookup of one where the donor collects all);
 - ``synthesised_assigns``: a name the function reads but never binds, bound to what the function itself
   suggests: the field of the same name (``next_id = self._next_id``) or a lookup in the mapping the
   function later stores into (``cached = self._cache.get(key)`` before ``self._cache[key] = ...``).
@@ -170,4 +172,20 @@ def synthesised_assigns(func: ast.AST, dangling: Iterable[str]) -> list[tuple[st
             if _stems(name) & _stems(mapping):  # ``cached_results`` and ``self._query_cache``
                 lookups.add(f"{name} = {mapping}.get({key})\n")
         out += [(text, "lookup") for text in sorted(lookups)]
+    return out
+
+
+def first_match_loops(func: ast.AST) -> list[str]:
+    """``for x in xs: if p(x): return f(x)`` for each filtered one-generator comprehension in ``func``."""
+    out = []
+    for node in ast.walk(func):
+        if not isinstance(node, (ast.ListComp, ast.GeneratorExp)) or len(node.generators) != 1:
+            continue
+        gen = node.generators[0]
+        if not gen.ifs or gen.is_async:
+            continue
+        test = gen.ifs[0] if len(gen.ifs) == 1 else ast.BoolOp(ast.And(), list(gen.ifs))
+        found = ast.If(test, [ast.Return(node.elt)], [])
+        loop = ast.For(gen.target, gen.iter, [found], [], lineno=node.lineno)
+        out.append(_render(loop))
     return out

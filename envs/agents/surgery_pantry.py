@@ -12,6 +12,8 @@ import ast
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from hrm_spawn.envs.agents.surgery_adapt import first_match_loops
+
 STATEMENT_FAMILIES = {
     "assign": (ast.Assign, ast.AugAssign, ast.AnnAssign),
     "guard": (ast.If,),
@@ -242,6 +244,12 @@ def harvest(sources: dict[str, str], families: Iterable[str] = INGREDIENTS) -> P
                         func.lineno,
                     )
                 )
+            if "loop" in families:
+                for text in first_match_loops(func):
+                    made = make_ingredient("loop", text, path, qual, func.name, func.lineno)
+                    if made is not None and ("loop", text) not in seen:
+                        seen.add(("loop", text))
+                        pantry.statements.append(made)
         for cls in classes_in(tree):
             pantry.defines[cls.name] = class_defines(cls)
             if "base" in families:
