@@ -9,6 +9,7 @@ from hrm_spawn.envs.agents.localize import Site
 from hrm_spawn.envs.agents.surgery import surgery_candidates
 from hrm_spawn.envs.agents.surgery_adapt import (
     attrs_to_locals,
+    first_match_loops,
     handler_binds,
     rename_self_attr,
     synthesised_assigns,
@@ -213,3 +214,40 @@ def test_an_assignment_nothing_reads_is_never_grafted():
     sources["pkg/m.py"] = sources["pkg/m.py"].replace("return a * 2", "return spare * 2")
     cands = surgery_candidates(sources.__getitem__, ["pkg/m.py"], [Site("pkg/m.py", 2, 1.0)], [], ["assign"])
     assert cands[0].description.startswith("insert assign `spare = a + 1` (from other) into double")
+
+
+FINDER = """class Table:
+    def search(self, cond):
+        return [Doc(v, k) for k, v in self.rows.items() if cond(v)]
+
+    def get(self, cond=None, key=None):
+        if key is not None:
+            return self.rows.get(key)
+        elif cond is not None:
+            self.hits += 1
+        return None
+
+
+class Doc:
+    def __init__(self, value, key):
+        self.value, self.key = value, key
+"""
+
+
+def test_a_filtered_comprehension_becomes_a_first_match_loop_inside_the_branch_that_tests_it():
+    func = ast.parse(FINDER).body[0].body[0]
+    loops = first_match_loops(func)
+    assert [ast.dump(ast.parse(t)) for t in loops] == [
+        ast.dump(ast.parse("for k, v in self.rows.items():\n    if cond(v):\n        return Doc(v, k)\n"))
+    ]
+    sources = {"pkg/t.py": FINDER}
+    line = next(n for n, text in enumerate(FINDER.splitlines(), 1) if text.strip() == "return None")
+    sites = [Site("pkg/t.py", line, 1.0), Site("pkg/t.py", line - 1, 0.9)]
+    cands = surgery_candidates(sources.__getitem__, ["pkg/t.py"], sites, [], ["loop"])
+    # below `return None` the site is as close, but `cond(v)` belongs where `cond is not None` holds
+    want = FINDER.replace(
+        "            self.hits += 1\n",
+        "            for k, v in self.rows.items():\n                if cond(v):\n                    return Doc(v, k)\n"
+        "            self.hits += 1\n",
+    )
+    assert _same(cands[0].text, want), [c.description for c in cands[:5]]  # in the `cond is not None` branch
