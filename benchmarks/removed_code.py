@@ -4,6 +4,9 @@ Tasks: ``--tasks FILE``, default data_dir()/tasks/tinydb-removed.jsonl (skipped 
 remove_wrapper class_rm_base class_rm_funcs``); ``--limit N`` takes the first N. One JSON line per (task,
 agent) goes to ``--out`` as soon as it is known (a rerun skips those already there), then the table: per
 kind, how many tasks each agent resolves, the union, and each agent's share of the union.
+
+``--matrix FILE`` (a solve_matrix.json) adds that matrix's agents' outcomes on the tasks it shares with
+this run, so the union and the shares cover the mutation agents' kinds too (is any agent above 80 %?).
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ def table(rows: list[dict], agents: list[str]) -> str:
     return "\n".join(out)
 
 
+def matrix_rows(path: Path) -> list[dict]:
+    """(instance_id, kind, agent, resolved) of every single-agent run in a solve_matrix.json."""
+    rows = []
+    for row in json.loads(path.read_text())["rows"]:
+        for agent, run in row["runs"].items():
+            rows.append(
+                {
+                    "instance_id": row["instance_id"],
+                    "kind": row["kind"],
+                    "agent": agent,
+                    "resolved": run["resolved"],
+                }
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -91,6 +110,7 @@ def main() -> None:
     parser.add_argument("--max-validations", type=int, default=0, help="override every agent's count budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "removed_code.jsonl")
+    parser.add_argument("--matrix", type=Path, default=None, help="a solve_matrix.json to join (see above)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     from hrm_spawn.envs.paths import tasks_dir
@@ -126,7 +146,13 @@ def main() -> None:
                     flush=True,
                 )
     ids = {t.instance_id for t in tasks}
-    print(table([r for r in done if r["instance_id"] in ids and r["agent"] in agents], agents))
+    mine = [r for r in done if r["instance_id"] in ids and r["agent"] in agents]
+    print(table(mine, agents))
+    if args.matrix:
+        theirs = [r for r in matrix_rows(args.matrix) if r["agent"] not in agents]
+        names = list(dict.fromkeys(r["agent"] for r in theirs)) + agents
+        print(f"\njoined with {args.matrix} (the tasks both cover):")
+        print(table(mine + theirs, names))
 
 
 if __name__ == "__main__":

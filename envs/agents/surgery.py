@@ -18,7 +18,8 @@ failing tests blame:
 Candidates are ranked by how well the ingredient fits: it binds a name the function reads but never binds
 (a removed assignment leaves one), the failure message names what it defines (``has no attribute 'x'``),
 it comes from a function of the same name or the same class, and it shares identifiers with the function.
-The agent validates them with the same warm validator and budgets as the mutation agents (RepairAgent).
+Near misses are adapted to the target, and the simplest missing assignments synthesised from the function
+itself (surgery_adapt.py); the ingredients are harvested by surgery_pantry.py. The agent validates them with the same warm validator and budgets as the mutation agents (RepairAgent).
 """
 
 from __future__ import annotations
@@ -35,18 +36,33 @@ from typing import TYPE_CHECKING, Any
 from hrm_spawn.envs.agents.localize import Site, is_test_path
 from hrm_spawn.envs.agents.mutate import Candidate
 from hrm_spawn.envs.agents.repair import SAFETY_S_PER_VALIDATION, RepairAgent
+from hrm_spawn.envs.agents.surgery_adapt import (
+    attrs_to_locals,
+    handler_binds,
+    rename_self_attr,
+    synthesised_assigns,
+    unwrap_guards,
+)
+from hrm_spawn.envs.agents.surgery_pantry import (
+    INGREDIENTS,
+    Ingredient,
+    Pantry,
+    class_defines,
+    classes_in,
+    defs_in,
+    harvest,
+    identifiers,
+    indent_text,
+    make_ingredient,
+    module_names,
+    own_binds,
+    parses,
+    self_attrs,
+)
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.agents.repair import _Best, _Session
 
-STATEMENT_FAMILIES = {
-    "assign": (ast.Assign, ast.AugAssign, ast.AnnAssign),
-    "guard": (ast.If,),
-    "loop": (ast.For, ast.While, ast.AsyncFor),
-    "wrapper": (ast.With, ast.AsyncWith, ast.Try),
-}
-INGREDIENTS = (*STATEMENT_FAMILIES, "method", "base")
-MAX_STATEMENT_LINES = 20  # a longer removed block is rarely found whole elsewhere
 MAX_PER_FUNCTION = 200  # statement candidates rendered per blamed function, best first
 CLASS_EVERY = 4  # statement candidates per class candidate when no failure names a missing attribute
 REPEAT_PENALTY = 0.75  # per earlier gap of the same ingredient: try other ingredients before other places
@@ -67,236 +83,6 @@ _LITERAL_INIT = re.compile(
 )
 
 
-# ---- what a piece of code reads and binds --------------------------------------------------------------
-
-
-def _names(node: ast.AST) -> tuple[set[str], set[str]]:
-    """(names loaded, names bound) anywhere inside ``node``."""
-    reads, binds = set(), set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name):
-            (reads if isinstance(sub.ctx, ast.Load) else binds).add(sub.id)
-        elif isinstance(sub, ast.arg):
-            binds.add(sub.arg)
-        elif isinstance(sub, ast.ExceptHandler) and sub.name:
-            binds.add(sub.name)
-        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
-            binds.update((a.asname or a.name).split(".")[0] for a in sub.names)
-        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and sub is not node:
-            binds.add(sub.name)
-    return reads, binds
-
-
-def _identifiers(node: ast.AST) -> set[str]:
-    out = set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name):
-            out.add(sub.id)
-        elif isinstance(sub, ast.Attribute):
-            out.add(sub.attr)
-    return out
-
-
-def _self_attrs(node: ast.AST) -> set[str]:
-    """Attributes assigned on ``self``/``cls`` inside ``node``."""
-    return {
-        sub.attr
-        for sub in ast.walk(node)
-        if isinstance(sub, ast.Attribute)
-        and isinstance(sub.ctx, ast.Store)
-        and isinstance(sub.value, ast.Name)
-        and sub.value.id in ("self", "cls")
-    }
-
-
-def module_names(tree: ast.Module) -> set[str]:
-    """Names bound at module level: imports, defs, classes, assignments, ``global`` declarations."""
-    out: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out.add(node.name)
-        else:
-            out |= _names(node)[1]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Global):
-            out.update(node.names)
-    return out
-
-
-# ---- source text: cut a statement out, put it back elsewhere ---------------------------------------------
-
-
-def _block_text(lines: list[str], node: ast.stmt) -> str | None:
-    """The statement's whole lines, dedented; None when it shares a line with other code or is too long."""
-    first, last = node.lineno, node.end_lineno or node.lineno
-    if getattr(node, "decorator_list", None):
-        first = min(d.lineno for d in node.decorator_list)
-    if last - first + 1 > MAX_STATEMENT_LINES * (3 if isinstance(node, ast.FunctionDef) else 1):
-        return None
-    head = lines[first - 1]
-    indent = len(head) - len(head.lstrip())
-    if head[:indent].strip() or indent != node.col_offset and not getattr(node, "decorator_list", None):
-        return None
-    tail = lines[last - 1].rstrip("\n")
-    if node.end_col_offset is not None and tail[node.end_col_offset :].split("#", 1)[0].strip():
-        return None  # something follows on the last line (``x = 1; y = 2``)
-    out = []
-    for line in lines[first - 1 : last]:
-        if line.strip() and line[:indent].strip():
-            return None  # dedents below its own first line: a continuation we cannot move safely
-        out.append(line[indent:] if line.strip() else "\n")
-    text = "".join(out)
-    return text if text.endswith("\n") else text + "\n"
-
-
-def _indent(text: str, prefix: str) -> str:
-    return "".join(prefix + line if line.strip() else line for line in text.splitlines(keepends=True))
-
-
-def _parses(text: str) -> bool:
-    try:
-        compile(text, "<candidate>", "exec")
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-# ---- ingredients --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ingredient:
-    """A statement or method found in the repository, ready to graft (dedented text)."""
-
-    family: str
-    text: str
-    reads: frozenset[str]  # free names it loads
-    binds: frozenset[str]  # names it binds
-    attrs: frozenset[str]  # attributes it assigns on self
-    idents: frozenset[str]
-    file: str
-    owner: str  # the function (``Class.method``) or class it comes from
-    owner_name: str  # the bare function or class name
-
-
-@dataclass
-class Pantry:
-    """Every ingredient of a repository, and the classes with their bases and methods."""
-
-    statements: list[Ingredient] = field(default_factory=list)
-    methods: dict[str, list[Ingredient]] = field(default_factory=dict)  # method name -> its definitions
-    bases: dict[str, list[str]] = field(default_factory=dict)  # file -> base expressions used there
-    defines: dict[str, set[str]] = field(default_factory=dict)  # class name -> names its body defines
-
-
-def _family(node: ast.stmt, families: set[str]) -> str | None:
-    for family, types in STATEMENT_FAMILIES.items():
-        if family in families and isinstance(node, types):
-            if isinstance(node, ast.AnnAssign) and node.value is None:
-                return None  # a bare annotation binds nothing
-            return family
-    return None
-
-
-def _functions(
-    tree: ast.AST, prefix: str = ""
-) -> Iterable[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield prefix + node.name, node
-            yield from _functions(node, prefix + node.name + ".")
-        elif isinstance(node, ast.ClassDef):
-            yield from _functions(node, prefix + node.name + ".")
-
-
-def _classes(tree: ast.AST) -> list[ast.ClassDef]:
-    return [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
-
-
-def harvest(sources: dict[str, str], families: Iterable[str] = INGREDIENTS) -> Pantry:
-    """The ingredients of ``sources`` (path -> text) in the given families; unparsable files are skipped."""
-    families = set(families)
-    pantry = Pantry()
-    seen: set[str] = set()
-    for path in sorted(sources):
-        try:
-            tree = ast.parse(sources[path])
-        except SyntaxError:
-            continue
-        lines = sources[path].splitlines(keepends=True)
-        for qual, func in _functions(tree):
-            for node in _own_statements(func):
-                family = _family(node, families)
-                if family is None:
-                    continue
-                text = _block_text(lines, node)
-                if text is None or (family, text) in seen:
-                    continue
-                seen.add((family, text))
-                reads, binds = _names(node)
-                pantry.statements.append(
-                    Ingredient(
-                        family,
-                        text,
-                        frozenset(reads - binds),
-                        frozenset(binds),
-                        frozenset(_self_attrs(node)),
-                        frozenset(_identifiers(node)),
-                        path,
-                        qual,
-                        func.name,
-                    )
-                )
-        for cls in _classes(tree):
-            pantry.defines[cls.name] = _class_defines(cls)
-            if "base" in families:
-                for base in cls.bases:
-                    text = ast.get_source_segment(sources[path], base)
-                    if text and text not in pantry.bases.setdefault(path, []):
-                        pantry.bases[path].append(text)
-            if "method" in families:
-                for node in cls.body:
-                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                        text = _block_text(lines, node)
-                        if text is not None:
-                            pantry.methods.setdefault(node.name, []).append(
-                                Ingredient(
-                                    "method",
-                                    text,
-                                    frozenset(),
-                                    frozenset({node.name}),
-                                    frozenset(_self_attrs(node)),
-                                    frozenset(_identifiers(node)),
-                                    path,
-                                    f"{cls.name}.{node.name}",
-                                    cls.name,
-                                )
-                            )
-    return pantry
-
-
-def _own_statements(func: ast.AST) -> Iterable[ast.stmt]:
-    """Statements of ``func`` at any depth, except those of nested functions and classes (harvested with
-    those)."""
-    for child in ast.iter_child_nodes(func):
-        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-            continue
-        if isinstance(child, ast.stmt):
-            yield child
-        yield from _own_statements(child)
-
-
-def _class_defines(cls: ast.ClassDef) -> set[str]:
-    out = set()
-    for node in cls.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out.add(node.name)
-        else:
-            out |= _names(node)[1]
-        out |= _self_attrs(node)
-    return out
-
-
 # ---- where to graft -----------------------------------------------------------------------------------
 
 
@@ -307,6 +93,7 @@ class Gap:
     line: int
     indent: str
     near: tuple[int, ...]  # the statement lines on either side (for the suspiciousness score)
+    guarded: frozenset[str] = frozenset()  # names the tests of the ``if``/``while`` around it read
 
 
 def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> list[Gap]:
@@ -323,8 +110,11 @@ def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> lis
         for case in getattr(node, "cases", []) or []:
             yield case.body
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, guards: frozenset[str]) -> None:
         for body in blocks(node):
+            inside = guards
+            if isinstance(node, (ast.If, ast.While)) and body is node.body:
+                inside = guards | {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
             first = body[0]
             start = 1 if node is func and _is_docstring(first) else 0
             for i in range(start, len(body) + 1):
@@ -336,12 +126,12 @@ def _gaps(func: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> lis
                     line = (body[-1].end_lineno or body[-1].lineno) + 1
                     near = (body[-1].lineno,)
                 text = lines[body[min(i, len(body) - 1)].lineno - 1]
-                out.append(Gap(line, text[: len(text) - len(text.lstrip())], near))
+                out.append(Gap(line, text[: len(text) - len(text.lstrip())], near, inside))
             for stmt in body:
                 if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    visit(stmt)
+                    visit(stmt, inside)
 
-    visit(func)
+    visit(func, frozenset())
     return out
 
 
@@ -390,10 +180,16 @@ class _Target:
     idents: set[str]
     cls: str
     score: float
+    local: set[str] = field(default_factory=set)  # bound by the function or the functions around it
+    loaded: set[str] = field(default_factory=set)  # read anywhere in it (its closures included)
+    unused: set[str] = field(default_factory=set)  # parameters it never reads: what read them was removed
+    accumulators: set[str] = field(default_factory=set)  # names it adds to (``n += 1``, ``ids.append(x)``)
+    bound_at: dict[str, int] = field(default_factory=dict)  # its own locals (not parameters) -> first binding
+    fields: set[str] = field(default_factory=set)  # attributes its class assigns on ``self``
 
 
 def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], score: float) -> _Target:
-    _, binds = _names(func)
+    binds = own_binds(func)
     params = {a.arg for a in ast.walk(func.args) if isinstance(a, ast.arg)}
     known = outer | module_names(tree) | _KNOWN_GLOBALS
     scope = binds | known
@@ -413,8 +209,48 @@ def _target(path: str, tree: ast.Module, qual: str, func: Any, outer: set[str], 
         for name, line in first_read.items()
         if name not in params and name not in known and line <= first_bind.get(name, line)
     }
+    loaded = {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     cls = qual.rsplit(".", 1)[0] if "." in qual else ""
-    return _Target(path, qual, func, scope | set(dangling), dangling, _identifiers(func), cls, score)
+    around = [c for c in classes_in(tree) if c.lineno <= func.lineno <= (c.end_lineno or c.lineno)]
+    fields = self_attrs(max(around, key=lambda c: c.lineno)) if around else set()
+    return _Target(
+        path,
+        qual,
+        func,
+        scope | set(dangling),
+        dangling,
+        identifiers(func),
+        cls,
+        score,
+        local=binds | outer,
+        loaded=loaded,
+        unused=params - loaded - {"self", "cls"},
+        accumulators=_accumulators(func),
+        bound_at={n: first_bind[n] for n in binds - params if n in first_bind},
+        fields=fields,
+    )
+
+
+def _accumulators(func: ast.AST) -> set[str]:
+    """Names the function adds to: ``n += 1``, ``ids.append(x)`` (and extend/add/update), ``d[k] = v``."""
+    out = set()
+    for sub in ast.walk(func):
+        if isinstance(sub, ast.AugAssign) and isinstance(sub.target, ast.Name):
+            out.add(sub.target.id)
+        elif (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in ("append", "extend", "add", "update", "insert")
+            and isinstance(sub.func.value, ast.Name)
+        ):
+            out.add(sub.func.value.id)
+        elif (
+            isinstance(sub, ast.Subscript)
+            and isinstance(sub.ctx, ast.Store)
+            and isinstance(sub.value, ast.Name)
+        ):
+            out.add(sub.value.id)
+    return out
 
 
 def _other_binds(node: ast.AST) -> list[tuple[str, int]]:
@@ -476,10 +312,10 @@ def _scoped_functions(tree: ast.Module) -> list[tuple[str, Any, set[str]]]:
     out = []
 
     def visit(node: ast.AST, prefix: str, outer: set[str]) -> None:
-        for child in ast.iter_child_nodes(node):
+        for child in defs_in(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 out.append((prefix + child.name, child, outer))
-                visit(child, prefix + child.name + ".", outer | _names(child)[1])
+                visit(child, prefix + child.name + ".", outer | own_binds(child))
             elif isinstance(child, ast.ClassDef):
                 visit(child, prefix + child.name + ".", outer)
 
@@ -501,16 +337,19 @@ def _affinity(ing: Ingredient, target: _Target, wanted: set[str], words: set[str
     """How well an ingredient fits a function (higher is better); see the module docstring."""
     score = 0.0
     binds = ing.binds | ing.attrs
+    same = ing.owner == target.qual and ing.owner_line in (0, target.node.lineno)
     if binds & set(target.dangling):
         score += 4.0
-        if _LITERAL_INIT.match(ing.text):
-            score += 1.0  # a missing name read first is most often an accumulator's initial value
+        if _LITERAL_INIT.match(ing.text) and binds & target.accumulators:
+            score += 1.0  # a missing accumulator (``n += 1``, ``ids.append``) most often starts empty
     if binds & wanted:
         score += 3.0
-    if ing.owner_name == target.node.name and ing.owner != target.qual:
-        score += 2.0  # the same function name elsewhere (a sibling class's method)
-    if target.cls and ing.owner.rsplit(".", 1)[0] == target.cls and ing.owner != target.qual:
+    if ing.owner_name == target.node.name and not same:
+        score += 2.0  # the same function name elsewhere (a sibling class's method, a sibling closure)
+    if target.cls and ing.owner.rsplit(".", 1)[0] == target.cls and not same:
         score += 1.0
+    if ing.reads & target.unused:
+        score += 1.5  # a parameter nothing reads any more: the removed code read it
     if ing.file == target.file:
         score += 0.5
     score += len(ing.idents & words) / (len(ing.idents) or 1)
@@ -538,8 +377,34 @@ def _renamed(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
                 ing.file,
                 ing.owner,
                 ing.owner_name,
+                ing.owner_line,
             )
-            out.append((adapted, f"{old}->{new}"))
+            out.append((adapted, f"renamed {old}->{new}"))
+    return out
+
+
+def _adapted(ing: Ingredient, target: _Target) -> list[tuple[Ingredient, str]]:
+    """The ingredient fitted to ``target`` (surgery_adapt): guards on names not in scope here unwrapped,
+    a handler's ``return v`` turned into binding ``v``, another class's field renamed to one of the target's
+    class (same method name only), ``obj.name`` read as the target's local ``name``."""
+    texts: list[tuple[str | None, str]] = []
+    missing = set(ing.reads - target.scope)
+    if missing and ing.family in ("guard", "loop", "wrapper"):
+        texts.append((unwrap_guards(ing.text, missing), "unwrapped guard"))
+    if ing.family == "wrapper":
+        texts.append((handler_binds(ing.text), "return->bind"))
+    if ing.idents & target.local:
+        texts.append((attrs_to_locals(ing.text, target.local), "attribute->local"))
+    if ing.owner_name == target.node.name and ing.owner != target.qual and target.fields:
+        for old in sorted(ing.attrs - target.fields):
+            for new in sorted(target.fields - ing.attrs):
+                texts.append((rename_self_attr(ing.text, old, new), f"field {old}->{new}"))
+    out = []
+    for text, how in texts:
+        if text and text != ing.text:
+            made = make_ingredient(ing.family, text, ing.file, ing.owner, ing.owner_name, ing.owner_line)
+            if made is not None:
+                out.append((made, how))
     return out
 
 
@@ -560,6 +425,17 @@ def _direct_binds(text: str) -> set[str]:
     with contextlib.suppress(SyntaxError):  # an ingredient's text always parses; a caller's may not
         visit(ast.parse(text))
     return out
+
+
+def _dead(ing: Ingredient, target: _Target) -> bool:
+    """Whether an assignment only binds locals that the function never reads: dead code, it changes
+    nothing a test sees (``tables = {}`` grafted where no ``tables`` is read)."""
+    return (
+        bool(ing.binds)
+        and not ing.attrs
+        and not ing.binds & target.loaded
+        and "[" not in ing.text.split("=")[0]
+    )
 
 
 def _calls_itself(ing: Ingredient, target: _Target) -> bool:
@@ -600,26 +476,43 @@ def statement_candidates(
         }
         options: list[tuple[Ingredient, float, str]] = []
         for ing in pantry.statements:
-            variants = [(ing, "")] + (
-                _renamed(ing, target) if target.dangling and ing.family != "method" else []
-            )
+            variants = [(ing, ""), *_adapted(ing, target)]
+            if target.dangling:
+                variants += [
+                    (renamed, f"{how}, {more}" if how else more)
+                    for variant, how in list(variants)
+                    for renamed, more in _renamed(variant, target)
+                ]
             for variant, how in variants:
                 if not variant.reads <= target.scope or _calls_itself(variant, target):
                     continue
-                fit = _affinity(variant, target, wanted, words) - (0.5 if how else 0.0)
+                if variant.family == "assign" and _dead(variant, target):
+                    continue
+                # each adaptation a step further from what the repository wrote
+                fit = _affinity(variant, target, wanted, words) - 0.5 * (how.count(",") + 1 if how else 0)
                 if "".join(x.strip() for x in variant.text.splitlines()) in own:
                     fit -= 1.0  # the function has it already: a second copy is rarely what was removed
                 options.append((variant, fit, how))
+        if "assign" in pantry.families:
+            for text, why in synthesised_assigns(target.node, target.dangling):
+                made = make_ingredient("assign", text, target.file, "this function", "")
+                if made is not None and made.reads <= target.scope:
+                    # the function's own code suggests it: ahead of a literal from elsewhere
+                    options.append((made, _affinity(made, target, wanted, words) + 1.0, f"synthesised {why}"))
         gaps = _gaps(target.node, lines)
         holes = _placeholders(target.node)
         plan: list[tuple[float, int, Ingredient, Gap, str]] = []
         for ing, fit, how in options:
             first_use = min((target.dangling[n] for n in ing.binds & set(target.dangling)), default=None)
+            ready = max((target.bound_at.get(n, 0) for n in ing.reads), default=0)
             for gap in gaps:
                 if first_use is not None and gap.line > first_use:
                     continue  # it would bind the name after its first use
+                if gap.line <= ready:
+                    continue  # it would read a local before the function first binds it
                 where = max((site_score.get((target.file, n), 0.0) for n in gap.near), default=0.0)
                 hole = 2.0 if holes & set(gap.near) else 0.0
+                hole += 1.0 if ing.reads & gap.guarded else 0.0  # ``cond(doc)`` where ``cond is not None``
                 plan.append((fit + where + hole - 0.5 * rank, len(plan), ing, gap, how))
         plan.sort(key=lambda p: (-p[0], p[1]))
         repeats: dict[int, int] = {}
@@ -636,7 +529,7 @@ def statement_candidates(
 def _graft(
     target: _Target, lines: list[str], gap: Gap, ing: Ingredient, how: str = "", holes: set[int] = frozenset()
 ) -> Candidate:
-    graft = _indent(ing.text, gap.indent)
+    graft = indent_text(ing.text, gap.indent)
     after = lines[gap.line - 1 :]
     # a lone ``pass`` next to the graft is the removal's placeholder: the graft takes its place
     if gap.line in holes and after and after[0].strip() == "pass":
@@ -645,7 +538,7 @@ def _graft(
     if before and gap.line - 1 in holes and before[-1].strip() == "pass":
         before = before[:-1]
     first = ing.text.splitlines()[0].strip()
-    renamed = f" renamed {how}" if how else ""
+    renamed = f" {how}" if how else ""
     return Candidate(
         target.file,
         "".join([*before, graft, *after]),
@@ -680,7 +573,7 @@ def class_candidates(
         except SyntaxError:
             continue
         lines = sources[path].splitlines(keepends=True)
-        for cls in _classes(tree):
+        for cls in classes_in(tree):
             end = cls.end_lineno or cls.lineno
             ran = max(
                 (s for (f, ln), s in line_score.items() if f == path and cls.lineno <= ln <= end), default=0.0
@@ -691,7 +584,7 @@ def class_candidates(
                     score = ran + named + bonus
                     scored.append(_Scored(score, len(scored), _add_base(path, sources[path], cls, base)))
             if "method" in families:
-                have = _class_defines(cls)
+                have = class_defines(cls)
                 for name, defs in pantry.methods.items():
                     if name in have or name.startswith("__") and name not in wanted:
                         continue
@@ -753,7 +646,7 @@ def _add_method(path: str, lines: list[str], cls: ast.ClassDef, ing: Ingredient)
     row = lines[last.lineno - 1]
     indent = row[: len(row) - len(row.lstrip())]
     at = last.end_lineno or last.lineno
-    new = [*lines[:at], "\n", _indent(ing.text, indent), *lines[at:]]
+    new = [*lines[:at], "\n", indent_text(ing.text, indent), *lines[at:]]
     return Candidate(path, "".join(new), f"add method {ing.owner} to class {cls.name}", cls.lineno, "method")
 
 
@@ -765,7 +658,7 @@ def _ranked(scored: list[_Scored], limit: int = MAX_CANDIDATES) -> list[Candidat
         if len(out) >= limit:
             break
         key = (item.cand.file, item.cand.text)
-        if key in seen or not _parses(item.cand.text):
+        if key in seen or not parses(item.cand.text):
             continue
         seen.add(key)
         out.append(item.cand)
@@ -818,7 +711,12 @@ class SurgeryAgent(RepairAgent):
     # 2: an augmented assignment counts as a read; literal initialisers of a missing name first; names
     #    bound by nested defs, parameters, imports and comprehensions are not missing; a missing
     #    constructor (`object.__init__() takes ...`) points at bases, sibling classes of the module first
-    version = "2"
+    # 3: closures under ``if``/``for`` are functions to blame and to harvest; a scope is the function's own
+    #    bindings (not its closures' locals); ingredients adapted to the target (surgery_adapt: guards on
+    #    names not in scope unwrapped, a handler's return turned into a binding, a sibling method's field
+    #    renamed, ``obj.name`` read as the local ``name``) and assignments synthesised from the function
+    #    (``x = self._x``, ``x = cache.get(key)``)
+    version = "3"
 
     def __init__(
         self,

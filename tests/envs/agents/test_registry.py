@@ -154,6 +154,7 @@ def test_builtin_identities_are_unchanged():
     for name, spec in load_agent_specs("agents/default").items():  # the preset that mirrors them
         agent = build_agent(spec)
         assert agent.version == type(agent).version, name
+    assert get_agent("surgery").version == "3"  # bumped with what it grafts: old outcomes are not reused
     changed = get_agent("op-flip", max_lines=3)
     assert changed.version.startswith(f"{RepairAgent.version}+cfg.") and changed.max_lines == 3
     assert get_agent("op-flip", max_lines=3).version == changed.version  # stable

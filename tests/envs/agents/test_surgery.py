@@ -81,7 +81,7 @@ def test_every_candidate_compiles_and_differs_from_the_source():
     sources = _broken(calc__arithmetic=(NO_RESULT, "    for _ in range(exponent):"))
     sites = [Site("calc/arithmetic.py", n, 0.5) for n in range(1, 60)]
     cands = surgery_candidates(sources.__getitem__, sorted(sources), sites, [])
-    assert len(cands) > 20
+    assert len(cands) > 5  # few: most grafts into add/subtract would be dead code or read unbound names
     assert len({(c.file, c.text) for c in cands}) == len(cands)
     for cand in cands:
         compile(cand.text, cand.file, "exec")
