@@ -256,6 +256,7 @@ def table_limits(out: Path) -> dict[str, Any]:
     oracle = sum(any(res[t].values()) for t in tasks) / n
     unsolved = [t for t in tasks if not any(res[t].values())]
     singles = {AGENTS[m]: sum(res[t][m] for t in tasks) / n for m in AGENTS}
+    best_repo_cost = repo_cascade_bound(res, usd, 0.95 * oracle * n)
     return {
         "tasks": n,
         "oracle_resolve": oracle,
@@ -265,7 +266,49 @@ def table_limits(out: Path) -> dict[str, Any]:
         "unsolved_share": len(unsolved) / n,
         # every cascade that reaches the oracle spawns all five on the unsolved tasks
         "unsolved_cost_vs_spawn_all": sum(sum(usd[t].values()) for t in unsolved) / n / spawn_all,
+        # the cheapest way to 95 % of the oracle with one verifier cascade per repository, chosen on
+        # all tasks (in-sample): a bound for a policy that sees the repository and nothing else
+        "repo_cascades_95pct_oracle_cost_vs_spawn_all": best_repo_cost / n / spawn_all,
     }
+
+
+def _repo_of(instance_id: str) -> str:
+    from hrm_spawn.envs.store_import import repo_from_id
+
+    return repo_from_id(instance_id)
+
+
+def repo_cascade_bound(
+    res: dict[str, dict[str, bool]], usd: dict[str, dict[str, float]], need: float
+) -> float:
+    """The least total cost of one cascade per repository (every order of 1-5 agents, stopping at the
+    first resolve the verifier shows) that resolves at least ``need`` tasks: a knapsack over repositories
+    on the number resolved."""
+    from itertools import permutations
+
+    by_repo: dict[str, list[str]] = defaultdict(list)
+    for t in res:
+        by_repo[_repo_of(t)].append(t)
+    models = list(AGENTS)
+    orders = [o for m in range(1, len(models) + 1) for o in permutations(models, m)]
+    best: dict[int, float] = {0: 0.0}  # tasks resolved -> least cost so far
+    for tasks in by_repo.values():
+        options: dict[int, float] = {}
+        for order in orders:
+            solved, cost = 0, 0.0
+            for t in tasks:
+                for m in order:
+                    cost += usd[t][m]
+                    if res[t][m]:
+                        solved += 1
+                        break
+            options[solved] = min(options.get(solved, np.inf), cost)
+        merged: dict[int, float] = {}
+        for a, ca in best.items():
+            for b, cb in options.items():
+                merged[a + b] = min(merged.get(a + b, np.inf), ca + cb)
+        best = merged
+    return min(c for k, c in best.items() if k >= need)
 
 
 # ---- main --------------------------------------------------------------------------------------------
@@ -316,6 +359,9 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=20, help="ACT Q iterations per fold")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="env.observe values, comma-separated")
+    parser.add_argument(
+        "--limits-only", action="store_true", help="prepare the table, print what it allows, train nothing"
+    )
     args = parser.parse_args()
     import yaml
 
@@ -324,6 +370,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     counts = prepare_table(args.table, out / "table.csv", list(AGENTS))
     print(f"table: {counts}")
+    if args.limits_only:
+        print(f"table limits: {json.dumps(table_limits(out))}")
+        return 0
     store = out / "store.sqlite"
     for stale in (store, Path(f"{store}.tasks.jsonl")):
         stale.unlink(missing_ok=True)  # a re-run imports afresh (the store refuses a second record)
