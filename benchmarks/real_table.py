@@ -11,7 +11,7 @@ path and writes everything under ``--out``. Get it with::
 
 (the file was removed from the tree in commit 47afeb2; ``47afeb2^`` is its last version).
 
-    python benchmarks/real_table.py --table agent_runs.csv --out DIR [--folds 3] [--iterations 20]
+    python benchmarks/real_table.py --table agent_runs.csv --out DIR [--folds 3] [--iterations 100]
 
 1. **table**: the chosen models' rows; one run per (task, model), the first by ``created_at`` then
    ``agent_run_id`` (the count of dropped duplicates is printed); only tasks every chosen model ran
@@ -128,7 +128,7 @@ def train_config(out: Path, iterations: int) -> dict[str, Any]:
         "algo": "act_q",
         "seed": 0,
         "device": "cpu",
-        "torch_threads": 2,
+        "torch_threads": 1,  # on 2 cores shared with other work, 2 threads made an iteration ~20x slower
         "env": {
             "tasks": str(out / "store.sqlite.tasks.jsonl"),
             "store": str(out / "store.sqlite"),
@@ -154,7 +154,7 @@ def train_config(out: Path, iterations: int) -> dict[str, Any]:
         },
         "act_q": {
             "iterations": iterations,
-            "num_envs": 32,  # small batches: one update of 64 episodes takes ~8 s on 2 busy cores
+            "num_envs": 32,  # ~0.8 s an iteration on one busy core: 100 iterations, ~1.5 min a fold
             "updates": 2,
             "batch_episodes": 16,
             "lr": 0.003,
@@ -357,7 +357,7 @@ def main() -> int:
     parser.add_argument("--table", type=Path, required=True, help="agent_runs_data.csv (see the docstring)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the store, runs and summary")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=20, help="ACT Q iterations per fold")
+    parser.add_argument("--iterations", type=int, default=100, help="ACT Q iterations per fold")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="env.observe values, comma-separated")
     parser.add_argument(
         "--limits-only", action="store_true", help="prepare the table, print what it allows, train nothing"
