@@ -354,8 +354,8 @@ def run_variant(out: Path, variant: str, folds: int, base: dict[str, Any]) -> di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table", type=Path, required=True, help="agent_runs_data.csv (see the docstring)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the store, runs and summary")
+    parser.add_argument("--table", type=Path, default=None, help="agent_runs_data.csv (see the docstring)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the store, runs and summary")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=100, help="ACT Q iterations per fold")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="env.observe values, comma-separated")
@@ -366,6 +366,12 @@ def main() -> int:
     import yaml
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _results import skip
+
+    if args.table is None or not args.table.is_file() or args.out is None:
+        skip(
+            "needs --table agent_runs_data.csv (not in this repository: see the script's docstring) and --out DIR"
+        )
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     counts = prepare_table(args.table, out / "table.csv", list(AGENTS))
