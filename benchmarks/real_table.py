@@ -183,7 +183,9 @@ def first_agents(fold_dirs: list[Path], lams: list[float]) -> dict[str, Any]:
     for lam in lams:
         overall: Counter[str] = Counter()
         per_repo: dict[str, Counter[str]] = defaultdict(Counter)
+        per_fold: list[dict[str, int]] = []
         for fold_dir in fold_dirs:
+            fold: Counter[str] = Counter()
             ckpt = latest_checkpoint(fold_dir)
             config = load_train_config(ckpt)
             _, test = env_replay_sets(config, "heldout")
@@ -195,10 +197,13 @@ def first_agents(fold_dirs: list[Path], lams: list[float]) -> dict[str, Any]:
                 kind, k = layout.decode(int(ep.actions[0])) if len(ep.actions) else ("halt", -1)
                 name = "halt" if kind == "halt" else agents[k].split("@")[0]
                 overall[name] += 1
+                fold[name] += 1
                 per_repo[repo[ep.instance_id]][name] += 1
+            per_fold.append(dict(fold.most_common()))
         out[f"{lam:g}"] = {
             "overall": dict(overall.most_common()),
             "distinct": len(overall),
+            "per_fold": per_fold,  # a fold's policy that spawns one agent first everywhere ignores the task
             "per_repo": {r: dict(c.most_common()) for r, c in sorted(per_repo.items())},
         }
     return out
@@ -257,6 +262,8 @@ def table_limits(out: Path) -> dict[str, Any]:
     unsolved = [t for t in tasks if not any(res[t].values())]
     singles = {AGENTS[m]: sum(res[t][m] for t in tasks) / n for m in AGENTS}
     best_repo_cost = repo_cascade_bound(res, usd, 0.95 * oracle * n)
+    lam = sum(LAM) / 2
+    global_best, repo_best = cascade_scores(res, usd, lam)
     return {
         "tasks": n,
         "oracle_resolve": oracle,
@@ -269,7 +276,45 @@ def table_limits(out: Path) -> dict[str, Any]:
         # the cheapest way to 95 % of the oracle with one verifier cascade per repository, chosen on
         # all tasks (in-sample): a bound for a policy that sees the repository and nothing else
         "repo_cascades_95pct_oracle_cost_vs_spawn_all": best_repo_cost / n / spawn_all,
+        # at the report's λ, in-sample: the best single cascade's score and the best one-per-repository's
+        # (what knowing the repository is worth at most, before any generalisation to new tasks)
+        "lam": lam,
+        "best_cascade_score_in_sample": global_best,
+        "best_repo_cascades_score_in_sample": repo_best,
     }
+
+
+def _cascade(tasks: list[str], order: tuple[str, ...], res, usd) -> tuple[int, float]:
+    """(tasks resolved, total cost) of spawning ``order`` in turn until the verifier shows a resolve."""
+    solved, cost = 0, 0.0
+    for t in tasks:
+        for m in order:
+            cost += usd[t][m]
+            if res[t][m]:
+                solved += 1
+                break
+    return solved, cost
+
+
+def _orders() -> list[tuple[str, ...]]:
+    from itertools import permutations
+
+    models = list(AGENTS)
+    return [o for m in range(1, len(models) + 1) for o in permutations(models, m)]
+
+
+def cascade_scores(res, usd, lam: float) -> tuple[float, float]:
+    """Mean score (resolved - λ·USD) of the best single cascade on all tasks, and of the best cascade
+    chosen per repository; both in-sample."""
+    tasks = list(res)
+    by_repo: dict[str, list[str]] = defaultdict(list)
+    for t in tasks:
+        by_repo[_repo_of(t)].append(t)
+
+    def best(ts: list[str]) -> float:
+        return max(solved - lam * cost for solved, cost in (_cascade(ts, o, res, usd) for o in _orders()))
+
+    return best(tasks) / len(tasks), sum(best(ts) for ts in by_repo.values()) / len(tasks)
 
 
 def _repo_of(instance_id: str) -> str:
@@ -284,24 +329,15 @@ def repo_cascade_bound(
     """The least total cost of one cascade per repository (every order of 1-5 agents, stopping at the
     first resolve the verifier shows) that resolves at least ``need`` tasks: a knapsack over repositories
     on the number resolved."""
-    from itertools import permutations
-
     by_repo: dict[str, list[str]] = defaultdict(list)
     for t in res:
         by_repo[_repo_of(t)].append(t)
-    models = list(AGENTS)
-    orders = [o for m in range(1, len(models) + 1) for o in permutations(models, m)]
+    orders = _orders()
     best: dict[int, float] = {0: 0.0}  # tasks resolved -> least cost so far
     for tasks in by_repo.values():
         options: dict[int, float] = {}
         for order in orders:
-            solved, cost = 0, 0.0
-            for t in tasks:
-                for m in order:
-                    cost += usd[t][m]
-                    if res[t][m]:
-                        solved += 1
-                        break
+            solved, cost = _cascade(tasks, order, res, usd)
             options[solved] = min(options.get(solved, np.inf), cost)
         merged: dict[int, float] = {}
         for a, ca in best.items():
