@@ -137,7 +137,6 @@ def test_real_table_keeps_one_run_per_task_and_model_on_tasks_every_model_ran(re
     assert not any(line.startswith(("run999,", "run1000,")) for line in kept)
 
 
-@pytest.mark.slow  # two folds trained and swept: minutes on a loaded 2-core machine
 def test_real_table_crossfits_and_counts_first_agents_per_repository(real_table, tmp_path) -> None:
     models = list(real_table.AGENTS)
     out = tmp_path / "bench"
@@ -156,6 +155,7 @@ def test_real_table_crossfits_and_counts_first_agents_per_repository(real_table,
         assert sum(lam["overall"].values()) == 8 and lam["distinct"] == len(lam["overall"])
         assert set(lam["per_repo"]) == {"acme/webkit", "numlab/solver"}
         assert all(sum(c.values()) == 4 for c in lam["per_repo"].values())
+        assert [sum(f.values()) for f in lam["per_fold"]] == [4, 4]  # each fold holds out half the tasks
     assert [row["lam"] for row in result["sweep"]][1:] == result["sweep_lams"]
     assert all(row["best_other"] not in ("hrm", "oracle") for row in result["sweep"])
     limits = real_table.table_limits(out)
