@@ -10,14 +10,19 @@ outcomes a spawn policy can be trained and judged on in replay:
   swebench's evaluation report, ``--report``);
 * **fields** (other spellings in ``FIELD_ALIASES``): ``instance_id``, ``agent``, ``resolved``, and
   optionally ``pass_fraction``, ``cost_usd``, ``tokens_in``/``tokens_out``, ``steps``, ``patch``,
-  ``repo``, ``seed``;
+  ``repo``, ``seed``; ``--columns field=column,...`` names the column of a field that no alias matches
+  (``task=metadata.instance_id``; csv and jsonl);
 * **agents**: ``--agent-map raw=name[@version],...`` (or a JSON/YAML file) names the agents in the store;
   with a map only the mapped agents are imported. The version defaults to ``imported``;
 * **cost unit**: one per store, kept in its metadata (``usd`` when the table has dollar costs, else
   ``tokens``), so λ keeps its meaning; a table in another unit than the store's is refused, and so is
-  importing into a store of runs collected here (``test_runs``);
+  importing into a store of runs collected here (``test_runs``). A table with steps and no cost gets
+  dollars from ``--price-per-step raw=USD,...`` (cost = steps x the agent's price; the store's metadata
+  ``cost_basis`` says so);
 * **tasks**: a task known only by id is written as a ``replay_only`` task (no patch, no tests) to the
-  task file the env reads; a task found in ``--tasks`` keeps its row (and its problem text).
+  task file the env reads; a task found in ``--tasks`` keeps its row (and its problem text). With
+  ``--task-text repo`` an id-only task's problem text is its repository (``Repository owner/name.``):
+  what a policy can see of the task before it spawns (the env's tokens are the problem text).
 
 What an imported run leaves for the policy to see is nothing but its cost: ``visible_pass_rate`` is 0
 and the resolved flag is the hidden evaluation (the env decides whether a verifier reveals it).
@@ -45,7 +50,7 @@ FORMATS = ("jsonl", "csv", "leaderboard", "mini-swe-agent")
 DEFAULT_VERSION = "imported"
 PASS_SCALE = 10_000  # a pass fraction is kept as passed/PASS_SCALE FAIL_TO_PASS tests (4 decimals)
 AGENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # "@" separates name and version
-FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {  # the canonical name first (--columns renames to it)
     "instance_id": ("instance_id", "task_id", "task", "id"),
     "agent": ("agent", "model", "model_name_or_path", "system", "submission"),
     "resolved": ("resolved", "success", "solved", "passed"),
@@ -62,6 +67,11 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 _TRUE = {"true", "1", "yes", "y", "t", "resolved"}
 _FALSE = {"false", "0", "no", "n", "f", "unresolved", ""}
 _SWEBENCH_ID_RE = re.compile(r"^(?P<owner>[A-Za-z0-9_.\-]+?)__(?P<name>[A-Za-z0-9_.\-]+)-\d+$")
+# SWE-Bench Pro: instance_<owner>__<name>-<commit sha>[-v<sha> or -vnan]
+_SWEBENCH_PRO_ID_RE = re.compile(
+    r"^instance_(?P<owner>[A-Za-z0-9_.\-]+?)__(?P<name>[A-Za-z0-9_.\-]+?)-[0-9a-f]{7,40}(?:-v[0-9a-z]+)?$"
+)
+TASK_TEXTS = ("none", "repo")
 _SWESMITH_ID_RE = re.compile(r"^(?P<repo>[A-Za-z0-9_.\-]+__[A-Za-z0-9_.\-]+\.[0-9a-f]{8})\.[^.]+$")
 
 
@@ -100,6 +110,7 @@ class ImportReport:
     unmatched_map: list[str] = field(default_factory=list)  # --agent-map entries the table lacks
     tasks: int = 0
     tasks_from_file: int = 0
+    cost_basis: str | None = None  # how costs were made when the table had none (--price-per-step)
 
     def lines(self) -> list[str]:
         out = [
@@ -108,6 +119,8 @@ class ImportReport:
             f"tasks: {self.tasks_out} ({self.tasks_from_file} from the task file, "
             f"{self.tasks - self.tasks_from_file} known only by id: replay only)",
         ]
+        if self.cost_basis:
+            out.append(f"cost basis: {self.cost_basis}")
         for agent, runs in sorted(self.per_agent.items()):
             out.append(f"  {agent}: {runs} runs, {self.resolved.get(agent, 0)} resolved")
         if self.skipped_agents:
@@ -131,20 +144,26 @@ class ImportReport:
 # ---------------------------------------------------------------- reading tables
 
 
-def read_table(path: str | Path, fmt: str, report: str | Path | None = None) -> list[Record]:
-    """Every record of the table, normalised; TableError at the first bad one (nothing is half-imported)."""
+def read_table(
+    path: str | Path, fmt: str, report: str | Path | None = None, columns: dict[str, str] | None = None
+) -> list[Record]:
+    """Every record of the table, normalised; TableError at the first bad one (nothing is half-imported).
+    ``columns``: field -> the table's column for it (csv, jsonl), over the aliases."""
     path = Path(path)
     if fmt not in FORMATS:
         raise TableError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    columns = columns or {}
+    if columns and fmt not in ("csv", "jsonl"):
+        raise TableError(f"--columns applies to csv and jsonl tables, not {fmt}")
     if fmt == "mini-swe-agent":
         return _checked([_record(where, raw) for where, raw in _mini_rows(path, report)], path)
     if not path.is_file():
         raise TableError(f"{path}: file not found")
     text = _text(path)
     if fmt == "jsonl":
-        rows = _jsonl_rows(path, text)
+        rows = _renamed(_jsonl_rows(path, text), columns)
     elif fmt == "csv":
-        rows = _csv_rows(path, text)
+        rows = _renamed(_csv_rows(path, text, columns), columns)
     else:
         rows = _leaderboard_rows(path, text)
     return _checked([_record(where, raw) for where, raw in rows], path)
@@ -188,12 +207,50 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"{path}:{number}", row
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def parse_columns(spec: str | None) -> dict[str, str]:
+    """``field=column,...`` -> field -> column. A field is a name of ``FIELD_ALIASES`` or one of its
+    aliases (``task=metadata.instance_id`` names the instance_id column)."""
+    out: dict[str, str] = {}
+    for item in (p for p in (spec or "").split(",") if p.strip()):
+        name, sep, column = item.partition("=")
+        name, column = name.strip(), column.strip()
+        if not sep or not name or not column:
+            raise TableError(f"--columns: {item!r} is not field=column")
+        canonical = next((f for f, aliases in FIELD_ALIASES.items() if name in aliases), None)
+        if canonical is None:
+            raise TableError(f"--columns: {name!r} is not a field; fields: {', '.join(FIELD_ALIASES)}")
+        if canonical in out:
+            raise TableError(f"--columns: two columns for {canonical} ({out[canonical]!r}, {column!r})")
+        out[canonical] = column
+    return out
+
+
+def _renamed(
+    rows: Iterator[tuple[str, dict[str, Any]]], columns: dict[str, str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows with each mapped column under its field's canonical name (which ``_pick`` tries first)."""
+    for where, row in rows:
+        for name, column in columns.items():
+            if column in row:
+                row[name] = row.pop(column)
+        yield where, row
+
+
+def _csv_rows(
+    path: Path, text: str, columns: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames:
         raise TableError(f"{path}: no header row")
+    columns = columns or {}
+    for name, column in columns.items():
+        if column not in reader.fieldnames:
+            raise TableError(
+                f"{path}:1: --columns {name}={column}: the header has no column {column!r}; "
+                f"it has {', '.join(repr(f[:40]) for f in reader.fieldnames[:8])}"
+            )
     for needed in ("instance_id", "agent", "resolved"):
-        if not set(FIELD_ALIASES[needed]) & set(reader.fieldnames):
+        if needed not in columns and not set(FIELD_ALIASES[needed]) & set(reader.fieldnames):
             raise TableError(
                 f"{path}:1: the header has no {needed} column (or {', '.join(FIELD_ALIASES[needed][1:])}); "
                 f"it has {', '.join(repr(f[:40]) for f in reader.fieldnames[:8])}"
@@ -386,6 +443,54 @@ def _identity(target: str, what: str) -> tuple[str, str]:
     return name, version
 
 
+def parse_prices(spec: str | None) -> dict[str, float] | None:
+    """``raw=USD,...`` (raw agent names as in the table) or a JSON/YAML file with that mapping."""
+    if not spec:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise TableError(f"{path}: a price table is a mapping raw agent name -> USD per step")
+        pairs = [(str(k), v) for k, v in data.items()]
+    else:
+        pairs = []
+        for item in (p for p in spec.split(",") if p.strip()):
+            raw, sep, price = item.rpartition("=")
+            if not sep or not raw.strip():
+                raise TableError(f"--price-per-step: {item!r} is not raw=USD")
+            pairs.append((raw.strip(), price.strip()))
+    out: dict[str, float] = {}
+    for raw, price in pairs:
+        try:
+            value = float(price)
+        except (TypeError, ValueError):
+            raise TableError(f"--price-per-step {raw}: {price!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise TableError(f"--price-per-step {raw}: {value} is not a positive price")
+        out[raw] = value
+    return out
+
+
+def priced_by_steps(records: list[Record], prices: dict[str, float]) -> str:
+    """Give every record of a priced agent ``cost_usd = steps x price`` (in place); the cost basis in words.
+    Refused: a priced agent's record without steps, or one that already has a dollar cost (two costs)."""
+    for rec in records:
+        if rec.agent not in prices:
+            continue
+        if rec.steps is None:
+            raise TableError(f"{rec.where}: field steps: missing, and --price-per-step prices by steps")
+        if rec.cost_usd is not None:
+            raise TableError(
+                f"{rec.where}: field cost_usd: the table has a cost; --price-per-step would replace it"
+            )
+        rec.cost_usd = rec.steps * prices[rec.agent]
+    listed = ", ".join(f"{a}={p:g}" for a, p in sorted(prices.items()))
+    return f"steps x USD per step ({listed})"
+
+
 def table_cost_unit(records: list[Record]) -> str:
     """``usd`` when every record has a dollar cost, else ``tokens`` when every record has token counts."""
     if all(r.cost_usd is not None for r in records):
@@ -433,19 +538,28 @@ def outcome_of(rec: Record, name: str, version: str, source: str) -> Outcome:
 
 def repo_from_id(instance_id: str) -> str:
     """The repository an id names, when it follows SWE-smith (``owner__name.sha8.kind__hash`` ->
-    ``swesmith/owner__name.sha8``) or SWE-bench (``owner__name-123`` -> ``owner/name``); else ``unknown``."""
+    ``swesmith/owner__name.sha8``), SWE-bench (``owner__name-123`` -> ``owner/name``) or SWE-Bench Pro
+    (``instance_owner__name-<sha>[-v<sha>|-vnan]`` -> ``owner/name``); else ``unknown``."""
     match = _SWESMITH_ID_RE.match(instance_id)
     if match:
         return f"swesmith/{match.group('repo')}"
+    match = _SWEBENCH_PRO_ID_RE.match(instance_id)
+    if match:
+        return f"{match.group('owner')}/{match.group('name')}"
     match = _SWEBENCH_ID_RE.match(instance_id)
     if match:
         return f"{match.group('owner')}/{match.group('name')}"
     return "unknown"
 
 
-def replay_tasks(records: list[Record], task_file: str | Path | None) -> tuple[list[TaskInstance], int]:
+def replay_tasks(
+    records: list[Record], task_file: str | Path | None, task_text: str = "none"
+) -> tuple[list[TaskInstance], int]:
     """One task per imported id, in first-seen order: the task file's row when it has the id, else a
-    ``replay_only`` task (its repository from the record or the id). Also how many came from the file."""
+    ``replay_only`` task (its repository from the record or the id; with ``task_text="repo"`` its problem
+    text names that repository). Also how many came from the file."""
+    if task_text not in TASK_TEXTS:
+        raise TableError(f"--task-text must be one of {', '.join(TASK_TEXTS)}, not {task_text!r}")
     known: dict[str, TaskInstance] = {}
     if task_file:
         if not Path(task_file).exists():
@@ -463,9 +577,11 @@ def replay_tasks(records: list[Record], task_file: str | Path | None) -> tuple[l
         if rec.instance_id in known:
             tasks[rec.instance_id] = known[rec.instance_id]
             continue
+        repo = rec.repo or repo_from_id(rec.instance_id)
+        text = f"Repository {repo}." if task_text == "repo" else None
         try:
             tasks[rec.instance_id] = TaskInstance(
-                instance_id=rec.instance_id, repo=rec.repo or repo_from_id(rec.instance_id), replay_only=True
+                instance_id=rec.instance_id, repo=repo, replay_only=True, problem_statement=text
             )
         except ValueError as exc:
             raise TableError(
@@ -485,10 +601,17 @@ def import_table(
     task_file: str | Path | None = None,
     tasks_out: str | Path | None = None,
     eval_report: str | Path | None = None,
+    columns: str | dict[str, str] | None = None,
+    price_per_step: str | dict[str, float] | None = None,
+    task_text: str = "none",
 ) -> ImportReport:
     """Read, check, then write: the store gets every record or none (a bad table changes nothing).
-    ``eval_report``: swebench's evaluation report, for the ``mini-swe-agent`` format."""
-    records = read_table(table, fmt, eval_report)
+    ``eval_report``: swebench's evaluation report, for the ``mini-swe-agent`` format; ``columns``,
+    ``price_per_step``, ``task_text``: as ``--columns``, ``--price-per-step``, ``--task-text``."""
+    columns = parse_columns(columns) if isinstance(columns, str) or columns is None else columns
+    records = read_table(table, fmt, eval_report, columns)
+    prices = parse_prices(price_per_step) if isinstance(price_per_step, str) else price_per_step
+    basis = priced_by_steps(records, prices) if prices else None
     mapping = parse_agent_map(agent_map) if isinstance(agent_map, str) or agent_map is None else agent_map
     skipped: Counter[str] = Counter()
     chosen: list[tuple[Record, str, str]] = []
@@ -506,14 +629,16 @@ def import_table(
         raise TableError(f"{table}: no record of an agent named in --agent-map (the map is empty)")
     _check_distinct_runs(chosen)
     unit = table_cost_unit([rec for rec, _, _ in chosen])
-    tasks, from_file = replay_tasks([rec for rec, _, _ in chosen], task_file)
+    tasks, from_file = replay_tasks([rec for rec, _, _ in chosen], task_file, task_text)
     tasks_out = Path(tasks_out) if tasks_out else Path(f"{store_path}.tasks.jsonl")
     report = ImportReport(str(table), str(store_path), str(tasks_out), unit, tasks=len(tasks))
     report.tasks_from_file, report.skipped_agents = from_file, dict(skipped)
-    report.unmatched_map = unmatched
+    report.unmatched_map, report.cost_basis = unmatched, basis
     merged = _merge_tasks(tasks_out, tasks)  # before the store: an unreadable task file changes nothing
     with OutcomeStore(store_path) as store:
         _claim_unit(store, unit)
+        if basis:
+            store.set_meta("cost_basis", basis)
         for rec, name, version in chosen:
             key = OutcomeKey(rec.instance_id, name, version, rec.seed)
             store.put(key, outcome_of(rec, name, version, Path(table).name))
@@ -617,7 +742,16 @@ def cli_import(args: argparse.Namespace) -> int:
 
     try:
         report = import_table(
-            args.file, args.format, args.store, args.agent_map, args.tasks, args.tasks_out, args.report
+            args.file,
+            args.format,
+            args.store,
+            args.agent_map,
+            args.tasks,
+            args.tasks_out,
+            args.report,
+            getattr(args, "columns", None),
+            getattr(args, "price_per_step", None),
+            getattr(args, "task_text", "none"),
         )
     except (TableError, StoreError, OSError, UnicodeDecodeError) as exc:
         print(f"hrm-spawn store import: {exc}", file=sys.stderr)

@@ -198,6 +198,20 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
         "--tasks", default=None, help="task file with the rows (and problem text) of known tasks"
     )
     imp.add_argument("--tasks-out", default=None, help="task file for replay (default: STORE.tasks.jsonl)")
+    imp.add_argument(
+        "--columns", default=None, help="field=column,... for columns no alias matches (csv, jsonl)"
+    )
+    imp.add_argument(
+        "--price-per-step",
+        default=None,
+        help="raw=USD,... or a YAML/JSON file: cost = steps x price, for tables without a cost",
+    )
+    imp.add_argument(
+        "--task-text",
+        default="none",
+        choices=["none", "repo"],
+        help="repo: an id-only task's problem text names its repository (what the policy sees)",
+    )
     imp.set_defaults(func=_lazy("hrm_spawn.envs.store_import:cli_import"))
     agents = ssub.add_parser(
         "agents",

@@ -20,6 +20,7 @@ from hrm_spawn.envs.store_import import (
     TableError,
     import_table,
     parse_agent_map,
+    parse_columns,
     read_table,
     repo_from_id,
     store_agents,
@@ -236,6 +237,20 @@ def test_agent_map_from_a_file(tmp_path: Path) -> None:
         ("django__django-11099", "django/django"),
         ("pandas-dev__pandas.95280573.func_pm_op_swap__abcd1234", "swesmith/pandas-dev__pandas.95280573"),
         ("mytask", "unknown"),
+        (  # SWE-Bench Pro: instance_<owner>__<name>-<commit>[-v<commit>|-vnan]
+            "instance_future-architect__vuls-01441351c3407abfc21c48a38e28828e1b504e0c",
+            "future-architect/vuls",
+        ),
+        (
+            "instance_element-hq__element-web-53a9b6447bd7e6110ee4a63e2ec0322c250f08d1-vnan",
+            "element-hq/element-web",
+        ),
+        ("instance_NodeBB__NodeBB-04998908ba6721d64eba79ae3b65a351dcfbc5b5-vnan", "NodeBB/NodeBB"),
+        ("instance_acme__tool-notacommit", "unknown"),
+        (
+            "instance_qutebrowser__qutebrowser-f91ace96223cac8161c16dd061907e138fe85111-v059c6fdc75567943479b23ebca7c07b5e9a7f34c",
+            "qutebrowser/qutebrowser",
+        ),
     ],
 )
 def test_repo_from_id(instance_id: str, repo: str) -> None:
@@ -458,3 +473,108 @@ def test_a_map_file_may_name_agents_this_table_lacks(tmp_path: Path) -> None:
     )
     assert report.per_agent == {"cheap@imported": 6}
     assert "in --agent-map, not in the table: 20240601_other_system" in report.lines()
+
+
+# ---- a table in another harness's column names (SWE-Bench Pro runs: metadata.*, turns, no cost) -------
+
+PRO_ROWS = [  # (instance id, model, resolved, turns)
+    ("instance_acme__webkit-0123456789abcdef0123456789abcdef01234567", "Big Model", "true", 40),
+    ("instance_acme__webkit-0123456789abcdef0123456789abcdef01234567", "Small Model", "false", 10),
+    ("instance_numlab__solver-89abcdef0123456789abcdef0123456789abcdef", "Big Model", "false", 50),
+    ("instance_numlab__solver-89abcdef0123456789abcdef0123456789abcdef", "Small Model", "true", 5),
+]
+PRO_COLUMNS = (
+    "task=metadata.instance_id,agent=metadata.model_name,resolved=metadata.resolved,steps=metadata.turns"
+)
+
+
+def _pro_table(path: Path) -> Path:
+    lines = ["agent_run_id,metadata.instance_id,metadata.model_name,metadata.resolved,metadata.turns,tag"]
+    lines += [f"run{i},{t},{m},{r},{n}," for i, (t, m, r, n) in enumerate(PRO_ROWS)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_columns_name_the_fields_and_prices_make_dollars_of_steps(tmp_path: Path) -> None:
+    table = _pro_table(tmp_path / "runs.csv")
+    store = tmp_path / "pro.sqlite"
+    report = import_table(
+        table,
+        "csv",
+        store,
+        "Big Model=big,Small Model=small",
+        columns=PRO_COLUMNS,
+        price_per_step="Big Model=0.05,Small Model=0.01",
+        task_text="repo",
+    )
+    assert (report.records, report.tasks, report.cost_unit) == (4, 2, "usd")
+    assert report.cost_basis == "steps x USD per step (Big Model=0.05, Small Model=0.01)"
+    got = _contents(store)
+    webkit, solver = (t for t, *_ in PRO_ROWS[::2])
+    assert got[(webkit, "big", "imported", 0)][:3] == (True, 1.0, pytest.approx(40 * 0.05))
+    assert got[(solver, "small", "imported", 0)][:3] == (True, 1.0, pytest.approx(5 * 0.01))
+    assert got[(solver, "big", "imported", 0)][:3] == (False, 0.0, pytest.approx(50 * 0.05))
+    with OutcomeStore(store, readonly=True) as s:
+        assert s.get_meta("cost_basis") == report.cost_basis
+    tasks = {t.instance_id: t for t in load_tasks(report.tasks_out).tasks}
+    assert tasks[webkit].repo == "acme/webkit" and tasks[webkit].replay_only
+    assert tasks[webkit].problem_statement == "Repository acme/webkit."
+    assert tasks[solver].problem_statement == "Repository numlab/solver."
+    assert "cost basis: steps x USD per step" in "\n".join(report.lines())
+
+
+def test_without_task_text_an_id_only_task_has_no_text(tmp_path: Path) -> None:
+    report = import_table(
+        _pro_table(tmp_path / "runs.csv"),
+        "csv",
+        tmp_path / "s.sqlite",
+        columns=PRO_COLUMNS,
+        price_per_step={"Big Model": 0.05, "Small Model": 0.01},
+        agent_map="Big Model=big,Small Model=small",
+    )
+    assert all(t.problem_statement is None for t in load_tasks(report.tasks_out).tasks)
+
+
+def test_the_cli_takes_columns_prices_and_task_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _pro_table(tmp_path / "runs.csv")
+    argv = ["store", "import", str(table), "--format", "csv", "--store", str(tmp_path / "c.sqlite")]
+    argv += ["--agent-map", "Big Model=big,Small Model=small", "--columns", PRO_COLUMNS]
+    argv += ["--price-per-step", "Big Model=0.05,Small Model=0.01", "--task-text", "repo"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "imported 4 runs of 2 agents on 2 tasks" in out and "(cost unit: usd)" in out
+    assert "cost basis: steps x USD per step (Big Model=0.05, Small Model=0.01)" in out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"columns": "task=nope"}, r"--columns instance_id=nope: the header has no column 'nope'"),
+        ({"columns": "colour=metadata.tag"}, r"--columns: 'colour' is not a field"),
+        ({"columns": PRO_COLUMNS + ",id=tag"}, r"two columns for instance_id"),
+        ({"columns": PRO_COLUMNS, "price_per_step": "Big Model=0.05"}, r"every run needs a cost"),
+        ({"columns": PRO_COLUMNS, "price_per_step": "Big Model=-1"}, r"not a positive price"),
+        ({"columns": PRO_COLUMNS, "price_per_step": "Big Model=x"}, r"'x' is not a number"),
+        ({"columns": PRO_COLUMNS, "task_text": "all"}, r"--task-text must be one of none, repo"),
+    ],
+)
+def test_bad_columns_and_prices_are_named(tmp_path: Path, kwargs: dict, message: str) -> None:
+    table = _pro_table(tmp_path / "runs.csv")
+    kwargs.setdefault("price_per_step", "Big Model=0.05,Small Model=0.01")
+    with pytest.raises(TableError, match=message):
+        import_table(table, "csv", tmp_path / "x.sqlite", "Big Model=big,Small Model=small", **kwargs)
+    assert not (tmp_path / "x.sqlite").exists()  # nothing half-imported
+
+
+def test_a_priced_table_that_has_a_cost_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TableError, match="the table has a cost; --price-per-step would replace it"):
+        import_table(FILES["csv"], "csv", tmp_path / "x.sqlite", MAP, price_per_step="20250101_cheap=0.1")
+
+
+def test_parse_columns_takes_aliases() -> None:
+    assert parse_columns("task=a,model=b,turns=c") == {"instance_id": "a", "agent": "b", "steps": "c"}
+    assert parse_columns(None) == {}
+    with pytest.raises(TableError, match="not field=column"):
+        parse_columns("task")

@@ -77,3 +77,88 @@ def test_the_report_states_what_the_policy_observed(imported, tmp_path) -> None:
     # The verifier's stop rule: best_cascade at λ = 0 resolves what the oracle resolves, at no more cost
     assert verified["best_cascade"]["resolve_rate"] == verified["oracle"]["resolve_rate"]
     assert verified["best_cascade"]["mean_cost"] <= verified["spawn_all"]["mean_cost"]
+
+
+# ---- benchmarks/real_table.py on a small table in its column names -----------------------------------
+
+
+@pytest.fixture
+def real_table(hrm_home):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("real_table_under_test", bench / "real_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _runs_csv(path, models, repos=("acme__webkit", "numlab__solver"), per_repo=4):
+    """SWE-Bench Pro's export columns; model k resolves the tasks of repository k % 2, with k+1 turns."""
+    lines = [
+        "agent_run_id,metadata.instance_id,metadata.model_name,metadata.resolved,metadata.turns,tag,created_at"
+    ]
+    n = 0
+    for r, repo in enumerate(repos):
+        for i in range(per_repo):
+            task = f"instance_{repo}-{r:020x}{i:020x}"
+            for k, model in enumerate(models):
+                n += 1
+                lines.append(
+                    f'run{n},{task},{model},{str(k % 2 == r).lower()},{k + 1},,"Oct 13, 2025, 10:41 PM UTC"'
+                )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_real_table_keeps_one_run_per_task_and_model_on_tasks_every_model_ran(real_table, tmp_path) -> None:
+    models = list(real_table.AGENTS)
+    lines = _runs_csv(tmp_path / "runs.csv", models)
+    task0 = lines[1].split(",")[1]
+    # a later second run of the first model on task0 (dropped: the earlier one is kept), and a task only
+    # one model ran (dropped: the others have no outcome to replay)
+    later = lines[1].replace("run1,", "run999,").replace(",true,", ",false,").replace("10:41 PM", "11:59 PM")
+    lonely = f'run1000,instance_acme__webkit-{"f" * 40},{models[0]},true,3,,"Oct 13, 2025, 10:41 PM UTC"'
+    (tmp_path / "runs.csv").write_text("\n".join([*lines, later, lonely]) + "\n", encoding="utf-8")
+    counts = real_table.prepare_table(tmp_path / "runs.csv", tmp_path / "table.csv", models)
+    assert counts == {
+        "rows_of_models": 42,
+        "duplicates_dropped": 1,
+        "tasks_any_model": 9,
+        "tasks_all_models": 8,
+    }
+    kept = (tmp_path / "table.csv").read_text().splitlines()
+    assert len(kept) == 1 + 8 * len(models)
+    assert any(line.startswith("run1,") and task0 in line for line in kept)
+    assert not any(line.startswith(("run999,", "run1000,")) for line in kept)
+
+
+def test_real_table_crossfits_and_counts_first_agents_per_repository(real_table, tmp_path) -> None:
+    models = list(real_table.AGENTS)
+    out = tmp_path / "bench"
+    out.mkdir()
+    _runs_csv(tmp_path / "runs.csv", models)
+    real_table.prepare_table(tmp_path / "runs.csv", out / "table.csv", models)
+    report = real_table.import_store(out)
+    assert report.cost_unit == "usd" and report.cost_basis.startswith("steps x USD per step")
+    base = real_table.train_config(out, 2)
+    base["policy"] = {**TINY_POLICY, "seq_len": base["env"]["seq_len"]}
+    base["act_q"].update(num_envs=4, updates=1, batch_episodes=4)
+    result = real_table.run_variant(out, "verifier", 2, base)
+    firsts = result["first_agents"]
+    assert set(firsts) == {"0", "0.1", "0.2"}
+    for lam in firsts.values():
+        assert sum(lam["overall"].values()) == 8 and lam["distinct"] == len(lam["overall"])
+        assert set(lam["per_repo"]) == {"acme/webkit", "numlab/solver"}
+        assert all(sum(c.values()) == 4 for c in lam["per_repo"].values())
+        assert [sum(f.values()) for f in lam["per_fold"]] == [4, 4]  # each fold holds out half the tasks
+    assert [row["lam"] for row in result["sweep"]][1:] == result["sweep_lams"]
+    assert all(row["best_other"] not in ("hrm", "oracle") for row in result["sweep"])
+    limits = real_table.table_limits(out)
+    assert limits["oracle_resolve"] == 1.0 and limits["unsolved_share"] == 0.0
+    # one cascade per repository: its resolving agent first, the cheapest of them (turns k+1)
+    assert 0 < limits["repo_cascades_95pct_oracle_cost_vs_spawn_all"] < 1
