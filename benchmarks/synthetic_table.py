@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +116,20 @@ def train_config(out: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--out", type=Path, required=True, help="folder for table.jsonl, tasks.jsonl, train.yaml"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for table.jsonl, tasks.jsonl, train.yaml (default: synthetic_table/ in the results folder)",
     )
     parser.add_argument("--tasks-per-repo", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import yaml
 
-    out = args.out.expanduser().resolve()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _results import results_dir
+
+    out = (args.out or results_dir() / "synthetic_table").expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     records, tasks = generate(args.tasks_per_repo, args.seed)
     (out / "table.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
