@@ -41,7 +41,6 @@ import torch
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs.config import ConfigError, build_config
 from hrm_spawn.envs.env_config import EnvConfig
-from hrm_spawn.envs.episode import EpisodeRules
 from hrm_spawn.envs.progress import progress
 from hrm_spawn.envs.registry import SPAWN_ENV_ID
 from hrm_spawn.envs.replay import (
@@ -50,8 +49,6 @@ from hrm_spawn.envs.replay import (
     Replay,
     cost_unit_label,
     load_replay,
-    tables_cost_unit,
-    tables_observe,
 )
 from hrm_spawn.trainers.baselines import (
     CASCADE_MAX_AGENTS,
@@ -81,24 +78,11 @@ RANDOM_REPEATS = 5  # random's episodes per task (its mean is noisy otherwise)
 
 
 @dataclass
-class ReplaySet:
-    """Tasks with their outcome tables and the episode rules, ready to run actors on."""
+class ReplaySet(Replay):
+    """A :class:`Replay` (tasks, outcome tables, episode rules) with what evaluating actors on it adds."""
 
-    tasks: list[Any]
-    tables: list[Any]
-    spec: EpisodeRules
     observation_space: Any = None  # the env's, which sizes a PPO policy
     oracle: list[list[int]] | None = None  # cached oracle action sequences
-
-    @property
-    def cost_unit(self) -> str:
-        """What the tables' costs count (their store's unit): ``test_runs``, ``usd`` or ``tokens``."""
-        return tables_cost_unit(self.tables)
-
-    @property
-    def observe(self) -> str:
-        """What the policy sees of a run in these tables: ``agent``, ``none`` or ``verifier``."""
-        return tables_observe(self.tables)
 
     def run(
         self,
