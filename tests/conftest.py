@@ -26,6 +26,15 @@ def _sb3_logs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
+def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder where test agents leave one file per run (``HRM_TEST_MARKS``), to count what ran."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    monkeypatch.setenv("HRM_TEST_MARKS", str(folder))
+    return folder
+
+
+@pytest.fixture
 def hrm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data dir for one test (``HRM_SPAWN_HOME``)."""
     home = tmp_path / "hrm_home"

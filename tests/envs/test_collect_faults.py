@@ -91,14 +91,6 @@ class Crash(_Agent):
     fault = "crash-always"
 
 
-@pytest.fixture
-def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    monkeypatch.setenv("HRM_TEST_MARKS", str(folder))
-    return folder
-
-
 def outcomes(store: OutcomeStore, task_id: str) -> dict[str, Any]:
     return {key.agent.split(":")[-1]: outcome for key, outcome in store.iter_task(task_id)}
 

@@ -114,14 +114,6 @@ class Comment:
         return AgentResult(patch=sandbox.diff(), status="ok", cost=Cost(sandbox_s=0.1), visible_pass_rate=0.0)
 
 
-@pytest.fixture
-def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    monkeypatch.setenv("HRM_TEST_MARKS", str(folder))
-    return folder
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

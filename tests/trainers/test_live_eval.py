@@ -73,14 +73,6 @@ class ShellKill(_Agent):
         sandbox.run("kill -9 $$")
 
 
-@pytest.fixture
-def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    monkeypatch.setenv("HRM_TEST_MARKS", str(folder))
-    return folder
-
-
 def runs(marks: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in sorted(marks.iterdir())}
 
