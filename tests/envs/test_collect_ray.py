@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from fixtures.ray_cluster import cluster_env, loopback_cluster  # noqa: E402
-from test_collect_faults import calls, marks  # noqa: E402, F401  (the marks fixture)
+from test_collect_faults import calls  # noqa: E402
 
 from hrm_spawn.envs.collect import collect  # noqa: E402
 from hrm_spawn.envs.store import OutcomeStore  # noqa: E402
