@@ -45,8 +45,13 @@ class EnvConfig(StrictModel):
     # Per cost unit (the store's): fixed, or [lo, hi] sampled uniformly per episode.
     lam: float | tuple[float, float] = 0.01
     max_steps: int = Field(8, ge=1)
-    # In the store's cost unit (OutcomeStore.cost_unit): full test runs for runs collected here, USD or
-    # tokens for an imported table (set it to match: 50 tokens ends every episode after one run).
+    # What a run costs (λ and max_cost count it): None = the store's unit (OutcomeStore.cost_unit). Runs
+    # collected here can also be costed in "test_executions", the test-suite executions they made: a
+    # count, so the same config gives the same costs (and the same trained policy) on a busy or an idle
+    # machine, where "test_runs" (sandbox seconds per full test run) follows the load.
+    cost_unit: Literal["test_runs", "test_executions", "usd", "tokens"] | None = None
+    # In the cost unit: full test runs (or test executions) for runs collected here, USD or tokens for an
+    # imported table (set it to match: 50 tokens ends every episode after one run).
     max_cost: float = Field(50.0, gt=0)
     reward: Literal["pass_rate", "resolved"] = "pass_rate"
     # What the policy sees of a run (its visible pass-rate; envs.replay.OBSERVE): the run's own test run

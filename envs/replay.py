@@ -42,13 +42,36 @@ OBSERVE = {
     "none": "nothing (visible pass-rate 0 for every run)",
     "verifier": "a verifier's verdict: the hidden resolved flag (1 or 0)",
 }
-# An outcome store's cost unit (``OutcomeStore.cost_unit``) as reports and plots name it.
-COST_UNIT_LABELS = {"test_runs": "test runs", "usd": "USD", "tokens": "tokens"}
+# A cost unit as reports and plots name it.
+COST_UNIT_LABELS = {
+    "test_runs": "test runs",
+    "test_executions": "test executions",
+    "usd": "USD",
+    "tokens": "tokens",
+}
+# The units a store's runs can be costed in besides its own (``EnvConfig.cost_unit``): runs collected
+# here record both their sandbox seconds and how many test executions they made.
+COSTABLE_UNITS = {"test_runs": ("test_runs", "test_executions")}
 
 
 def cost_unit_label(unit: str) -> str:
     """``usd`` -> ``USD``: the unit as a report says it (a unit this project does not know, as it is)."""
     return COST_UNIT_LABELS.get(unit, unit)
+
+
+def env_cost_unit(store: OutcomeStore, chosen: str | None = None) -> str:
+    """The unit an env costs runs in: ``chosen`` (``EnvConfig.cost_unit``) when the store's runs record it,
+    else the store's own (``OutcomeStore.cost_unit``)."""
+    stored = store.cost_unit
+    if chosen is None or chosen == stored:
+        return stored
+    allowed = COSTABLE_UNITS.get(stored, (stored,))
+    if chosen not in allowed:
+        raise ValueError(
+            f"env.cost_unit={chosen!r}: the store {store.path} counts cost in {stored!r}, so its runs can "
+            f"be costed in {', '.join(allowed)} only"
+        )
+    return chosen
 
 
 def cost_unit_s(task: TaskInstance) -> float:
@@ -101,10 +124,16 @@ class TaskTable:
 
 
 def build_task_table(
-    task: TaskInstance, store: OutcomeStore, slots: Sequence[AgentSlot], observe: str = "agent"
+    task: TaskInstance,
+    store: OutcomeStore,
+    slots: Sequence[AgentSlot],
+    observe: str = "agent",
+    cost_unit: str | None = None,
 ) -> TaskTable:
+    """One task's outcomes from ``store``, costed in ``cost_unit`` (None: the store's unit)."""
     index = {(s.name, s.version): k for k, s in enumerate(slots)}
-    table = TaskTable(task.instance_id, cost_unit_s(task), cost_unit=store.cost_unit, observe=observe)
+    unit = env_cost_unit(store, cost_unit)
+    table = TaskTable(task.instance_id, cost_unit_s(task), cost_unit=unit, observe=observe)
     for key, outcome in store.iter_task(task.instance_id):
         k = index.get((key.agent, key.agent_version))
         if k is not None:
@@ -158,7 +187,8 @@ class Replay:
 
     @property
     def cost_unit(self) -> str:
-        """What costs (and so ``max_cost`` and λ) count: ``test_runs``, ``usd`` or ``tokens``."""
+        """What costs (and so ``max_cost`` and λ) count: ``test_runs``, ``test_executions``, ``usd`` or
+        ``tokens``."""
         return tables_cost_unit(self.tables)
 
     @property
@@ -191,7 +221,7 @@ def load_replay(
             raise FileNotFoundError(f"replay: outcome store {path} does not exist (run hrm-spawn collect)")
         store = OutcomeStore(path)
     slots = list(slots) if slots is not None else resolve_agents(config.agents, config.budget, build=False)
-    tables = [build_task_table(task, store, slots, config.observe) for task in chosen]
+    tables = [build_task_table(task, store, slots, config.observe, config.cost_unit) for task in chosen]
     check_tables(tables, store, slots)
     return Replay(chosen, tables, EpisodeRules(config))
 

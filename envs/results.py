@@ -108,15 +108,19 @@ class Cost:
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
     def in_unit(self, unit: str, test_run_s: float = 1.0) -> float:
-        """This cost in an outcome store's unit (``OutcomeStore.cost_unit``): ``test_runs`` (sandbox seconds
-        over one full test run of the task, ``test_run_s``), ``usd``, or ``tokens`` (in + out)."""
+        """This cost in a cost unit (``envs.replay.COST_UNIT_LABELS``): ``test_runs`` (sandbox seconds over
+        one full test run of the task, ``test_run_s``: measured, so it follows the machine's load),
+        ``test_executions`` (the test-suite executions the run made, full or partial, as counted: the same
+        on every machine), ``usd``, or ``tokens`` (in + out)."""
         if unit == "test_runs":
             return self.sandbox_s / (test_run_s if test_run_s > 0 else 1.0)
+        if unit == "test_executions":
+            return float(self.test_runs)
         if unit == "usd":
             return self.money_usd
         if unit == "tokens":
             return float(self.tokens_in + self.tokens_out)
-        raise ValueError(f"unknown cost unit {unit!r} (test_runs, usd, tokens)")
+        raise ValueError(f"unknown cost unit {unit!r} (test_runs, test_executions, usd, tokens)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,10 +5,11 @@ global features) are envs/episode.py's; this module adds where outcomes come fro
 alone (``replay``), the store with a sandbox run on a miss (``cached``), or always a sandbox run
 (``live``). In replay mode (``mask_missing``) any job whose outcome is not in the store is masked too.
 
-Cost unit: the outcome store's (``OutcomeStore.cost_unit``): for runs collected here, sandbox seconds of
-the agent run ÷ the task's ``test_run_s`` (one full test run; 1 s when the task does not say); for a
-table imported from another harness, its USD or tokens. ``max_cost`` and λ are in that unit
-(``env.cost_unit``). What the policy sees of a run (its visible pass-rate) is ``observe``'s: the run's own
+Cost unit: the outcome store's (``OutcomeStore.cost_unit``) unless ``env.cost_unit`` chooses another the
+runs record: for runs collected here, ``test_runs`` (sandbox seconds of the agent run ÷ the task's
+``test_run_s``, one full test run; 1 s when the task does not say: measured, so it follows the machine's
+load) or ``test_executions`` (the test-suite executions the run made, counted: the same on any machine);
+for a table imported from another harness, its USD or tokens. ``max_cost`` and λ are in that unit. What the policy sees of a run (its visible pass-rate) is ``observe``'s: the run's own
 test run (``agent``), nothing (``none``), or a verifier's verdict, the hidden resolved flag
 (``verifier``), the switch for imported tables, whose runs report nothing themselves. ``terminated`` on halt; ``truncated`` at the step or cost limit or on a sandbox
 failure, with ``info["truncated_reason"]``.
@@ -43,7 +44,15 @@ from hrm_spawn.envs.env_config import (  # noqa: F401  (EnvConfig & co. re-expor
 )
 from hrm_spawn.envs.episode import JobOutcome
 from hrm_spawn.envs.jobs import run_job
-from hrm_spawn.envs.replay import Replay, TaskTable, build_task_table, check_tables, cost_unit_s, job_outcome
+from hrm_spawn.envs.replay import (
+    Replay,
+    TaskTable,
+    build_task_table,
+    check_tables,
+    cost_unit_s,
+    env_cost_unit,
+    job_outcome,
+)
 from hrm_spawn.envs.store import CLEAN, OutcomeStore
 from hrm_spawn.envs.tasks import TaskInstance
 
@@ -186,7 +195,7 @@ class SpawnEnv(gym.Env):
     def _load_tables(self) -> None:
         for task in self.tasks:
             self._tables[task.instance_id] = build_task_table(
-                task, self.store, self.slots, self.config.observe
+                task, self.store, self.slots, self.config.observe, self.config.cost_unit
             )
         check_tables(list(self._tables.values()), self.store, self.slots)
 
@@ -196,7 +205,9 @@ class SpawnEnv(gym.Env):
             task = next((t for t in self.tasks if t.instance_id == instance_id), None)
             if task is None:
                 raise KeyError(f"SpawnEnv: no task {instance_id!r}")
-            self._tables[instance_id] = build_task_table(task, self.store, self.slots, self.config.observe)
+            self._tables[instance_id] = build_task_table(
+                task, self.store, self.slots, self.config.observe, self.config.cost_unit
+            )
         return self._tables[instance_id]
 
     def tables(self) -> list[TaskTable]:
@@ -204,8 +215,9 @@ class SpawnEnv(gym.Env):
 
     @property
     def cost_unit(self) -> str:
-        """What this env's costs, ``max_cost`` and λ count: its store's unit (``test_runs``, ``usd``, ``tokens``)."""
-        return self.store.cost_unit
+        """What this env's costs, ``max_cost`` and λ count: ``env.cost_unit`` or its store's unit (``test_runs``,
+        ``test_executions``, ``usd``, ``tokens``)."""
+        return env_cost_unit(self.store, self.config.cost_unit)
 
     def replay(self) -> Replay:
         """This env's tasks, their outcome tables from its store, and its rules (for batched replay,

@@ -146,3 +146,42 @@ def test_coarse_costs_show_only_multiples_of_the_bin(toy):
         last = row[-F.HIST_WIDTH :]
         entry = bytes((last[last > 0] - F.BYTE_OFFSET).astype(np.uint8)).decode()
         assert float(entry.split()[2]) in (0.0, 3.0, 6.0, 9.0, 12.0), entry
+
+
+def _copy_store(src: OutcomeStore, path, slow_down: float) -> OutcomeStore:
+    """``src``'s runs as a machine ``slow_down`` times slower would record them: the same test executions
+    (the count budgets decide them), ``slow_down`` times the sandbox seconds."""
+    dst = OutcomeStore(path)
+    for task in src.tasks():
+        for key, outcome in src.iter_task(task):
+            cost = outcome.result.cost
+            cost.test_runs = 1 + int(cost.sandbox_s * 3)  # what the run counted, fixed per run
+            cost.sandbox_s *= slow_down
+            dst.put(key, outcome)
+    return dst
+
+
+def test_test_executions_cost_the_same_on_a_busy_machine(toy, tmp_path):
+    idle = _copy_store(toy.store, tmp_path / "idle.sqlite", 1.0)
+    busy = _copy_store(toy.store, tmp_path / "busy.sqlite", 8.0)
+
+    def tables(store, unit):
+        env = SpawnEnv(toy.config.model_copy(update={"cost_unit": unit}), tasks=toy.tasks, store=store)
+        assert env.cost_unit == (unit or "test_runs") and env.replay().cost_unit == env.cost_unit
+        return [sorted((key, job.cost) for key, job in t.outcomes.items()) for t in env.tables()]
+
+    assert tables(idle, "test_executions") == tables(busy, "test_executions")
+    timed_idle, timed_busy = tables(idle, None), tables(busy, None)
+    for a, b in zip(timed_idle, timed_busy, strict=True):  # measured seconds follow the load
+        assert [c * 8 for _, c in a] == pytest.approx([c for _, c in b])
+    counted = tables(idle, "test_executions")
+    assert all(c == int(c) and c >= 1 for t in counted for _, c in t)
+
+
+def test_a_cost_unit_the_store_does_not_record_is_refused(toy, tmp_path):
+    toy.store.set_meta("cost_unit", "usd")  # as an imported table states it
+    config = toy.config.model_copy(update={"cost_unit": "test_executions"})
+    with pytest.raises(ValueError, match=r"env.cost_unit='test_executions'.*counts cost in 'usd'.*usd only"):
+        SpawnEnv(config, tasks=toy.tasks, store=toy.store)
+    with pytest.raises(ValueError, match="cost_unit"):
+        EnvConfig(cost_unit="seconds")
