@@ -164,19 +164,35 @@ def intervals(outcomes: dict[str, Any], seed: int = 0, resamples: int = RESAMPLE
             entry["hull"] = stats.percentile_interval(*hulls[name]).to_dict()
         per_policy[name] = entry
     out["policies"] = per_policy
+    out["hrm_vs"] = _versus("hrm", score, hulls, names, resamples, seed)
+    if "oracle" in score:  # what this task set can show at all: the oracle knows every outcome
+        out["oracle_vs"] = _versus("oracle", score, hulls, names, resamples, seed)
+    return out
+
+
+def _versus(
+    first: str,
+    score: dict[str, np.ndarray],
+    hulls: dict[str, tuple[float, np.ndarray]],
+    names: list[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``first``'s paired differences with every other policy (the oracle's: with every baseline) on the
+    score and, over a sweep, the hull."""
+    skip = {first, "hrm"} if first == "oracle" else {first}
     versus = {}
     for name in names:
-        if name == "hrm":
+        if name in skip:
             continue
-        diff = stats.paired_difference(score["hrm"], score[name], resamples, seed)
+        diff = stats.paired_difference(score[first], score[name], resamples, seed)
         entry = {"score": diff.to_dict(), "score_verdict": stats.verdict(diff)}
-        if sweep:
-            (h_est, h_samples), (o_est, o_samples) = hulls["hrm"], hulls[name]
-            hull_diff = stats.percentile_interval(h_est - o_est, h_samples - o_samples)
+        if hulls:
+            (f_est, f_samples), (o_est, o_samples) = hulls[first], hulls[name]
+            hull_diff = stats.percentile_interval(f_est - o_est, f_samples - o_samples)
             entry.update(hull=hull_diff.to_dict(), hull_verdict=stats.verdict(hull_diff))
         versus[name] = entry
-    out["hrm_vs"] = versus
-    return out
+    return versus
 
 
 def _iv(d: dict[str, float]) -> str:
@@ -217,7 +233,25 @@ def summary_line(iv: dict[str, Any]) -> str:
         parts.append(f"{where}: the HRM {words}")
     return (
         f"Cross-fitted over {iv['num_tasks']} tasks (each held out once; paired bootstrap, "
-        f"{iv['level']:.0%} intervals, non-oracle baselines): " + ". ".join(parts) + "."
+        f"{iv['level']:.0%} intervals, non-oracle baselines): " + ". ".join(parts) + "." + _ceiling(iv)
+    )
+
+
+def _ceiling(iv: dict[str, Any]) -> str:
+    """The baselines not even the oracle beats on these tasks: no policy can be shown to beat them here."""
+    parts = []
+    for figure in ("score", "hull"):
+        unbeaten = [
+            n for n, vs in iv.get("oracle_vs", {}).items() if vs.get(f"{figure}_verdict") == "tied with"
+        ]
+        if unbeaten:
+            where = "score" if figure == "score" else "hull"
+            parts.append(f"{where}: {', '.join(unbeaten)}")
+    if not parts:
+        return ""
+    return (
+        f" Even the oracle (every outcome known) only ties with these on {iv['num_tasks']} tasks "
+        f"({'; '.join(parts)}): beating them cannot be shown on this task set; more tasks can."
     )
 
 

@@ -91,6 +91,34 @@ def test_summary_says_beat_tie_or_lose_in_words():
     assert "hull" not in iv["policies"]["hrm"]  # one λ: no sweep, no hull
 
 
+def _two_policies(n: int, oracle_only: int) -> dict:
+    """A baseline that resolves what the oracle does except on ``oracle_only`` of ``n`` tasks."""
+    base = [0.0 if i < oracle_only else float(i % 2) for i in range(n)]
+    best = [1.0 if i < oracle_only else b for i, b in enumerate(base)]
+    zeros = [[0.0] * n]
+    return {
+        "tasks": [f"t{i}" for i in range(n)],
+        "kinds": [[]] * n,
+        "lams": [0.0],
+        "policies": {
+            "hrm": {"pass_rate": [base], "cost": zeros, "resolved": [base]},
+            "single": {"pass_rate": [base], "cost": zeros, "resolved": [base]},
+            "oracle": {"pass_rate": [best], "cost": zeros, "resolved": [best]},
+        },
+    }
+
+
+def test_summary_says_which_baselines_no_policy_could_be_shown_to_beat():
+    # 2 tasks of 24 where the oracle does better: a resample misses both about 1 time in 8, so even the
+    # oracle ties, and the line says this task set cannot show any policy beating that baseline
+    few = intervals(_two_policies(24, oracle_only=2), resamples=400)
+    assert few["oracle_vs"]["single"]["score_verdict"] == "tied with" and "hrm" not in few["oracle_vs"]
+    assert "Even the oracle" in summary_line(few) and "(score: single)" in summary_line(few)
+    many = intervals(_two_policies(24, oracle_only=12), resamples=400)
+    assert many["oracle_vs"]["single"]["score_verdict"] == "beat"
+    assert "Even the oracle" not in summary_line(many)
+
+
 def test_fold_config_sets_the_fold_and_keeps_the_rest(replay_data):
     config = _config(replay_data)
     folded = fold_config(config, 5, 3, seed=2)
