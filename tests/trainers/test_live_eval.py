@@ -14,6 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -85,32 +86,34 @@ def write_tasks(fixture_task, path: Path, n: int) -> list[str]:
     return [t.instance_id for t in tasks]
 
 
+def act_q_config(tasks: Path, store: Path, agents: list[str], mode: str, max_steps: int) -> dict[str, Any]:
+    """An ACT Q config on ``tasks``, one seed per agent, on the tiny policy (a fresh dict: callers add to it)."""
+    return {
+        "algo": "act_q",
+        "seed": 0,
+        "device": "cpu",
+        "env": {
+            "tasks": str(tasks),
+            "store": str(store),
+            "agents": agents,
+            "mode": mode,
+            "split": "all",
+            "seeds_per_agent": 1,
+            "delegate_seeds": 1,
+            "max_steps": max_steps,
+            "max_cost": 1000.0,
+            "seq_len": 64,
+            "lam": [0.0, 0.1],
+        },
+        "policy": TINY_POLICY,
+    }
+
+
 def scripted_checkpoint(run_dir: Path, tasks: Path, store: Path, agents: list[str], order: list[int]) -> Path:
     """A checkpoint whose greedy policy prefers the actions of ``order`` (first best), whatever it sees."""
-    config = build_config(
-        TrainConfig,
-        {
-            "algo": "act_q",
-            "seed": 0,
-            "device": "cpu",
-            "env": {
-                "tasks": str(tasks),
-                "store": str(store),
-                "agents": agents,
-                "mode": "replay",
-                "split": "all",
-                "seeds_per_agent": 1,
-                "delegate_seeds": 1,
-                "max_steps": 3,
-                "max_cost": 1000.0,
-                "seq_len": 64,
-                "lam": [0.0, 0.1],
-            },
-            "policy": TINY_POLICY,
-        },
-    )
+    config = build_config(TrainConfig, act_q_config(tasks, store, agents, mode="replay", max_steps=3))
     layout = E.ActionLayout(len(agents))
-    features = E.observation_space(layout, 64)["features"].shape[0]
+    features = E.observation_space(layout, config.env.seq_len)["features"].shape[0]
     policy = SpawnPolicy(config.policy, layout.n, features)
     preference = torch.full((layout.n,), -5.0)
     for rank, action in enumerate(order):
@@ -258,26 +261,11 @@ def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(
         monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     write_tasks(fixture_task, tmp_path / "tasks.jsonl", 2)
     store_path = tmp_path / "store.sqlite"
+    agents = [f"{HERE}:Comment", f"{HERE}:Other"]
     config = build_config(
         TrainConfig,
         {
-            "algo": "act_q",
-            "seed": 0,
-            "device": "cpu",
-            "env": {
-                "tasks": str(tmp_path / "tasks.jsonl"),
-                "store": str(store_path),
-                "agents": [f"{HERE}:Comment", f"{HERE}:Other"],
-                "mode": "cached",
-                "split": "all",
-                "seeds_per_agent": 1,
-                "delegate_seeds": 1,
-                "max_steps": 2,
-                "max_cost": 1000.0,
-                "seq_len": 64,
-                "lam": [0.0, 0.1],
-            },
-            "policy": TINY_POLICY,
+            **act_q_config(tmp_path / "tasks.jsonl", store_path, agents, mode="cached", max_steps=2),
             "act_q": {
                 "iterations": 2,
                 "num_envs": 2,
