@@ -12,17 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from fixtures.comment_run import comment_run
 from fixtures.tiny_policy import TINY_POLICY
 
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs.config import build_config
-from hrm_spawn.envs.results import AgentResult, Cost
 from hrm_spawn.envs.store import CLEAN, OutcomeStore, patch_sha
 from hrm_spawn.policies.spawn_policy import SpawnPolicy
 from hrm_spawn.trainers.checkpoint import save_checkpoint
@@ -42,16 +41,7 @@ class _Agent:
         with mark.open("a") as f:
             f.write(f"{os.getpid()}\n")
         self.fault(sandbox)
-        start = time.perf_counter()
-        if start_patch:
-            sandbox.apply_patch(start_patch)
-        sandbox.run(f"echo '# {self.name} seed {seed} depth {depth}' >> calc/compare.py")
-        return AgentResult(
-            patch=sandbox.diff(),
-            status="ok",
-            cost=Cost(sandbox_s=time.perf_counter() - start),
-            visible_pass_rate=0.0,
-        )
+        return comment_run(sandbox, start_patch, f"{self.name} seed {seed} depth {depth}")
 
     def fault(self, sandbox) -> None:
         pass
