@@ -44,6 +44,11 @@ from typing import Any
 
 import numpy as np
 
+# The shared benchmark helpers, also when a test loads this file by its path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import skip  # noqa: E402
+from _tables import small_hrm  # noqa: E402
+
 COLUMNS = (
     "task=metadata.instance_id,agent=metadata.model_name,resolved=metadata.resolved,steps=metadata.turns"
 )
@@ -145,13 +150,7 @@ def train_config(out: Path, iterations: int) -> dict[str, Any]:
             "observe": "verifier",
             "cost_bin": 0.02,  # coarse costs: an exact cost would name the training task
         },
-        "policy": {
-            "preset": "policy/hrm-tiny",
-            "seq_len": 96,
-            "hidden_size": 32,
-            "H_cycles": 1,
-            "L_cycles": 1,
-        },
+        "policy": small_hrm(seq_len=96),
         "act_q": {
             "iterations": iterations,
             "num_envs": 32,  # ~0.8 s an iteration on one busy core: 100 iterations, ~1.5 min a fold
@@ -400,9 +399,6 @@ def main() -> int:
     )
     args = parser.parse_args()
     import yaml
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _results import skip
 
     if args.table is None or not args.table.is_file() or args.out is None:
         skip(

@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+# The shared benchmark helpers, also when a test loads this file by its path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import results_dir  # noqa: E402
+from _tables import small_hrm  # noqa: E402
+
 # Resolve probability per (repository, agent). cheap: good on two repositories; specialist: on two
 # others; strong: fair everywhere, best on the hard two; medium: middling everywhere.
 AGENTS = {"cheap": 0.02, "medium": 0.10, "specialist": 0.06, "strong": 0.40}  # mean USD per run
@@ -91,13 +96,7 @@ def train_config(out: Path) -> dict:
             "lam": [0.0, 1.0],  # per USD
             "observe": "none",
         },
-        "policy": {
-            "preset": "policy/hrm-tiny",
-            "seq_len": 96,
-            "hidden_size": 32,
-            "H_cycles": 1,
-            "L_cycles": 1,
-        },
+        "policy": small_hrm(seq_len=96),
         "act_q": {  # a couple of CPU minutes per fold on 2 shared cores: a small run, not a converged one
             "iterations": 40,
             "num_envs": 16,
@@ -125,9 +124,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import yaml
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _results import results_dir
 
     out = (args.out or results_dir() / "synthetic_table").expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

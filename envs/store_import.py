@@ -413,23 +413,11 @@ def parse_agent_map(spec: str | None) -> dict[str, tuple[str, str]] | None:
     if not spec:
         return None
     path = Path(spec)
-    if path.is_file():
-        import yaml
-
-        data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict):
-            raise TableError(f"{path}: an agent map is a mapping raw name -> name[@version]")
-        pairs = [(str(k), str(v)) for k, v in data.items()]
-    elif "=" not in spec and path.suffix.lower() in (".yaml", ".yml", ".json"):
+    if not path.is_file() and "=" not in spec and path.suffix.lower() in (".yaml", ".yml", ".json"):
         raise TableError(f"--agent-map {spec}: file not found")
-    else:
-        pairs = []
-        for item in (p for p in spec.split(",") if p.strip()):
-            raw, sep, target = item.partition("=")
-            if not sep or not raw.strip() or not target.strip():
-                raise TableError(f"--agent-map: {item!r} is not raw=name[@version]")
-            pairs.append((raw.strip(), target.strip()))
-    return {raw: _identity(target, f"--agent-map {raw}") for raw, target in pairs}
+    mapping = "an agent map is a mapping raw name -> name[@version]"
+    pairs = _pairs(spec, "--agent-map", "raw=name[@version]", mapping)
+    return {raw: _identity(str(target), f"--agent-map {raw}") for raw, target in pairs}
 
 
 def _identity(target: str, what: str) -> tuple[str, str]:
@@ -447,21 +435,9 @@ def parse_prices(spec: str | None) -> dict[str, float] | None:
     """``raw=USD,...`` (raw agent names as in the table) or a JSON/YAML file with that mapping."""
     if not spec:
         return None
-    path = Path(spec)
-    if path.is_file():
-        import yaml
-
-        data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict):
-            raise TableError(f"{path}: a price table is a mapping raw agent name -> USD per step")
-        pairs = [(str(k), v) for k, v in data.items()]
-    else:
-        pairs = []
-        for item in (p for p in spec.split(",") if p.strip()):
-            raw, sep, price = item.rpartition("=")
-            if not sep or not raw.strip():
-                raise TableError(f"--price-per-step: {item!r} is not raw=USD")
-            pairs.append((raw.strip(), price.strip()))
+    mapping = "a price table is a mapping raw agent name -> USD per step"
+    # Split at the last "=": a price never holds one, a raw agent name may.
+    pairs = _pairs(spec, "--price-per-step", "raw=USD", mapping, at_last=True)
     out: dict[str, float] = {}
     for raw, price in pairs:
         try:
@@ -472,6 +448,27 @@ def parse_prices(spec: str | None) -> dict[str, float] | None:
             raise TableError(f"--price-per-step {raw}: {value} is not a positive price")
         out[raw] = value
     return out
+
+
+def _pairs(
+    spec: str, option: str, form: str, mapping: str, *, at_last: bool = False
+) -> list[tuple[str, Any]]:
+    """The ``raw=value`` pairs of ``option``: from a JSON/YAML mapping file, else ``raw=value,...``."""
+    path = Path(spec)
+    if path.is_file():
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict):
+            raise TableError(f"{path}: {mapping}")
+        return [(str(k), v) for k, v in data.items()]
+    pairs = []
+    for item in (p for p in spec.split(",") if p.strip()):
+        raw, sep, value = item.rpartition("=") if at_last else item.partition("=")
+        if not sep or not raw.strip() or not value.strip():
+            raise TableError(f"{option}: {item!r} is not {form}")
+        pairs.append((raw.strip(), value.strip()))
+    return pairs
 
 
 def priced_by_steps(records: list[Record], prices: dict[str, float]) -> str:

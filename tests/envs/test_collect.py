@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.comment_run import comment_run
 
 from hrm_spawn.envs.collect import collect
 from hrm_spawn.envs.results import AgentResult, Cost
@@ -30,16 +31,7 @@ class CommentAgent:
     version = "1"
 
     def run(self, sandbox, task, start_patch, budget, seed):
-        start = time.perf_counter()
-        if start_patch:
-            sandbox.apply_patch(start_patch)
-        sandbox.run(f"echo '# comment seed {seed} depth {start_patch.count(chr(35))}' >> calc/compare.py")
-        return AgentResult(
-            patch=sandbox.diff(),
-            status="ok",
-            cost=Cost(sandbox_s=time.perf_counter() - start),
-            visible_pass_rate=0.0,
-        )
+        return comment_run(sandbox, start_patch, f"comment seed {seed} depth {start_patch.count(chr(35))}")
 
 
 def test_collect_spawns_delegates_and_resumes(fixture_task, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from hrm_spawn.envs.store_import import (
     import_table,
     parse_agent_map,
     parse_columns,
+    parse_prices,
     read_table,
     repo_from_id,
     store_agents,
@@ -578,3 +580,35 @@ def test_parse_columns_takes_aliases() -> None:
     assert parse_columns(None) == {}
     with pytest.raises(TableError, match="not field=column"):
         parse_columns("task")
+
+
+@pytest.mark.parametrize(
+    ("parse", "spec", "message"),
+    [
+        (parse_agent_map, "a=b,c", r"^--agent-map: 'c' is not raw=name\[@version\]$"),
+        (parse_agent_map, "=b", r"^--agent-map: '=b' is not raw=name\[@version\]$"),
+        (parse_agent_map, "a=", r"^--agent-map: 'a=' is not raw=name\[@version\]$"),
+        (parse_prices, "a=1,b", r"^--price-per-step: 'b' is not raw=USD$"),
+        (parse_prices, "a=", r"^--price-per-step: 'a=' is not raw=USD$"),
+    ],
+)
+def test_a_bad_pair_names_its_option_and_item(parse: Any, spec: str, message: str) -> None:
+    with pytest.raises(TableError, match=message):
+        parse(spec)
+
+
+def test_a_raw_name_may_hold_an_equals_sign_in_a_price_not_in_a_map() -> None:
+    assert parse_prices("a=b=0.5") == {"a=b": 0.5}
+    with pytest.raises(TableError, match=r"'b=c' is not a plain agent name"):
+        parse_agent_map("a=b=c")
+
+
+def test_a_map_or_price_file_must_hold_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(TableError, match="an agent map is a mapping"):
+        parse_agent_map(str(path))
+    with pytest.raises(TableError, match="a price table is a mapping"):
+        parse_prices(str(path))
+    path.write_text("a: 0.25\n")
+    assert parse_prices(str(path)) == {"a": 0.25}

@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from fixtures.comment_run import comment_run
 from fixtures.tiny_policy import TINY_POLICY
 
 from hrm_spawn.envs import episode as E
 from hrm_spawn.envs.config import build_config
-from hrm_spawn.envs.results import AgentResult, Cost
 from hrm_spawn.envs.store import CLEAN, OutcomeStore, patch_sha
 from hrm_spawn.policies.spawn_policy import SpawnPolicy
 from hrm_spawn.trainers.checkpoint import save_checkpoint
@@ -41,16 +41,7 @@ class _Agent:
         with mark.open("a") as f:
             f.write(f"{os.getpid()}\n")
         self.fault(sandbox)
-        start = time.perf_counter()
-        if start_patch:
-            sandbox.apply_patch(start_patch)
-        sandbox.run(f"echo '# {self.name} seed {seed} depth {depth}' >> calc/compare.py")
-        return AgentResult(
-            patch=sandbox.diff(),
-            status="ok",
-            cost=Cost(sandbox_s=time.perf_counter() - start),
-            visible_pass_rate=0.0,
-        )
+        return comment_run(sandbox, start_patch, f"{self.name} seed {seed} depth {depth}")
 
     def fault(self, sandbox) -> None:
         pass
@@ -85,32 +76,34 @@ def write_tasks(fixture_task, path: Path, n: int) -> list[str]:
     return [t.instance_id for t in tasks]
 
 
+def act_q_config(tasks: Path, store: Path, agents: list[str], mode: str, max_steps: int) -> dict[str, Any]:
+    """An ACT Q config on ``tasks``, one seed per agent, on the tiny policy (a fresh dict: callers add to it)."""
+    return {
+        "algo": "act_q",
+        "seed": 0,
+        "device": "cpu",
+        "env": {
+            "tasks": str(tasks),
+            "store": str(store),
+            "agents": agents,
+            "mode": mode,
+            "split": "all",
+            "seeds_per_agent": 1,
+            "delegate_seeds": 1,
+            "max_steps": max_steps,
+            "max_cost": 1000.0,
+            "seq_len": 64,
+            "lam": [0.0, 0.1],
+        },
+        "policy": TINY_POLICY,
+    }
+
+
 def scripted_checkpoint(run_dir: Path, tasks: Path, store: Path, agents: list[str], order: list[int]) -> Path:
     """A checkpoint whose greedy policy prefers the actions of ``order`` (first best), whatever it sees."""
-    config = build_config(
-        TrainConfig,
-        {
-            "algo": "act_q",
-            "seed": 0,
-            "device": "cpu",
-            "env": {
-                "tasks": str(tasks),
-                "store": str(store),
-                "agents": agents,
-                "mode": "replay",
-                "split": "all",
-                "seeds_per_agent": 1,
-                "delegate_seeds": 1,
-                "max_steps": 3,
-                "max_cost": 1000.0,
-                "seq_len": 64,
-                "lam": [0.0, 0.1],
-            },
-            "policy": TINY_POLICY,
-        },
-    )
+    config = build_config(TrainConfig, act_q_config(tasks, store, agents, mode="replay", max_steps=3))
     layout = E.ActionLayout(len(agents))
-    features = E.observation_space(layout, 64)["features"].shape[0]
+    features = E.observation_space(layout, config.env.seq_len)["features"].shape[0]
     policy = SpawnPolicy(config.policy, layout.n, features)
     preference = torch.full((layout.n,), -5.0)
     for rank, action in enumerate(order):
@@ -258,26 +251,11 @@ def test_cached_act_q_training_runs_each_missing_run_once_on_the_backend(
         monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     write_tasks(fixture_task, tmp_path / "tasks.jsonl", 2)
     store_path = tmp_path / "store.sqlite"
+    agents = [f"{HERE}:Comment", f"{HERE}:Other"]
     config = build_config(
         TrainConfig,
         {
-            "algo": "act_q",
-            "seed": 0,
-            "device": "cpu",
-            "env": {
-                "tasks": str(tmp_path / "tasks.jsonl"),
-                "store": str(store_path),
-                "agents": [f"{HERE}:Comment", f"{HERE}:Other"],
-                "mode": "cached",
-                "split": "all",
-                "seeds_per_agent": 1,
-                "delegate_seeds": 1,
-                "max_steps": 2,
-                "max_cost": 1000.0,
-                "seq_len": 64,
-                "lam": [0.0, 0.1],
-            },
-            "policy": TINY_POLICY,
+            **act_q_config(tmp_path / "tasks.jsonl", store_path, agents, mode="cached", max_steps=2),
             "act_q": {
                 "iterations": 2,
                 "num_envs": 2,
