@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from hrm_spawn.envs.agents.validator.forking import is_test_file
+
 # "path/x.py:12: in func" (pytest --tb=short / long) and 'File "/abs/x.py", line 12, in func' (native).
 _PYTEST_FRAME = re.compile(r"^(?P<path>[^\s:][^:\n]*\.py):(?P<line>\d+):", re.MULTILINE)
 _NATIVE_FRAME = re.compile(r'File "(?P<path>[^"\n]+\.py)", line (?P<line>\d+)')
@@ -75,16 +77,7 @@ class Site:
     score: float
 
 
-def is_test_path(path: str) -> bool:
-    parts = path.replace("\\", "/").split("/")
-    base = parts[-1]
-    return (
-        base.startswith("test_")
-        or base.endswith("_test.py")
-        or base == "conftest.py"
-        or "tests" in parts[:-1]
-        or "test" in parts[:-1]
-    )
+is_test_path = is_test_file  # one rule for the validator and the localizer
 
 
 def _relative(path: str, root: str) -> str | None:

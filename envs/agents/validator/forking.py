@@ -70,10 +70,11 @@ def pin_rootdir(root: str) -> None:
         PYTEST_ARGS.extend(["-c", ini])
 
 
-def _is_test_file(path: str) -> bool:
-    # hrm_spawn.envs.agents.localize.is_test_path's rule, repeated: this file runs standalone in the sandbox
-    base = os.path.basename(path)
+def is_test_file(path: str) -> bool:
+    """A test module or conftest by its path (``localize`` uses the same rule; this package is stdlib-only
+    so that it runs standalone in the sandbox)."""
     parts = path.replace("\\", "/").split("/")
+    base = parts[-1]
     return (
         base.startswith("test_")
         or base.endswith("_test.py")
@@ -113,7 +114,7 @@ def make_recorder(pytest, root: str, coverage: bool, skip_dir: str = "", out_fd:
                 inside = absolute.startswith(root + os.sep) and absolute.endswith(".py")
                 rel = os.path.relpath(absolute, root) if inside else None
                 mine = skip_dir and absolute.startswith(skip_dir + os.sep)  # the validator's own folder
-                rel = None if rel is None or mine or _is_test_file(rel) else rel
+                rel = None if rel is None or mine or is_test_file(rel) else rel
                 self._source[filename] = rel
             return rel
 
