@@ -27,7 +27,11 @@ path and writes everything under ``--out``. Get it with::
 4. **summary** -> ``DIR/summary.json`` and stdout: the targets of issue 17 item 6 per variant (resolve vs
    the oracle's, cost vs spawn_all's, score vs the best non-oracle baseline at every λ of the sweep,
    with paired intervals), which agent the HRM spawns first on each held-out task (overall and per
-   repository), and what limits the targets in the table itself (``table_limits``).
+   repository), and what limits the targets in the table itself (``table_limits``);
+5. **held-out rules** (``heldout_rules``, benchmarks/_rules.py; also alone with ``--limits-only``, which
+   writes ``DIR/rules.json``): fixed cascades, global or per repository, with or without a halt after a
+   long failed run, chosen on the HRM's training folds and judged on its held-out ones: what a policy
+   that sees what the HRM sees reaches on new tasks (score per λ, resolve/cost frontier).
 """
 
 from __future__ import annotations
@@ -346,6 +350,68 @@ def repo_cascade_bound(
     return min(c for k, c in best.items() if k >= need)
 
 
+# ---- 5. held-out rules --------------------------------------------------------------------------------
+
+
+def load_runs(table: Path) -> Any:
+    """The prepared table (``DIR/table.csv``) as arrays, agents in ``AGENTS`` order, tasks sorted."""
+    from _rules import Runs
+
+    models = list(AGENTS)
+    seen: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+    for r in csv.DictReader(table.open(encoding="utf-8")):
+        seen[r["metadata.instance_id"]][r["metadata.model_name"]] = r
+    tasks = sorted(seen)
+    cell = [[seen[t][m] for m in models] for t in tasks]
+    turns = np.asarray([[int(r["metadata.turns"]) for r in row] for row in cell])
+    return Runs(
+        tasks=tasks,
+        repos=[_repo_of(t) for t in tasks],
+        resolved=np.asarray([[r["metadata.resolved"].lower() == "true" for r in row] for row in cell]),
+        usd=turns * np.asarray([PRICE_PER_STEP[m] for m in models]),
+        turns=turns,
+    )
+
+
+def table_folds(tasks: list[str], folds: int, seed: int = 0) -> list[int]:
+    """Each task's fold as ``hrm-spawn crossfit`` assigns it on the imported store: envs/split.py
+    ``assign_folds`` on the tasks the import writes (replay-only, the repository from the id), so the
+    rules are judged on the HRM's own held-out folds (``seed``: env.split_seed, 0 in ``train_config``)."""
+    from hrm_spawn.envs.split import assign_folds
+    from hrm_spawn.envs.tasks import TaskInstance
+
+    made = [TaskInstance(instance_id=t, repo=_repo_of(t), replay_only=True) for t in tasks]
+    return assign_folds(made, folds, seed)
+
+
+def heldout_rules(out: Path, folds: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Cross-fitted fixed rules on ``DIR/table.csv`` (benchmarks/_rules.py): per class (global or
+    per-repository cascade, with or without a turn halt; one agent, global or per repository), the
+    held-out score at each λ of the sweep and the held-out (resolve ÷ oracle, cost ÷ spawn_all) frontier.
+    What a policy that sees what the HRM sees reaches on new tasks, where ``table_limits`` is in-sample."""
+    from _rules import compare_classes
+
+    from hrm_spawn.trainers.evaluate import sweep_lambdas
+
+    runs = load_runs(out / "table.csv")
+    index = {m: k for k, m in enumerate(AGENTS)}
+    orders = [tuple(index[m] for m in o) for o in _orders()]
+    lams = sweep_lambdas(*LAM)
+    return {
+        "folds": folds,
+        "split_seed": seed,
+        "lams": lams,
+        "classes": compare_classes(runs, orders, table_folds(runs.tasks, folds, seed), lams),
+    }
+
+
+def print_rules(rules: dict[str, Any]) -> None:
+    from _rules import rules_table
+
+    print(f"\n## held-out rules ({rules['folds']} folds, split seed {rules['split_seed']})\n")
+    print(rules_table(rules["classes"], rules["lams"]))
+
+
 # ---- main --------------------------------------------------------------------------------------------
 
 
@@ -410,6 +476,9 @@ def main() -> int:
     print(f"table: {counts}")
     if args.limits_only:
         print(f"table limits: {json.dumps(table_limits(out))}")
+        rules = heldout_rules(out, args.folds)
+        print_rules(rules)
+        (out / "rules.json").write_text(json.dumps(rules, indent=2) + "\n", encoding="utf-8")
         return 0
     store = out / "store.sqlite"
     for stale in (store, Path(f"{store}.tasks.jsonl")):
@@ -426,9 +495,11 @@ def main() -> int:
         "folds": args.folds,
         "iterations": args.iterations,
         "limits": table_limits(out),
+        "rules": heldout_rules(out, args.folds),
         "variants": {},
     }
     print(f"table limits: {json.dumps(summary['limits'])}")
+    print_rules(summary["rules"])
     for variant in args.variants.split(","):
         summary["variants"][variant] = run_variant(out, variant, args.folds, base)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
