@@ -10,7 +10,8 @@ A worker that dies (the OOM killer, a SIGKILL, an agent that kills its own proce
 caller: its job comes back as the spec's failed result of kind ``worker_died`` and a fresh worker takes
 its place. A worker that is alive but stuck (a job running past the spec's ``job_limit``) is stopped
 and replaced the same way, its job failed with kind ``worker_hung``. The Ray backend
-(:mod:`hrm_spawn.envs.ray_backend`) implements the same interface (dead actors; no hung-job limit).
+(:mod:`hrm_spawn.envs.ray_backend`) implements the same interface with both guarantees (a hung actor is
+killed rather than stopped), through the helpers below (:func:`job_deadline`, :func:`hung_reason`).
 """
 
 from __future__ import annotations
@@ -175,16 +176,13 @@ class LocalExecutor(Executor):
             worker = next(w for w in self._workers if w.job is None and w.process.is_alive())
         worker.conn.send(job)
         worker.job = job
-        limit = self._spec.job_limit(job)
-        worker.deadline = None if limit is None else time.monotonic() + limit
+        worker.deadline = job_deadline(self._spec, job)
 
     def wait(self, timeout_s: float) -> list[Any]:
         busy = [w for w in self._workers if w.job is not None]
         if not busy:
             return []
-        deadlines = [w.deadline for w in busy if w.deadline is not None]
-        if deadlines:  # wake up when the first running job passes its limit
-            timeout_s = max(0.0, min(timeout_s, min(deadlines) - time.monotonic()))
+        timeout_s = until_first_limit(timeout_s, [w.deadline for w in busy])
         ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout_s))
         done = []
         now = time.monotonic()
@@ -216,8 +214,7 @@ class LocalExecutor(Executor):
         limit = self._spec.job_limit(job)
         pid = worker.process.pid
         _terminate(worker.process)
-        reason = f"worker process {pid} was still running the job after its limit of {limit:g} s; stopped"
-        failed = self._spec.failed(job, WORKER_HUNG, reason, str(pid))
+        failed = self._spec.failed(job, WORKER_HUNG, hung_reason(f"worker process {pid}", limit), str(pid))
         self._replace(worker)
         return failed
 
@@ -243,6 +240,23 @@ def fork_if_possible() -> str:
     """``fork`` where the platform has it, else ``spawn``: for a parent that starts no threads before its
     pool and wants the workers to inherit what it imported and computed (``tasks build``)."""
     return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
+def job_deadline(spec: WorkerSpec, job: Any) -> float | None:
+    """The ``time.monotonic()`` after which ``job``, starting now, counts as hung; None: no limit."""
+    limit = spec.job_limit(job)
+    return None if limit is None else time.monotonic() + limit
+
+
+def until_first_limit(timeout_s: float, deadlines: list[float | None]) -> float:
+    """``timeout_s``, shortened so that a wait wakes up when the first running job passes its limit."""
+    known = [d for d in deadlines if d is not None]
+    return max(0.0, min(timeout_s, min(known) - time.monotonic())) if known else timeout_s
+
+
+def hung_reason(worker: str, limit: float) -> str:
+    """The failed job's reason when ``worker`` (a process, an actor) ran it past its ``limit``."""
+    return f"{worker} was still running the job after its limit of {limit:g} s; stopped"
 
 
 def run_all(executor: Executor, jobs: list[Any]) -> list[Any]:

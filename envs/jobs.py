@@ -15,8 +15,8 @@ its own crash (an exception out of ``Agent.run`` that is not a fault of the mach
   :class:`EndpointError`);
 - ``evaluation``: the hidden test run timed out or was killed, so its verdict says nothing;
 - ``worker_died``: the worker process or Ray actor running the job died (decided by the executor);
-- ``worker_hung``: the local worker was still running the job past :meth:`RunnerSpec.job_limit` (the
-  agent's wall-clock safety budget, the evaluation and a margin) and was stopped (decided by the executor);
+- ``worker_hung``: the worker process or Ray actor was still running the job past :meth:`RunnerSpec.job_limit`
+  (the agent's wall-clock safety budget, the evaluation and a margin) and was stopped (decided by the executor);
 - any other exception while preparing the task or evaluating (named by its class): a failed job too.
 
 A failed job is never stored as an outcome, never skipped by a resume, and its verdict is never reused.
