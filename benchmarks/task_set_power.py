@@ -10,7 +10,7 @@ paired 95 % interval of the score difference at the report's λ lies above zero,
 
     python benchmarks/task_set_power.py RUN_DIR/crossfit.json [--sizes 24 48 96] [--draws 200]
 
-(the quickstart writes it under ``$HRM_SPAWN_HOME/runs/quickstart-*/``). Prints a table and writes
+(the quickstart writes it under its output folder: ``$HRM_SPAWN_HOME/quickstart/full/run-*/``). Prints a table and writes
 ``task_set_power.json`` (record ``tasks_for_oracle_to_beat_every_baseline``: the smallest size at which
 the oracle beats every non-oracle baseline in at least ``--power`` of the draws) to the results dir.
 """
