@@ -47,11 +47,13 @@ from hrm_spawn.trainers.evaluate import (  # noqa: E402
 )
 from hrm_spawn.trainers.report import build_report, pool_reports, summarize  # noqa: E402
 
-LAM = 0.025
 
-
-def report_for(train: ReplaySet, test: ReplaySet, reveal_kind: bool = False) -> dict:
-    """A report whose "hrm" row is the tree (so the targets are computed for it), with every baseline."""
+def report_for(
+    train: ReplaySet, test: ReplaySet, lam_range: tuple[float, float], reveal_kind: bool = False
+) -> dict:
+    """A report whose "hrm" row is the tree (so the targets are computed for it), with every baseline, at
+    the middle of the config's λ range and swept over it (as the quickstart reports)."""
+    lam = (lam_range[0] + lam_range[1]) / 2
     cascades = CascadeTable(train)
     grouping = {"group_key": kind_key, "min_group": 2} if reveal_kind else {}
 
@@ -59,11 +61,11 @@ def report_for(train: ReplaySet, test: ReplaySet, reveal_kind: bool = False) -> 
         return run_tree(train, test, lam, **grouping)
 
     policies = {
-        name: summarize(recs, LAM)
-        for name, recs in {"hrm": tree(LAM), **baseline_records(train, test, LAM, cascades)}.items()
+        name: summarize(recs, lam)
+        for name, recs in {"hrm": tree(lam), **baseline_records(train, test, lam, cascades)}.items()
     }
-    sweep = sweep_records(tree, train, test, cascades, sweep_lambdas(0.0, 0.05))
-    return build_report(policies, LAM, {"num_tasks": len(test.tasks)}, sweep)
+    sweep = sweep_records(tree, train, test, cascades, sweep_lambdas(*lam_range))
+    return build_report(policies, lam, {"num_tasks": len(test.tasks)}, sweep)
 
 
 def per_lambda(report: dict) -> list[dict]:
@@ -112,12 +114,13 @@ def main() -> int:
         args.config = str(found)
     config = load_config(TrainConfig, args.config)
     env = config.env.model_copy(update={"split": "all"})
+    lam_range = (env.lam, env.lam) if isinstance(env.lam, float) else tuple(env.lam)
     _, everything = replay_sets(env, "all")
-    in_sample = figures(report_for(everything, everything, args.reveal_kind))
+    in_sample = figures(report_for(everything, everything, lam_range, args.reveal_kind))
     reports = []
     for k in range(args.folds):
         fold_env = env.model_copy(update={"folds": args.folds, "fold": k, "split_seed": args.seed})
-        reports.append(report_for(*replay_sets(fold_env, "heldout"), args.reveal_kind))
+        reports.append(report_for(*replay_sets(fold_env, "heldout"), lam_range, args.reveal_kind))
     heldout = figures(pool_reports(reports))
     print(
         f"{'':20} {'score':>7} {'best other':>10} {'hull':>7} {'cascade':>7} {'oracle':>7} {'sweep res/or':>12}"
@@ -142,7 +145,8 @@ def main() -> int:
             "tasks": len(everything.tasks),
             "folds": args.folds,
             "split_seed": args.seed,
-            "lambda": LAM,
+            "lambda": sum(lam_range) / 2,
+            "lambda_range": list(lam_range),
             "reveal_kind": args.reveal_kind,
             "in_sample": in_sample,
             "heldout": heldout,
