@@ -59,6 +59,12 @@ def cost_unit_label(unit: str) -> str:
     return COST_UNIT_LABELS.get(unit, unit)
 
 
+def per_cost_unit(unit: str) -> str:
+    """What λ is per: ``per test run``, ``per test execution``, ``per USD``, ``per token``."""
+    one = {"test_runs": "test run", "test_executions": "test execution", "tokens": "token"}
+    return f"per {one.get(unit, cost_unit_label(unit))}"
+
+
 def env_cost_unit(store: OutcomeStore, chosen: str | None = None) -> str:
     """The unit an env costs runs in: ``chosen`` (``EnvConfig.cost_unit``) when the store's runs record it,
     else the store's own (``OutcomeStore.cost_unit``)."""

@@ -49,6 +49,7 @@ from hrm_spawn.envs.replay import (
     Replay,
     cost_unit_label,
     load_replay,
+    per_cost_unit,
 )
 from hrm_spawn.trainers.baselines import (
     CASCADE_MAX_AGENTS,
@@ -351,7 +352,12 @@ def cost_meta(unit: str, max_cost: float) -> dict[str, Any]:
     """What a report's costs count: the store's unit, its label, and the episode's cost limit in it
     (λ is per unit: a score is pass_rate - λ · cost)."""
     label = cost_unit_label(unit)
-    return {"cost_unit": unit, "cost_unit_label": label, "max_cost": max_cost, "lambda_unit": f"per {label}"}
+    return {
+        "cost_unit": unit,
+        "cost_unit_label": label,
+        "max_cost": max_cost,
+        "lambda_unit": per_cost_unit(unit),
+    }
 
 
 def sweep_records(

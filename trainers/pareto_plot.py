@@ -69,9 +69,12 @@ def _title(report: dict[str, Any]) -> str:
     meta = report.get("meta", {})
     split = meta.get("split")
     where = f"{split} tasks" if split else "tasks"
-    unit = _unit(report)
-    per = {"test runs": "test run", "tokens": "token"}.get(unit, unit)  # λ is per one unit of cost
-    head = f"Cost vs pass-rate on {meta.get('num_tasks', '?')} {where}: points at λ = {report['lambda']:g} per {per}"
+    from hrm_spawn.trainers.report import lambda_unit
+
+    per = lambda_unit(report)  # λ is per one unit of cost
+    head = (
+        f"Cost vs pass-rate on {meta.get('num_tasks', '?')} {where}: points at λ = {report['lambda']:g} {per}"
+    )
     sweep = report.get("lambda_sweep")
     if not sweep:
         return head

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_spawn.envs.replay import OBSERVE, cost_unit_label
+from hrm_spawn.envs.replay import OBSERVE, cost_unit_label, per_cost_unit
 from hrm_spawn.trainers.hull import hull_area, upper_hull  # noqa: F401  (upper_hull: re-exported)
 
 REPORT_VERSION = 1
@@ -211,13 +211,19 @@ def cost_label(report: dict[str, Any]) -> str:
     return meta.get("cost_unit_label") or cost_unit_label(meta.get("cost_unit") or "test_runs")
 
 
+def lambda_unit(report: dict[str, Any]) -> str:
+    """``per test run``, ``per USD``, ...: what the report's λ is per (older reports: from the unit)."""
+    meta = report.get("meta", {})
+    return meta.get("lambda_unit") or per_cost_unit(meta.get("cost_unit") or "test_runs")
+
+
 def _cost_sentence(report: dict[str, Any]) -> str:
     label = cost_label(report)
     if label == "test runs":
         label = "test runs (one full test run of the task is 1)"
     limit = report.get("meta", {}).get("max_cost")
     limit_text = f"; an episode stops at max_cost = {limit:g}" if isinstance(limit, (int, float)) else ""
-    return f"score = pass_rate − λ · mean_cost; cost in {label}, λ per {cost_label(report)}{limit_text}."
+    return f"score = pass_rate − λ · mean_cost; cost in {label}, λ {lambda_unit(report)}{limit_text}."
 
 
 def _observe_sentence(report: dict[str, Any]) -> str:
@@ -262,7 +268,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"{source}, tasks `{meta.get('tasks', '-')}` "
         f"(split {meta.get('split', '-')}, {meta.get('num_tasks', '-')} tasks), mode {meta.get('mode', '-')}, "
-        f"λ = {report['lambda']} per {cost_label(report)}.",
+        f"λ = {report['lambda']} {lambda_unit(report)}.",
         "",
         _cost_sentence(report),
         "",
