@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from custom_env_example import TOY_AGENTS, fill_toy_store, toy_tasks
 
-from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec
+from hrm_spawn.envs.replay import BatchedReplayEnv, ReplaySpec, per_cost_unit
 from hrm_spawn.envs.spawn_env import EnvConfig, SpawnEnv
 from hrm_spawn.envs.store import OutcomeStore
 
@@ -176,6 +176,7 @@ def test_test_executions_cost_the_same_on_a_busy_machine(toy, tmp_path):
         assert [c * 8 for _, c in a] == pytest.approx([c for _, c in b])
     counted = tables(idle, "test_executions")
     assert all(c == int(c) and c >= 1 for t in counted for _, c in t)
+    assert per_cost_unit("test_executions") == "per test execution" and per_cost_unit("usd") == "per USD"
 
 
 def test_a_cost_unit_the_store_does_not_record_is_refused(toy, tmp_path):
