@@ -421,6 +421,7 @@ def _add_crossfit(sub: argparse._SubParsersAction) -> None:
     cf.add_argument("--lam", type=float, default=None, help="λ of the report (default: the range's middle)")
     cf.add_argument("--seed", type=int, default=None, help="split seed of the folds (default: the config's)")
     cf.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    cf.add_argument("--workers", type=int, default=1, help="folds trained at once, one process each")
     cf.set_defaults(func=_lazy("hrm_spawn.trainers.crossfit:cli_crossfit"))
 
 

@@ -276,6 +276,26 @@ def _train_fold(cfg: Any, run_dir: Path) -> Path:
     return run_training(cfg, run_dir, resume=done is not None, progress=False)
 
 
+def _timed_fold(cfg: Any, run_dir: Path) -> tuple[Path, float]:
+    start = time.perf_counter()
+    ckpt = _train_fold(cfg, run_dir)
+    return ckpt, time.perf_counter() - start
+
+
+def train_folds(configs: list[Any], out: Path, workers: int = 1) -> list[tuple[Path, float]]:
+    """Each fold's finished checkpoint and its training seconds. With ``workers`` > 1 the folds train at
+    once in that many processes (spawned: a forked torch can hang in its thread pools); each fold is
+    seeded by its own config, so the checkpoints are the ones a sequential run makes."""
+    dirs = [out / f"fold{k}" for k in range(len(configs))]
+    if workers <= 1 or len(configs) == 1:
+        return [_timed_fold(cfg, d) for cfg, d in zip(configs, dirs, strict=True)]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(configs)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(_timed_fold, configs, dirs))
+
+
 def crossfit(
     train_cfg: Any,
     folds: int,
@@ -283,8 +303,10 @@ def crossfit(
     lam: float | None = None,
     seed: int | None = None,
     resamples: int = RESAMPLES,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Train and evaluate one policy per fold, pool, add intervals; returns the pooled report."""
+    """Train (``workers`` folds at once) and evaluate one policy per fold, pool, add intervals; returns
+    the pooled report."""
     from hrm_spawn.trainers.evaluate import evaluate, sweep_lambdas
     from hrm_spawn.trainers.report import pool_reports, write_report
 
@@ -295,12 +317,12 @@ def crossfit(
     lam_range = train_cfg.lam
     lam = (lam_range.low + lam_range.high) / 2 if lam is None else lam
     lams = [lam, *sweep_lambdas(lam_range.low, lam_range.high)]
+    configs = [fold_config(train_cfg, folds, k, seed) for k in range(folds)]
+    if workers > 1:
+        _say(f"training {folds} folds, {min(workers, folds)} at once")
+    trained = train_folds(configs, out, workers)
     reports, outcomes, fold_rows = [], [], []
-    for k in range(folds):
-        cfg = fold_config(train_cfg, folds, k, seed)
-        start = time.perf_counter()
-        ckpt = _train_fold(cfg, out / f"fold{k}")
-        trained = time.perf_counter() - start
+    for k, (ckpt, train_s) in enumerate(trained):
         reports.append(evaluate(ckpt, {}, "heldout", lam, sweep=True))
         outcomes.append(task_outcomes(ckpt, lams))
         hrm = reports[-1]["policies"]["hrm"]
@@ -309,12 +331,12 @@ def crossfit(
                 "fold": k,
                 "tasks": reports[-1]["meta"]["num_tasks"],
                 "score": hrm["score"],
-                "train_s": round(trained, 1),
+                "train_s": round(train_s, 1),
             }
         )
         _say(
             f"fold {k + 1}/{folds}: {fold_rows[-1]['tasks']} held-out tasks, hrm score {hrm['score']:.3f}, "
-            f"trained in {trained:.0f}s"
+            f"trained in {train_s:.0f}s"
         )
     pooled = pool_reports(reports)
     task_data = pool_outcomes(outcomes)
@@ -345,7 +367,9 @@ def cli_crossfit(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(TrainConfig, args.config, args.overrides)
-        report = crossfit(config, args.folds, Path(args.out), args.lam, args.seed, args.resamples)
+        report = crossfit(
+            config, args.folds, Path(args.out), args.lam, args.seed, args.resamples, max(1, args.workers)
+        )
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"hrm-spawn crossfit: {exc}", file=sys.stderr)
         return 2

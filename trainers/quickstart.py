@@ -52,6 +52,9 @@ class EvalConfig(StrictModel):
     # K >= 2: cross-fit (every task held out once, bootstrap intervals); 0: one split by heldout_fraction
     folds: int = Field(3, ge=0)
     resamples: int = Field(2000, ge=100)  # bootstrap resamples for the intervals
+    # Folds trained at once (one process each; null: one per core). They are independent and seeded, so
+    # this changes the wall time only.
+    fold_workers: int | None = Field(None, ge=1)
 
 
 class QuickstartConfig(StrictModel):
@@ -207,7 +210,10 @@ def _crossfit(config: QuickstartConfig, train_cfg: Any, out: Path) -> dict[str, 
         "every task held out once"
     )
     run_dir = run_dir_for(train_cfg, out)  # the config and feature layout name the folds' runs
-    return crossfit(train_cfg, folds, run_dir, config.eval.lam, resamples=config.eval.resamples)
+    workers = config.eval.fold_workers or _cores()
+    return crossfit(
+        train_cfg, folds, run_dir, config.eval.lam, resamples=config.eval.resamples, workers=workers
+    )
 
 
 def run_quickstart(config: QuickstartConfig, out: Path) -> dict[str, Any]:

@@ -63,6 +63,14 @@ def test_every_task_is_held_out_once_and_figures_get_intervals(replay_data, tmp_
     assert (tmp_path / "cf" / "fold0").is_dir() and (tmp_path / "cf" / "fold1").is_dir()
 
 
+def test_folds_trained_at_once_are_the_folds_trained_in_turn(replay_data, tmp_path):
+    config = _config(replay_data)
+    crossfit(config, 2, tmp_path / "seq", resamples=50)
+    crossfit(config, 2, tmp_path / "par", resamples=50, workers=2)
+    seq, par = (json.loads((tmp_path / d / "crossfit.json").read_text()) for d in ("seq", "par"))
+    assert par["outcomes"] == seq["outcomes"] and par["intervals"] == seq["intervals"]
+
+
 def test_a_finished_fold_is_reused(replay_data, tmp_path):
     config = _config(replay_data)
     crossfit(config, 2, tmp_path / "cf", resamples=50)
@@ -132,7 +140,14 @@ def test_cli_rejects_one_fold(replay_data, tmp_path, capsys):
 
     path.write_text(yaml.safe_dump(json.loads(_config(replay_data).model_dump_json())))
     args = argparse.Namespace(
-        config=str(path), overrides=[], folds=1, out=str(tmp_path / "o"), lam=None, seed=None, resamples=10
+        config=str(path),
+        overrides=[],
+        folds=1,
+        out=str(tmp_path / "o"),
+        lam=None,
+        seed=None,
+        resamples=10,
+        workers=1,
     )
     assert cli_crossfit(args) == 2
     assert "folds >= 2" in capsys.readouterr().err
