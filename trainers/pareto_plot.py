@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hrm_spawn.trainers.report_units import cost_label, lambda_unit
+
 # 12 colours far apart in hue and lightness (tab10 without its grey, plus four darker ones); hrm is black.
 COLOURS = (
     "#1f77b4",
@@ -57,20 +59,10 @@ def policy_styles(names: list[str]) -> dict[str, dict[str, str]]:
     return styles
 
 
-def _unit(report: dict[str, Any]) -> str:
-    """The report's cost unit as written: USD, tokens, or test runs (reports that do not say)."""
-    from hrm_spawn.envs.replay import cost_unit_label
-
-    meta = report.get("meta", {})
-    return meta.get("cost_unit_label") or cost_unit_label(meta.get("cost_unit") or "test_runs")
-
-
 def _title(report: dict[str, Any]) -> str:
     meta = report.get("meta", {})
     split = meta.get("split")
     where = f"{split} tasks" if split else "tasks"
-    from hrm_spawn.trainers.report import lambda_unit
-
     per = lambda_unit(report)  # λ is per one unit of cost
     head = (
         f"Cost vs pass-rate on {meta.get('num_tasks', '?')} {where}: points at λ = {report['lambda']:g} {per}"
@@ -95,7 +87,7 @@ def pareto_figure(report: dict[str, Any]):  # -> matplotlib.figure.Figure (impor
     fig, ax = plt.subplots(figsize=(10, 6))
     for name in names:
         _draw_policy(ax, name, styles[name], report)
-    unit = _unit(report)
+    unit = cost_label(report)
     ax.set_xlabel(f"mean cost per task ({'units of one full test run' if unit == 'test runs' else unit})")
     ax.set_ylabel("mean hidden pass-rate")
     ax.set_title(_title(report), fontsize=10)

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hrm_spawn.envs.replay import OBSERVE, cost_unit_label, per_cost_unit
+from hrm_spawn.envs.replay import OBSERVE
 from hrm_spawn.trainers.hull import hull_area, upper_hull  # noqa: F401  (upper_hull: re-exported)
+from hrm_spawn.trainers.report_units import cost_label, lambda_unit
 
 REPORT_VERSION = 1
 
@@ -202,19 +203,6 @@ def sweep_quality(points: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
         "sweep_quality_lambda": None if best is None else best[1],
         "sweep_quality_target_met": best is not None and best[0] >= 0.95,
     }
-
-
-def cost_label(report: dict[str, Any]) -> str:
-    """The unit the report's costs are in, as it is written (``USD``, ``tokens``, ``test runs``); reports
-    that do not say are in test runs (the only unit before imported tables)."""
-    meta = report.get("meta", {})
-    return meta.get("cost_unit_label") or cost_unit_label(meta.get("cost_unit") or "test_runs")
-
-
-def lambda_unit(report: dict[str, Any]) -> str:
-    """``per test run``, ``per USD``, ...: what the report's λ is per (older reports: from the unit)."""
-    meta = report.get("meta", {})
-    return meta.get("lambda_unit") or per_cost_unit(meta.get("cost_unit") or "test_runs")
 
 
 def _cost_sentence(report: dict[str, Any]) -> str:
