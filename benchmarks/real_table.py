@@ -250,53 +250,39 @@ def table_limits(out: Path) -> dict[str, Any]:
     """Figures of the table itself (all tasks, in-sample): the oracle's resolve-rate against the best
     single agent's, and the cheapest a verifier cascade can reach 95 % of the oracle: a cascade pays
     for every agent on every task none resolves, which no policy that sees only the repository avoids."""
-    rows = list(csv.DictReader((out / "table.csv").open(encoding="utf-8")))
-    res: dict[str, dict[str, bool]] = defaultdict(dict)
-    usd: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        res[r["metadata.instance_id"]][r["metadata.model_name"]] = r["metadata.resolved"].lower() == "true"
-        usd[r["metadata.instance_id"]][r["metadata.model_name"]] = (
-            int(r["metadata.turns"]) * PRICE_PER_STEP[r["metadata.model_name"]]
-        )
-    tasks = sorted(res)
-    n = len(tasks)
-    spawn_all = sum(sum(usd[t].values()) for t in tasks) / n
-    oracle = sum(any(res[t].values()) for t in tasks) / n
-    unsolved = [t for t in tasks if not any(res[t].values())]
-    singles = {AGENTS[m]: sum(res[t][m] for t in tasks) / n for m in AGENTS}
-    best_repo_cost = repo_cascade_bound(res, usd, 0.95 * oracle * n)
+    from _rules import NEVER, rule_outcomes
+
+    runs = load_runs(out / "table.csv")
+    n = len(runs.tasks)
+    per_task_all = runs.usd.sum(1)
+    spawn_all = float(per_task_all.mean())
+    solvable = runs.resolved.any(1)
+    oracle = float(solvable.mean())
+    singles = {AGENTS[m]: float(runs.resolved[:, k].mean()) for k, m in enumerate(AGENTS)}
+    # every cascade (order of 1-5 agents, stopping at the first resolve the verifier shows) on every task
+    solved, cost = rule_outcomes(runs, [(o, NEVER) for o in _index_orders()])
+    by_repo = _repo_sums(solved, cost, runs.repos)
     lam = sum(LAM) / 2
-    global_best, repo_best = cascade_scores(res, usd, lam)
     return {
         "tasks": n,
         "oracle_resolve": oracle,
         "best_single": max(singles.items(), key=lambda kv: kv[1]),
         "singles_resolve": singles,
         "spawn_all_usd": spawn_all,
-        "unsolved_share": len(unsolved) / n,
+        "unsolved_share": float(1 - oracle),
         # every cascade that reaches the oracle spawns all five on the unsolved tasks
-        "unsolved_cost_vs_spawn_all": sum(sum(usd[t].values()) for t in unsolved) / n / spawn_all,
+        "unsolved_cost_vs_spawn_all": float(per_task_all[~solvable].sum()) / n / spawn_all,
         # the cheapest way to 95 % of the oracle with one verifier cascade per repository, chosen on
         # all tasks (in-sample): a bound for a policy that sees the repository and nothing else
-        "repo_cascades_95pct_oracle_cost_vs_spawn_all": best_repo_cost / n / spawn_all,
+        "repo_cascades_95pct_oracle_cost_vs_spawn_all": repo_cascade_bound(by_repo, 0.95 * oracle * n)
+        / n
+        / spawn_all,
         # at the report's λ, in-sample: the best single cascade's score and the best one-per-repository's
         # (what knowing the repository is worth at most, before any generalisation to new tasks)
         "lam": lam,
-        "best_cascade_score_in_sample": global_best,
-        "best_repo_cascades_score_in_sample": repo_best,
+        "best_cascade_score_in_sample": float((solved.sum(1) - lam * cost.sum(1)).max()) / n,
+        "best_repo_cascades_score_in_sample": sum(float((s - lam * c).max()) for s, c in by_repo) / n,
     }
-
-
-def _cascade(tasks: list[str], order: tuple[str, ...], res, usd) -> tuple[int, float]:
-    """(tasks resolved, total cost) of spawning ``order`` in turn until the verifier shows a resolve."""
-    solved, cost = 0, 0.0
-    for t in tasks:
-        for m in order:
-            cost += usd[t][m]
-            if res[t][m]:
-                solved += 1
-                break
-    return solved, cost
 
 
 def _orders() -> list[tuple[str, ...]]:
@@ -306,18 +292,10 @@ def _orders() -> list[tuple[str, ...]]:
     return [o for m in range(1, len(models) + 1) for o in permutations(models, m)]
 
 
-def cascade_scores(res, usd, lam: float) -> tuple[float, float]:
-    """Mean score (resolved - λ·USD) of the best single cascade on all tasks, and of the best cascade
-    chosen per repository; both in-sample."""
-    tasks = list(res)
-    by_repo: dict[str, list[str]] = defaultdict(list)
-    for t in tasks:
-        by_repo[_repo_of(t)].append(t)
-
-    def best(ts: list[str]) -> float:
-        return max(solved - lam * cost for solved, cost in (_cascade(ts, o, res, usd) for o in _orders()))
-
-    return best(tasks) / len(tasks), sum(best(ts) for ts in by_repo.values()) / len(tasks)
+def _index_orders() -> list[tuple[int, ...]]:
+    """``_orders`` as agent indices (the columns of ``load_runs``'s arrays)."""
+    index = {m: k for k, m in enumerate(AGENTS)}
+    return [tuple(index[m] for m in o) for o in _orders()]
 
 
 def _repo_of(instance_id: str) -> str:
@@ -326,22 +304,22 @@ def _repo_of(instance_id: str) -> str:
     return repo_from_id(instance_id)
 
 
-def repo_cascade_bound(
-    res: dict[str, dict[str, bool]], usd: dict[str, dict[str, float]], need: float
-) -> float:
-    """The least total cost of one cascade per repository (every order of 1-5 agents, stopping at the
-    first resolve the verifier shows) that resolves at least ``need`` tasks: a knapsack over repositories
-    on the number resolved."""
-    by_repo: dict[str, list[str]] = defaultdict(list)
-    for t in res:
-        by_repo[_repo_of(t)].append(t)
-    orders = _orders()
+def _repo_sums(solved: np.ndarray, cost: np.ndarray, repos: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per repository, every rule's (tasks resolved, total cost) on its tasks: rows of ``solved``/``cost``."""
+    return [
+        (solved[:, mask].sum(1), cost[:, mask].sum(1))
+        for mask in (np.asarray([r == repo for r in repos]) for repo in sorted(set(repos)))
+    ]
+
+
+def repo_cascade_bound(by_repo: list[tuple[np.ndarray, np.ndarray]], need: float) -> float:
+    """The least total cost of one cascade per repository (``by_repo``: each cascade's tasks resolved and
+    cost there) that resolves at least ``need`` tasks: a knapsack over repositories on the number resolved."""
     best: dict[int, float] = {0: 0.0}  # tasks resolved -> least cost so far
-    for tasks in by_repo.values():
+    for solved, cost in by_repo:
         options: dict[int, float] = {}
-        for order in orders:
-            solved, cost = _cascade(tasks, order, res, usd)
-            options[solved] = min(options.get(solved, np.inf), cost)
+        for k, c in zip(solved.astype(int), cost, strict=True):
+            options[int(k)] = min(options.get(int(k), np.inf), float(c))
         merged: dict[int, float] = {}
         for a, ca in best.items():
             for b, cb in options.items():
@@ -394,8 +372,7 @@ def heldout_rules(out: Path, folds: int = 3, seed: int = 0) -> dict[str, Any]:
     from hrm_spawn.trainers.evaluate import sweep_lambdas
 
     runs = load_runs(out / "table.csv")
-    index = {m: k for k, m in enumerate(AGENTS)}
-    orders = [tuple(index[m] for m in o) for o in _orders()]
+    orders = _index_orders()
     lams = sweep_lambdas(*LAM)
     return {
         "folds": folds,
