@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.benchmark_module import benchmark_module
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 REPOS = ("acme__alpha", "acme__beta", "octo__gamma", "octo__delta")
 
 
 @pytest.fixture
 def real_table():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("real_table_under_test", BENCH / "real_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(BENCH))
+    with benchmark_module("real_table.py") as module:
+        yield module
 
 
 def _task_id(repo: str, i: int) -> str:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from fixtures.benchmark_module import BENCH, benchmark_module
 
 
 @pytest.fixture
 def run_all():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("run_all_under_test", BENCH / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up while the file runs
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-    sys.path.remove(str(BENCH))
+    with benchmark_module("run_all.py") as module:
+        yield module
 
 
 FAKES = {

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from fixtures.benchmark_module import benchmark_module
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import task_set_power as tsp  # noqa: E402
+
+@pytest.fixture
+def tsp():
+    with benchmark_module("task_set_power.py") as module:
+        yield module
 
 
 def _outcomes(n: int, oracle_only: int) -> dict:
@@ -26,7 +27,7 @@ def _outcomes(n: int, oracle_only: int) -> dict:
     }
 
 
-def test_a_small_edge_needs_many_tasks_to_show():
+def test_a_small_edge_needs_many_tasks_to_show(tsp):
     table = tsp.power_table(_outcomes(24, 2), "oracle", [24, 240], draws=100, resamples=300, seed=0)
     assert set(table) == {"single", "halt"}  # the HRM and the oracle are not baselines of the oracle
     assert table["single"][24] < 0.6 < 0.95 < table["single"][240]
@@ -35,7 +36,7 @@ def test_a_small_edge_needs_many_tasks_to_show():
     assert tsp.smallest_size({"single": {24: 0.5, 48: 0.7}}, 0.8) is None
 
 
-def test_scores_are_at_the_reports_lambda():
+def test_scores_are_at_the_reports_lambda(tsp):
     outcomes = _outcomes(4, 1)
     outcomes["policies"]["halt"]["cost"] = [[10.0] * 4]
     names, scores = tsp.score_rows(outcomes)

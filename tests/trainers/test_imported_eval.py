@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.benchmark_module import benchmark_module
 from fixtures.imported_table import import_fixture_table
 from fixtures.tiny_policy import TINY_POLICY
 
@@ -84,17 +85,8 @@ def test_the_report_states_what_the_policy_observed(imported, tmp_path) -> None:
 
 @pytest.fixture
 def real_table(hrm_home):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[2] / "benchmarks"
-    spec = importlib.util.spec_from_file_location("real_table_under_test", bench / "real_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with benchmark_module("real_table.py") as module:
+        yield module
 
 
 def _runs_csv(path, models, repos=("acme__webkit", "numlab__solver"), per_repo=4):
