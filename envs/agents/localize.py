@@ -77,9 +77,6 @@ class Site:
     score: float
 
 
-is_test_path = is_test_file  # one rule for the validator and the localizer
-
-
 def _relative(path: str, root: str) -> str | None:
     if os.path.isabs(path):
         real = os.path.realpath(path)
@@ -99,7 +96,7 @@ def traceback_frames(text: str, root: str) -> list[tuple[str, int]]:
     frames: list[tuple[str, int]] = []
     for _, path, line in sorted(hits, reverse=True):  # the end of a traceback is its innermost frame
         rel = _relative(path, root)
-        if rel and not is_test_path(rel) and (rel, line) not in frames:
+        if rel and not is_test_file(rel) and (rel, line) not in frames:
             frames.append((rel, line))
     return frames
 
@@ -213,7 +210,7 @@ def failing_test_lines(text: str) -> list[str]:
     begin = 0
     for match in _PYTEST_FRAME.finditer(text):
         end = text.find("\n", match.end()) + 1 or len(text)
-        if is_test_path(match.group("path")):
+        if is_test_file(match.group("path")):
             if text[match.end() : end].startswith(" in "):
                 out.append(text[end:].split("\n", 1)[0].strip())
             else:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hrm_spawn.envs.agents.localize import Site, is_test_path
+from hrm_spawn.envs.agents.localize import Site
 from hrm_spawn.envs.agents.mutate import Candidate
 from hrm_spawn.envs.agents.repair import SAFETY_S_PER_VALIDATION, RepairAgent
 from hrm_spawn.envs.agents.surgery_adapt import (
@@ -59,6 +59,7 @@ from hrm_spawn.envs.agents.surgery_pantry import (
     parses,
     self_attrs,
 )
+from hrm_spawn.envs.agents.validator.forking import is_test_file
 
 if TYPE_CHECKING:
     from hrm_spawn.envs.agents.repair import _Best, _Session
@@ -691,7 +692,7 @@ def surgery_candidates(
     families = set(families)
     sources = {}
     for path in dict.fromkeys([*files, *(s.file for s in sites)]):
-        if is_test_path(path):
+        if is_test_file(path):
             continue
         try:
             sources[path] = read(path)
